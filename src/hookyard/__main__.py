@@ -1,0 +1,3 @@
+from hookyard.cli import main
+
+main()

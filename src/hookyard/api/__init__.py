@@ -1,0 +1,1 @@
+"""HTTP surface: the raw ASGI ingest endpoint and the REST API."""

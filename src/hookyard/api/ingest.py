@@ -1,0 +1,249 @@
+"""POST /in/{source}: the ingest endpoint, as a raw ASGI callable for speed.
+
+It reads the body (bounded), verifies, commits the event and its deliveries, and only then
+answers 200. It does no outbound I/O. Rejections are answered at once and sampled into the
+rejected log, which is written off the commit path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from hookyard.errors import IngestError, StoreError, Unavailable
+from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED
+from hookyard.ids import new_id
+from hookyard.ingest import prepare
+from hookyard.models import Rejected
+from hookyard.rejected import BODY_SAMPLE
+from hookyard.state import AppState
+from hookyard.verify import Handshake, Inbound
+
+Scope = dict[str, Any]
+JSON = b"application/json"
+
+
+class _TooLarge(Exception):
+    def __init__(self, partial: bytes) -> None:
+        self.partial = partial
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _Disconnected
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise _TooLarge(body)
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise _TooLarge(b"".join(chunks))
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            break
+    if size > limit:
+        raise _TooLarge(b"".join(chunks))
+    return b"".join(chunks)
+
+
+async def _answer(
+    send: Any, status: int, body: bytes, content_type: bytes = JSON, extra: tuple[Any, ...] = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": code, "message": message})
+
+
+class IngestApp:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        received_at = time.time()
+        state = self.state
+        gateway = state.gateway
+        name = scope["path"][4:].rstrip("/")
+        source = gateway.sources.get(name)
+        raw_headers = scope["headers"]
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+        body = b""
+        try:
+            if source is None:
+                raise IngestError(
+                    f"no source named {name!r} is configured", code="unknown_source", status=404
+                )
+            if scope["method"] != "POST":
+                raise IngestError(
+                    f"{scope['method']} is not allowed; webhooks are POSTed",
+                    code="method_not_allowed",
+                    status=405,
+                )
+            header_bytes = sum(len(k) + len(v) + 4 for k, v in raw_headers)
+            if header_bytes > gateway.settings.server.max_header_bytes:
+                raise IngestError(
+                    f"request headers are {header_bytes} bytes; the limit is "
+                    f"{gateway.settings.server.max_header_bytes}",
+                    code="headers_too_large",
+                    status=431,
+                )
+            limit = source.max_body
+            header_map: dict[str, str] = {}
+            for key, value in headers:
+                header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
+            declared = header_map.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _TooLarge(b"")
+            if state.store.pending_writes >= gateway.settings.server.max_pending:
+                raise Unavailable("ingest is overloaded; retry later", retry_after=1)
+            body = await _read_body(receive, limit)
+            query = scope.get("query_string", b"").decode("latin-1")
+            inbound = Inbound(
+                method="POST",
+                url=_public_url(gateway.settings.server.public_url, scope, header_map, query),
+                headers=header_map,
+                body=body,
+                received_at=received_at,
+            )
+            prepared = prepare(
+                source,
+                gateway.routes[name],
+                inbound,
+                headers=headers,
+                path=scope["path"],
+                query=query,
+                peer=_peer(scope),
+            )
+            if isinstance(prepared, Handshake):
+                state.counts["handshake"] += 1
+                await _answer(
+                    send, prepared.status, prepared.body, prepared.content_type.encode("latin-1")
+                )
+                return
+            try:
+                accepted = await state.store.ingest(prepared)
+            except StoreError as exc:
+                raise Unavailable(f"the event could not be committed: {exc}") from None
+        except _Disconnected:
+            return
+        except _TooLarge as exc:
+            limit = source.max_body if source else 0
+            self._reject(
+                scope,
+                name,
+                headers,
+                exc.partial,
+                received_at,
+                413,
+                "body_too_large",
+                f"the body exceeds this source's limit of {limit} bytes",
+            )
+            await _answer(
+                send,
+                413,
+                error_body(
+                    "body_too_large", f"the body exceeds this source's limit of {limit} bytes"
+                ),
+            )
+            return
+        except IngestError as exc:
+            extra: tuple[Any, ...] = ()
+            if isinstance(exc, Unavailable):
+                extra = ((b"retry-after", str(exc.retry_after).encode()),)
+                state.counts["unavailable"] += 1
+            else:
+                self._reject(
+                    scope, name, headers, body, received_at, exc.status, exc.code, exc.message
+                )
+            if exc.status == 405:
+                extra = ((b"allow", b"POST"),)
+            await _answer(send, exc.status, error_body(exc.code, exc.message), extra=extra)
+            return
+        first = accepted[0]
+        if first.duplicate:
+            state.counts["duplicate"] += 1
+        else:
+            state.counts["accepted"] += 1
+            state.work_ready.set()
+        if len(accepted) == 1:
+            answer = {"id": first.event_id, "duplicate": first.duplicate}
+        else:
+            answer = {"ids": [a.event_id for a in accepted]}
+        await _answer(send, 200, orjson.dumps(answer))
+
+    def _reject(
+        self,
+        scope: Scope,
+        name: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        received_at: float,
+        status: int,
+        code: str,
+        reason: str,
+    ) -> None:
+        source = self.state.gateway.sources.get(name)
+        shown = source.redact(headers) if source else _redact_default(headers)
+        self.state.rejected.add(
+            Rejected(
+                id=new_id("rej"),
+                source=name,
+                received_at=received_at,
+                status=status,
+                code=code,
+                reason=reason,
+                method=scope["method"],
+                path=scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=orjson.dumps(shown),
+                peer=_peer(scope),
+                body=body[:BODY_SAMPLE],
+                body_size=len(body),
+            )
+        )
+
+
+def _redact_default(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, REDACTED if k in CREDENTIAL_HEADERS else v) for k, v in headers]
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+def _public_url(base: str | None, scope: Scope, headers: dict[str, str], query: str) -> str:
+    """The URL the provider called, for schemes that sign it (Twilio, Square, HubSpot)."""
+    path = str(scope["path"]) + (f"?{query}" if query else "")
+    if base:
+        return base.rstrip("/") + path
+    host = headers.get("host", "localhost")
+    scheme: str = scope.get("scheme", "http")
+    return f"{scheme}://{host}{path}"

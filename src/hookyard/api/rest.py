@@ -1,0 +1,303 @@
+"""The REST API under /api/v1, with its OpenAPI document at /api/openapi.json.
+
+(No `from __future__ import annotations` here: FastAPI must resolve the dependency
+annotations, which refer to closures.)
+
+Every route needs a bearer token: the admin token for everything, a read-only token for reads.
+Errors have one shape: {"error": "<code>", "message": "..."}.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from hookyard import __version__
+from hookyard.state import AppState
+from hookyard.tokens import hash_token
+
+API_PREFIX = "/api/v1"
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class Attempt(BaseModel):
+    id: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    response_excerpt: str | None
+    error: str | None
+    replay: bool
+
+
+class Delivery(BaseModel):
+    id: str
+    destination: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    replay: bool
+    created_at: datetime
+    updated_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    attempt_log: list[Attempt]
+
+
+class EventSummary(BaseModel):
+    id: str
+    source: str
+    origin: str
+    received_at: datetime
+    provider_event_id: str | None
+    event_type: str | None
+    content_type: str | None
+    payload_size: int
+
+
+class RequestInfo(BaseModel):
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    peer: str | None
+
+
+class EventDetail(EventSummary):
+    request: RequestInfo | None
+    deliveries: list[Delivery]
+
+
+class EventPage(BaseModel):
+    data: list[EventSummary]
+    next_cursor: str | None
+
+
+class RejectedRequest(BaseModel):
+    id: str
+    source: str
+    received_at: datetime
+    status: int
+    code: str
+    reason: str
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    peer: str | None
+    body_size: int
+
+
+class RejectedPage(BaseModel):
+    data: list[RejectedRequest]
+    next_cursor: str | None
+
+
+class SourceInfo(BaseModel):
+    name: str
+    verify: str
+    destinations: list[str]
+
+
+class DestinationInfo(BaseModel):
+    name: str
+    url: str
+    timeout: float
+    retry_schedule: list[float]
+    concurrency: int
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {**row, **{k: _time(row[k]) for k in keys if k in row}}
+
+
+def parse_time(value: str | None, name: str) -> float | None:
+    """ISO 8601 (a missing offset means UTC) or unix seconds."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            422, "invalid_parameter", f"{name}: expected ISO 8601 or unix seconds, got {value!r}"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def build_api(state: AppState) -> FastAPI:
+    api = FastAPI(
+        title="Hookyard",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+    )
+
+    async def scope_of(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+        scope = await state.store.token_scope(hash_token(token.strip()))
+        if scope is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked token")
+        return scope
+
+    async def reader(scope: Annotated[str, Depends(scope_of)]) -> str:
+        if scope not in ("admin", "read"):
+            raise ApiError(403, "forbidden", f"a {scope} token cannot read")
+        return scope
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return JSONResponse({"error": code, "message": str(exc.detail)}, exc.status_code)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_parameter", "message": problems}, 422)
+
+    @api.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        if state.store.pending_writes >= state.gateway.settings.server.max_pending:
+            return JSONResponse({"status": "overloaded"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @api.get(f"{API_PREFIX}/events", response_model=EventPage, tags=["events"])
+    async def list_events(
+        _: Annotated[str, Depends(reader)],
+        source: str | None = None,
+        since: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        order: Literal["asc", "desc"] = "desc",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Events, newest first by default. Pass `next_cursor` back as `cursor` for the next
+        page; pages stay correct while new events arrive."""
+        rows = await state.store.list_events(
+            source=source,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            cursor=cursor,
+            limit=limit + 1,
+            order=order,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "data": [_times(r, "received_at") for r in rows],
+            "next_cursor": rows[-1]["id"] if more else None,
+        }
+
+    @api.get(
+        f"{API_PREFIX}/events/{{event_id}}",
+        response_model=EventDetail,
+        tags=["events"],
+        responses={404: {"model": ErrorBody}},
+    )
+    async def get_event(event_id: str, _: Annotated[str, Depends(reader)]) -> dict[str, Any]:
+        """One event with the request that carried it (credentials redacted), its deliveries
+        and their attempts."""
+        event = await state.store.get_event(event_id)
+        if event is None:
+            raise ApiError(404, "not_found", f"no event {event_id!r}")
+        event = _times(event, "received_at")
+        event["deliveries"] = [
+            {
+                **_times(d, "next_attempt_at", "created_at", "updated_at"),
+                "attempt_log": [_times(a, "started_at") for a in d["attempt_log"]],
+            }
+            for d in event["deliveries"]
+        ]
+        return event
+
+    @api.get(
+        f"{API_PREFIX}/events/{{event_id}}/raw",
+        tags=["events"],
+        responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
+    )
+    async def get_raw(event_id: str, _: Annotated[str, Depends(reader)]) -> Response:
+        """The payload exactly as received, with its original content type."""
+        found = await state.store.get_raw(event_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"no event {event_id!r}")
+        payload, content_type = found
+        if payload is None:
+            raise ApiError(410, "payload_removed", "retention removed this event's payload")
+        return Response(payload, media_type=content_type or "application/octet-stream")
+
+    @api.get(f"{API_PREFIX}/rejected", response_model=RejectedPage, tags=["rejected"])
+    async def list_rejected(
+        _: Annotated[str, Depends(reader)],
+        source: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Sampled rejected requests, newest first, with the reason each was refused."""
+        rows = await state.store.list_rejected(source=source, cursor=cursor, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "data": [_times(r, "received_at") for r in rows],
+            "next_cursor": rows[-1]["id"] if more else None,
+        }
+
+    @api.get(f"{API_PREFIX}/sources", response_model=list[SourceInfo], tags=["config"])
+    async def list_sources(_: Annotated[str, Depends(reader)]) -> list[dict[str, Any]]:
+        gateway = state.gateway
+        return [
+            {
+                "name": name,
+                "verify": gateway.settings.sources[name].verify,
+                "destinations": sorted({d for r in gateway.routes[name] for d in r.destinations}),
+            }
+            for name in gateway.sources
+        ]
+
+    @api.get(f"{API_PREFIX}/destinations", response_model=list[DestinationInfo], tags=["config"])
+    async def list_destinations(_: Annotated[str, Depends(reader)]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": d.name,
+                "url": d.url,
+                "timeout": d.timeout,
+                "retry_schedule": list(d.retry_schedule),
+                "concurrency": d.concurrency,
+            }
+            for d in state.gateway.destinations.values()
+        ]
+
+    return api

@@ -1,0 +1,301 @@
+"""The `hookyard` command.
+
+Only `serve` opens the database; `check` and `send` read the config file; every other command
+is a client of the REST API (`--url` and `--token`, or HOOKYARD_URL and HOOKYARD_TOKEN, or the
+config file). Exit codes: 0 success, 1 the operation failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+
+from hookyard import __version__
+from hookyard.config import Settings, load_config, parse_listen, resolve_secret
+from hookyard.errors import ConfigError, HookyardError
+from hookyard.gateway import Gateway
+from hookyard.ids import new_id
+from hookyard.tokens import read_token_file
+
+DEFAULT_CONFIG = Path("hookyard.toml")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _config_path(value: Path | None) -> Path | None:
+    """--config, else ./hookyard.toml when it exists, else no file (defaults and environment)."""
+    if value is not None:
+        return value
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> tuple[Settings, Path]:
+    try:
+        return load_config(_config_path(config), overrides=overrides)
+    except ConfigError as exc:
+        _fail(f"invalid configuration\n{exc}", 2)
+
+
+config_option = click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: ./hookyard.toml if present).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hookyard")
+def main() -> None:
+    """Hookyard: receive webhooks reliably, deliver them reliably, keep them all.
+
+    Start with `hookyard serve --config hookyard.toml`; see README.md for a walk-through.
+    """
+
+
+@main.command()
+@config_option
+@click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8787).")
+@click.option("--database", help="Database URL (default sqlite:///hookyard.db beside the config).")
+def serve(config: Path | None, listen: str | None, database: str | None) -> None:
+    """Run the gateway: ingest, API and delivery worker in one process.
+
+    SIGHUP reloads the config file (an invalid file is refused and the running one kept);
+    SIGTERM stops gracefully.
+    """
+    from hookyard.runtime import run
+
+    server: dict[str, str] = {}
+    if listen:
+        server["listen"] = listen
+    if database:
+        server["database"] = database
+    overrides = {"server": server} if server else {}
+    _load(config, overrides)  # report config errors with exit code 2 before starting
+    try:
+        run(_config_path(config), overrides)
+    except ConfigError as exc:
+        _fail(f"invalid configuration\n{exc}", 2)
+    except HookyardError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot start: {exc}")
+
+
+@main.command()
+@config_option
+def check(config: Path | None) -> None:
+    """Validate a config file: every key, route and secret reference."""
+    settings, base_dir = _load(config)
+    try:
+        Gateway.build(settings, base_dir)
+    except ConfigError as exc:
+        _fail(f"invalid configuration\n{exc}", 2)
+    click.echo(
+        f"ok: {len(settings.sources)} sources, {len(settings.destinations)} destinations, "
+        f"{len(settings.routes)} routes"
+    )
+
+
+@main.command()
+@config_option
+@click.argument("source")
+@click.argument("file", type=click.File("rb"))
+@click.option("--url", envvar="HOOKYARD_URL", help="Server base URL (default: from the config).")
+@click.option("--content-type", help="Content type (default: guessed from the file name).")
+@click.option("--header", "-H", "headers", multiple=True, help="Extra header, 'Name: value'.")
+def send(
+    config: Path | None,
+    source: str,
+    file: Any,
+    url: str | None,
+    content_type: str | None,
+    headers: tuple[str, ...],
+) -> None:
+    """Sign FILE as SOURCE's provider would and POST it to /in/SOURCE.
+
+    FILE may be - for standard input. Useful to try a config, and in tests.
+    """
+    settings, base_dir = _load(config)
+    try:
+        gateway = Gateway.build(settings, base_dir)
+    except ConfigError as exc:
+        _fail(f"invalid configuration\n{exc}", 2)
+    if source not in gateway.sources:
+        _fail(f"no source named {source!r} in the config", 2)
+    body = file.read()
+    target = f"{_base_url(url, settings)}/in/{source}"
+    name = getattr(file, "name", "")
+    guessed = mimetypes.guess_type(name)[0] if name and name != "<stdin>" else None
+    request_headers = {"content-type": content_type or guessed or "application/json"}
+    for item in headers:
+        key, sep, value = item.partition(":")
+        if not sep:
+            _fail(f"--header takes 'Name: value', got {item!r}", 2)
+        request_headers[key.strip()] = value.strip()
+    request_headers.update(
+        gateway.sources[source].verifier.sign(
+            body, url=target, timestamp=int(time.time()), message_id=new_id("msg")
+        )
+    )
+    try:
+        response = httpx.post(target, content=body, headers=request_headers, timeout=30)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {target}: {exc}")
+    click.echo(f"{response.status_code} {response.text}")
+    sys.exit(0 if response.is_success else 1)
+
+
+# -- API clients --------------------------------------------------------------------------------
+
+
+def _base_url(url: str | None, settings: Settings | None) -> str:
+    if url:
+        return url.rstrip("/")
+    listen = settings.server.listen if settings else "127.0.0.1:8787"
+    host, port = parse_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Api:
+    def __init__(self, url: str | None, token: str | None, config: Path | None) -> None:
+        settings: Settings | None = None
+        base_dir = Path.cwd()
+        path = _config_path(config)
+        if path is not None or not (url and token):
+            settings, base_dir = _load(config)
+        self.url = _base_url(url, settings)
+        if token is None and settings is not None:
+            if settings.server.admin_token:
+                try:
+                    token = resolve_secret(
+                        settings.server.admin_token, key="server.admin_token", base_dir=base_dir
+                    )
+                except ConfigError as exc:
+                    _fail(str(exc), 2)
+            else:
+                token = read_token_file(base_dir / settings.server.token_file)
+        if not token:
+            _fail(
+                "no API token: pass --token, set HOOKYARD_TOKEN, or use --config with the "
+                "config whose server wrote the token file",
+                2,
+            )
+        self.client = httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self.client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach {self.url}: {exc}")
+        if not response.is_success:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            _fail(f"{response.status_code}: {message}", 2 if response.status_code == 422 else 1)
+        return response
+
+
+def api_options(fn: Any) -> Any:
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+    fn = click.option("--token", envvar="HOOKYARD_TOKEN", help="API token.")(fn)
+    fn = click.option("--url", envvar="HOOKYARD_URL", help="Server base URL.")(fn)
+    return config_option(fn)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.group()
+def events() -> None:
+    """List and inspect events."""
+
+
+@events.command("list")
+@api_options
+@click.option("--source", help="Only this source.")
+@click.option("--since", help="Received at or after (ISO 8601 or unix seconds).")
+@click.option("--until", help="Received before (ISO 8601 or unix seconds).")
+@click.option("--order", type=click.Choice(["asc", "desc"]), default="desc", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after this cursor (printed with each page).")
+def events_list(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, **filters: Any
+) -> None:
+    """List events, newest first."""
+    page = Api(url, token, config).get("/api/v1/events", **filters).json()
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    _table(page["data"], ["id", "received_at", "source", "event_type", "payload_size"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@events.command("show")
+@api_options
+@click.argument("event_id")
+@click.option("--raw", is_flag=True, help="Print the payload bytes exactly as received.")
+def events_show(
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+    event_id: str,
+    raw: bool,
+) -> None:
+    """Show one event with its deliveries and attempts."""
+    api = Api(url, token, config)
+    if raw:
+        sys.stdout.buffer.write(api.get(f"/api/v1/events/{event_id}/raw").content)
+        return
+    event = api.get(f"/api/v1/events/{event_id}").json()
+    if as_json:
+        click.echo(json.dumps(event))
+        return
+    for key in (
+        "id",
+        "source",
+        "origin",
+        "received_at",
+        "event_type",
+        "provider_event_id",
+        "content_type",
+        "payload_size",
+    ):
+        click.echo(f"{key + ':':<19}{'' if event[key] is None else event[key]}")
+    click.echo("deliveries:")
+    for delivery in event["deliveries"]:
+        click.echo(
+            f"  {delivery['id']}  {delivery['destination']}  {delivery['status']}  "
+            f"attempts={delivery['attempts']}"
+        )
+        for attempt in delivery["attempt_log"]:
+            result = attempt["status_code"] or attempt["error"]
+            click.echo(
+                f"    #{attempt['number']} {attempt['started_at']}  {result}  "
+                f"{attempt['duration_ms']:.1f} ms"
+            )

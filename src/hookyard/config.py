@@ -1,0 +1,254 @@
+"""Typed settings: defaults < hookyard.toml < HOOKYARD_* environment < command-line flags.
+
+`load_config` validates everything at start (and on SIGHUP) and raises ConfigError naming the
+offending key. Secrets are referenced as `env:NAME`, `file:PATH` or given literally; they are
+resolved here and never appear in errors, logs or API output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from hookyard.errors import ConfigError
+from hookyard.units import parse_duration, parse_size
+
+DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_DATABASE = "sqlite:///hookyard.db"
+DEFAULT_RETRY_SCHEDULE = ("0", "5s", "5m", "30m", "2h", "5h", "10h", "10h")
+ENV_PREFIX = "HOOKYARD_"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    listen: str = DEFAULT_LISTEN
+    database: str = DEFAULT_DATABASE
+    admin_token: str | None = None  # a secret reference; generated on first start when unset
+    token_file: str = "hookyard.token"  # a generated admin token goes here, beside the config
+    public_url: str | None = None  # the base URL providers call, for schemes that sign the URL
+    max_body: Size = 1024 * 1024
+    max_header_bytes: Size = 32 * 1024
+    max_pending: int = Field(default=20_000, ge=1)  # queued writes before ingest answers 503
+    rejected_log_size: int = Field(default=10_000, ge=0)
+    rejected_samples_per_second: int = Field(default=20, ge=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///PATH (PostgreSQL support is a separate issue)")
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///PATH is supported in this version")
+        return value
+
+
+class SourceConfig(_Model):
+    verify: str
+    secrets: list[str] = []
+    tolerance: Duration | None = None
+    signature_header: str | None = None
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    signature_prefix: str = ""
+    signed_content: str = "{body}"
+    timestamp_header: str | None = None
+    id_header: str | None = None
+    type_header: str | None = None
+    type_field: str | None = None
+    token_header: str | None = None
+    dedup_body: bool | None = None  # None: the scheme decides (HMAC without a signed timestamp)
+    max_body: Size | None = None
+    forward_headers: list[str] = []  # glob patterns added to the default allow-list
+
+
+class DestinationConfig(_Model):
+    url: str
+    secret: str | None = None  # whsec_... reference for Hookyard's outbound signature
+    timeout: Duration = 30.0
+    retry_schedule: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in DEFAULT_RETRY_SCHEDULE], min_length=1
+    )
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    concurrency: int = Field(default=32, ge=1, le=1024)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+Condition = Any  # a scalar (equals) or a table with one of: equals, in, exists
+
+
+class RouteConfig(_Model):
+    source: str
+    destination: str | list[str]
+    types: list[str] | None = None
+    where: dict[str, Condition] = {}
+
+    @property
+    def destinations(self) -> list[str]:
+        return [self.destination] if isinstance(self.destination, str) else list(self.destination)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path, condition in value.items():
+            if isinstance(condition, dict) and (
+                len(condition) != 1 or next(iter(condition)) not in ("equals", "in", "exists")
+            ):
+                raise ValueError(
+                    f"{path}: a condition table takes exactly one of equals, in, exists"
+                )
+            if (
+                isinstance(condition, dict)
+                and "in" in condition
+                and not isinstance(condition["in"], list)
+            ):
+                raise ValueError(f"{path}: `in` takes a list")
+        return value
+
+
+class WorkerConfig(_Model):
+    enabled: bool = True
+    max_in_flight: int = Field(default=256, ge=1)
+    lease: Duration | None = None  # default: the longest destination timeout + 30 s
+    poll_interval: Duration = 1.0  # fallback wake-up when no commit signalled new work
+
+
+class Settings(_Model):
+    server: ServerConfig = ServerConfig()
+    worker: WorkerConfig = WorkerConfig()
+    sources: dict[str, SourceConfig] = {}
+    destinations: dict[str, DestinationConfig] = {}
+    routes: list[RouteConfig] = []
+
+    @field_validator("sources", "destinations")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"name {name!r} must match {NAME_PATTERN} (it appears in URLs)")
+        return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def resolve_secret(reference: str, *, key: str, base_dir: Path) -> str:
+    """`env:NAME` -> the variable, `file:PATH` -> the file's stripped contents, else the literal."""
+    if reference.startswith("env:"):
+        name = reference[4:]
+        if name not in os.environ:
+            raise ConfigError(key, f"environment variable {name} is not set")
+        return os.environ[name]
+    if reference.startswith("file:"):
+        path = base_dir / reference[5:]
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read secret file {path}: {exc.strerror}") from None
+    return reference
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """HOOKYARD_SERVER__LISTEN=... -> {"server": {"listen": ...}}; values are read as TOML."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> ConfigError:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        message = message.removeprefix("Value error, ")
+        problems.append((key, message))
+    key, message = problems[0]
+    err = ConfigError(key, message)
+    err.args = ("\n".join(f"{k}: {m}" for k, m in problems),)
+    return err
+
+
+def load_config(
+    path: Path | None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Settings, Path]:
+    """Read, merge and validate settings. Returns them and the folder relative paths start from."""
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        base_dir = path.resolve().parent
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("", f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    data = _merge(data, overrides or {})
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc) from None
+    for index, route in enumerate(settings.routes):
+        if route.source not in settings.sources:
+            raise ConfigError(f"routes.{index}.source", f"no source named {route.source!r}")
+        for name in route.destinations:
+            if name not in settings.destinations:
+                raise ConfigError(f"routes.{index}.destination", f"no destination named {name!r}")
+    return settings, base_dir
+
+
+def sqlite_path(database: str, base_dir: Path) -> Path:
+    """sqlite:///relative/path starts from the config file's folder; sqlite:////abs is absolute."""
+    return base_dir / database.removeprefix("sqlite:///")

@@ -1,0 +1,1 @@
+"""Outbound delivery: the worker loop, the retry policy, signing and the HTTP sender."""

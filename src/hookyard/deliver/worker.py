@@ -1,0 +1,142 @@
+"""The delivery worker: claim due deliveries under a lease, send them, record the outcome.
+
+It wakes as soon as a commit creates work (no polling delay on the hot path), and otherwise
+sleeps until the next delivery or lease falls due, or `poll_interval` at most. Each destination
+gets no more claims than its free concurrency slots, so no lease runs out while waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+
+from hookyard.deliver.http import HttpSender, Response
+from hookyard.deliver.retry import next_delay
+from hookyard.models import Claim, EventData, Outcome
+from hookyard.state import AppState
+
+log = logging.getLogger("hookyard.worker")
+CLAIM_BATCH = 500
+
+
+class Worker:
+    def __init__(self, state: AppState, sender: HttpSender | None = None) -> None:
+        self.state = state
+        self.sender = sender or HttpSender()
+        self._in_flight: Counter[str] = Counter()  # per destination
+        self._tasks: dict[asyncio.Task[None], Claim] = {}
+        self._slot_free = asyncio.Event()
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._main = asyncio.create_task(self._run(), name="hookyard-worker")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let attempts under way finish for `grace` seconds, give back the rest."""
+        self._stopping = True
+        self.state.work_ready.set()
+        if self._main is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        leftover = [claim for task, claim in self._tasks.items() if not task.done()]
+        for task in list(self._tasks):
+            task.cancel()
+        if leftover:
+            await self.state.store.release(leftover)
+        await self.sender.close()
+
+    def _free_slots(self) -> dict[str, int]:
+        settings = self.state.gateway.settings.worker
+        total_free = settings.max_in_flight - len(self._tasks)
+        limits = {}
+        for name, destination in self.state.gateway.destinations.items():
+            free = min(destination.concurrency - self._in_flight[name], total_free, CLAIM_BATCH)
+            if free > 0:
+                limits[name] = free
+        return limits
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self.state.work_ready.clear()
+            self._slot_free.clear()
+            limits = self._free_slots()
+            try:
+                claims = (
+                    await self.state.store.claim(limits, self.state.gateway.lease) if limits else []
+                )
+                if claims:
+                    events = await self.state.store.event_data([c.event_id for c in claims])
+                    for claim in claims:
+                        self._spawn(claim, events.get(claim.event_id))
+                    continue
+                timeout = await self._idle_timeout()
+            except Exception:
+                log.exception("worker could not claim deliveries; retrying in 1s")
+                timeout = 1.0
+            waiters = [asyncio.ensure_future(self.state.work_ready.wait())]
+            if self._tasks:
+                waiters.append(asyncio.ensure_future(self._slot_free.wait()))
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _idle_timeout(self) -> float:
+        timeout = self.state.gateway.settings.worker.poll_interval
+        due = await self.state.store.next_due(list(self.state.gateway.destinations))
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
+        return timeout
+
+    def _spawn(self, claim: Claim, event: EventData | None) -> None:
+        self._in_flight[claim.destination] += 1
+        task = asyncio.create_task(self._attempt(claim, event))
+        self._tasks[task] = claim
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        claim = self._tasks.pop(task)
+        self._in_flight[claim.destination] -= 1
+        self._slot_free.set()
+
+    async def _attempt(self, claim: Claim, event: EventData | None) -> None:
+        gateway = self.state.gateway
+        destination = gateway.destinations.get(claim.destination)
+        started_at = time.time()
+        if event is None:
+            response = Response(None, None, "the event is no longer stored", 0.0)
+        elif destination is None:
+            response = Response(None, None, f"destination {claim.destination!r} is gone", 0.0)
+        else:
+            response = await self.sender.send(destination, event, gateway.sources.get(event.source))
+        code = response.status_code
+        if code is not None and 200 <= code < 300:
+            status, next_at = "succeeded", started_at
+        else:
+            delay = None
+            if destination is not None and event is not None:
+                delay = next_delay(destination.retry_schedule, claim.attempt, destination.jitter)
+            status, next_at = (
+                ("dead", started_at) if delay is None else ("retrying", time.time() + delay)
+            )
+            if response.error is None:
+                response = Response(code, response.excerpt, f"HTTP {code}", response.duration_ms)
+        outcome = Outcome(
+            claim=claim,
+            started_at=started_at,
+            duration_ms=response.duration_ms,
+            status_code=code,
+            response_excerpt=response.excerpt,
+            error=response.error,
+            status=status,  # type: ignore[arg-type]
+            next_attempt_at=next_at,
+        )
+        try:
+            await self.state.store.finish(outcome)
+        except Exception as exc:  # the lease will expire and the delivery be tried again
+            log.error("could not record attempt of %s: %s", claim.delivery_id, exc)

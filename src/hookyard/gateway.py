@@ -1,0 +1,169 @@
+"""The compiled, immutable view of the settings that ingest and the worker read.
+
+Built once at start and again on SIGHUP; a reload swaps the whole object, so a request always
+sees one consistent configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookyard.config import DestinationConfig, Settings, SourceConfig, resolve_secret
+from hookyard.errors import ConfigError
+from hookyard.routing import Route
+from hookyard.verify import Verifier, VerifyOptions, build_verifier
+
+# Original headers forwarded to destinations unless a source extends the list. A source's own
+# webhook-* headers travel renamed (hookyard-original-webhook-*), never in place of ours.
+DEFAULT_FORWARD = (
+    "user-agent",
+    "x-github-*",
+    "x-hub-signature*",
+    "x-gitlab-event*",
+    "stripe-signature",
+    "x-shopify-*",
+    "x-slack-*",
+    "svix-*",
+    "webhook-*",
+)
+# Never forwarded, and redacted when stored, whatever a source's allow-list says.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-gitlab-token", "x-api-key"}
+)
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    verifier: Verifier
+    dedup_body: bool | None  # None: as the verifier decides per request
+    max_body: int
+    forward: re.Pattern[str]
+    credential_headers: frozenset[str]
+
+    def redact(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        secret = self.credential_headers
+        return [(k, REDACTED if k in secret else v) for k, v in headers]
+
+    def forwarded(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Original headers a destination receives: allow-listed, never credentials."""
+        out = []
+        for name, value in headers:
+            if name in self.credential_headers or not self.forward.match(name):
+                continue
+            if name.startswith("webhook-"):
+                name = "hookyard-original-" + name
+            out.append((name, value))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    url: str
+    signing_key: bytes | None
+    timeout: float
+    retry_schedule: tuple[float, ...]
+    jitter: float
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    settings: Settings
+    base_dir: Path
+    sources: dict[str, Source]
+    destinations: dict[str, Destination]
+    routes: dict[str, tuple[Route, ...]]  # by source name
+
+    @classmethod
+    def build(cls, settings: Settings, base_dir: Path) -> Gateway:
+        sources = {
+            name: _source(name, cfg, settings, base_dir) for name, cfg in settings.sources.items()
+        }
+        destinations = {
+            name: _destination(name, cfg, base_dir) for name, cfg in settings.destinations.items()
+        }
+        routes: dict[str, list[Route]] = {name: [] for name in sources}
+        for route in settings.routes:
+            routes[route.source].append(
+                Route.build(route.source, route.destinations, route.types, route.where)
+            )
+        return cls(
+            settings, base_dir, sources, destinations, {k: tuple(v) for k, v in routes.items()}
+        )
+
+    @property
+    def lease(self) -> float:
+        """How long a claimed delivery stays leased: the longest attempt plus a margin."""
+        if self.settings.worker.lease is not None:
+            return self.settings.worker.lease
+        return max((d.timeout for d in self.destinations.values()), default=30.0) + 30.0
+
+
+def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) -> Source:
+    key = f"sources.{name}"
+    secrets = [
+        resolve_secret(ref, key=f"{key}.secrets.{i}", base_dir=base_dir)
+        for i, ref in enumerate(cfg.secrets)
+    ]
+    options = VerifyOptions(
+        tolerance=None if cfg.tolerance is None else int(cfg.tolerance),
+        signature_header=cfg.signature_header,
+        algorithm=cfg.algorithm,
+        encoding=cfg.encoding,
+        signature_prefix=cfg.signature_prefix,
+        signed_content=cfg.signed_content,
+        timestamp_header=cfg.timestamp_header,
+        id_header=cfg.id_header,
+        type_header=cfg.type_header,
+        type_field=cfg.type_field,
+        token_header=cfg.token_header,
+    )
+    try:
+        verifier = build_verifier(cfg.verify, secrets, options)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc.key}" if exc.key else key, exc.reason) from None
+    patterns = [*DEFAULT_FORWARD, *(p.lower() for p in cfg.forward_headers)]
+    forward = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return Source(
+        name=name,
+        verifier=verifier,
+        dedup_body=cfg.dedup_body,
+        max_body=cfg.max_body or settings.server.max_body,
+        forward=forward,
+        credential_headers=CREDENTIAL_HEADERS | verifier.credential_headers,
+    )
+
+
+def _destination(name: str, cfg: DestinationConfig, base_dir: Path) -> Destination:
+    key = None
+    if cfg.secret is not None:
+        raw = resolve_secret(cfg.secret, key=f"destinations.{name}.secret", base_dir=base_dir)
+        key = decode_whsec(raw, key=f"destinations.{name}.secret")
+    return Destination(
+        name=name,
+        url=cfg.url,
+        signing_key=key,
+        timeout=cfg.timeout,
+        retry_schedule=tuple(cfg.retry_schedule),
+        jitter=cfg.jitter,
+        concurrency=cfg.concurrency,
+    )
+
+
+def decode_whsec(secret: str, *, key: str) -> bytes:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 to 64 random bytes."""
+    body = secret.removeprefix("whsec_")
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except ValueError:
+        raise ConfigError(key, "expected whsec_ followed by base64") from None
+    if not 24 <= len(raw) <= 64:
+        raise ConfigError(key, f"decodes to {len(raw)} bytes; expected 24 to 64 random bytes")
+    return raw

@@ -1,0 +1,47 @@
+"""Time-sortable ids: 48-bit milliseconds + 80 random bits, Crockford base32, with a type prefix.
+
+Ids that sort by creation time keep SQLite's B-trees appending at the right edge; random ids in a
+primary key cost several times more writer CPU. Within one process ids are strictly increasing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_lock = threading.Lock()
+_last = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """`prefix_` + 26 characters; monotonic within the process even within one millisecond."""
+    global _last
+    with _lock:
+        value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+        if value <= _last:
+            value = _last + 1
+        _last = value
+    return f"{prefix}_{_encode(value, 26)}"
+
+
+def id_floor(prefix: str, unix_seconds: float) -> str:
+    """The smallest id that could have been made at `unix_seconds` (for time-range queries)."""
+    return f"{prefix}_{_encode(int(unix_seconds * 1000) << 80, 26)}"
+
+
+def id_time(id_: str) -> float:
+    """The unix time (seconds) encoded in an id."""
+    value = 0
+    for char in id_.rsplit("_", 1)[-1][:10]:
+        value = value * 32 + _ALPHABET.index(char)
+    return value / 1000  # the first 10 characters hold bits 129..80: the milliseconds

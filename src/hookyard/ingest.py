@@ -1,0 +1,89 @@
+"""accept(source, request) -> the request's events with their dedup keys and destinations.
+
+Pure: no HTTP and no I/O. The ASGI handler (api/ingest.py) reads the request, calls `prepare`,
+and commits what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from hookyard.gateway import Source
+from hookyard.ids import new_id
+from hookyard.models import NewEvent, NewRequest
+from hookyard.routing import Route, destinations_for
+from hookyard.verify import Handshake, Inbound
+
+_UNPARSED = object()
+
+
+def dedup_keys(
+    event_id: str | None, delivery_id: str | None, body: bytes | None
+) -> tuple[str, ...]:
+    """The provider's event id, else its delivery id; plus the body hash where asked for."""
+    keys = []
+    if event_id:
+        keys.append("id:" + event_id)
+    elif delivery_id:
+        keys.append("delivery:" + delivery_id)
+    if body is not None:
+        keys.append("sha256:" + hashlib.sha256(body).hexdigest())
+    return tuple(keys)
+
+
+def prepare(
+    source: Source,
+    routes: tuple[Route, ...],
+    inbound: Inbound,
+    *,
+    headers: list[tuple[str, str]],
+    path: str,
+    query: str,
+    peer: str | None,
+) -> NewRequest | Handshake:
+    """Verify the request (raising VerificationError) and build what ingest must commit."""
+    verified = source.verifier.verify(inbound)
+    if verified.handshake is not None:
+        return verified.handshake
+    body = inbound.body
+    body_dedup = verified.body_dedup if source.dedup_body is None else source.dedup_body
+    parsed: Any = _UNPARSED
+
+    def document() -> Any:
+        nonlocal parsed
+        if parsed is _UNPARSED:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+        return parsed
+
+    event = NewEvent(
+        id=new_id("evt"),
+        source=source.name,
+        origin="webhook",
+        received_at=inbound.received_at,
+        provider_event_id=verified.event_id,
+        event_type=verified.event_type,
+        dedup_keys=dedup_keys(
+            verified.event_id, verified.delivery_id, body if body_dedup else None
+        ),
+        content_type=inbound.headers.get("content-type"),
+        payload=body,
+        destinations=tuple(destinations_for(routes, verified.event_type, document)),
+    )
+    return NewRequest(
+        id=new_id("req"),
+        source=source.name,
+        received_at=inbound.received_at,
+        method=inbound.method,
+        path=path,
+        query=query,
+        headers=orjson.dumps(source.redact(headers)),
+        peer=peer,
+        body=None,
+        events=[event],
+    )

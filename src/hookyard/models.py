@@ -1,0 +1,102 @@
+"""Records that cross the seams between ingest, the store and the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Origin = Literal["webhook", "poll", "reconcile", "backfill", "fetch-back", "publish"]
+DeliveryStatus = Literal["pending", "in_flight", "retrying", "held", "succeeded", "dead"]
+DELIVERY_STATUSES: tuple[str, ...] = DeliveryStatus.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class NewEvent:
+    id: str
+    source: str
+    origin: Origin
+    received_at: float
+    provider_event_id: str | None
+    event_type: str | None
+    dedup_keys: tuple[str, ...]  # all must be new for the event to be new
+    content_type: str | None
+    payload: bytes
+    destinations: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class NewRequest:
+    """One HTTP request and the events it carries (several for a batch)."""
+
+    id: str
+    source: str
+    received_at: float
+    method: str
+    path: str
+    query: str
+    headers: bytes  # JSON [[name, value], ...], credentials redacted
+    peer: str | None
+    body: bytes | None  # None when it equals the single event's payload
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    id: str
+    source: str
+    received_at: float
+    status: int
+    code: str
+    reason: str
+    method: str
+    path: str
+    query: str
+    headers: bytes
+    peer: str | None
+    body: bytes
+    body_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery leased to this worker until `lease_until` (which doubles as the lease token)."""
+
+    delivery_id: str
+    event_id: str
+    destination: str
+    attempt: int  # the number of this attempt, from 1
+    replay: bool
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventData:
+    """What the worker needs to send an event."""
+
+    id: str
+    source: str
+    provider_event_id: str | None
+    event_type: str | None
+    content_type: str | None
+    payload: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt and the decision it led to."""
+
+    claim: Claim
+    started_at: float
+    duration_ms: float
+    status_code: int | None
+    response_excerpt: str | None
+    error: str | None
+    status: DeliveryStatus  # succeeded, retrying or dead
+    next_attempt_at: float

@@ -1,0 +1,80 @@
+"""The rejected-request log: bounded, sampled, and written off the commit path.
+
+Every rejection is counted; at most `per_second` per source (and a few times that in total) are
+kept as samples, and samples reach the database in one write per flush interval. A flood of bad
+requests therefore costs the writer one small transaction per interval, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Protocol
+
+from hookyard.models import Rejected
+
+log = logging.getLogger("hookyard.rejected")
+BODY_SAMPLE = 64 * 1024
+GLOBAL_FACTOR = 5  # all sources together keep at most this many times the per-source rate
+
+
+class _Sink(Protocol):
+    async def record_rejected(self, rows: list[Rejected], keep: int) -> None: ...
+
+
+class RejectedLog:
+    def __init__(self, sink: _Sink, *, keep: int, per_second: int, interval: float = 0.5) -> None:
+        self._sink = sink
+        self.keep = keep
+        self.per_second = per_second
+        self._interval = interval
+        self._buffer: list[Rejected] = []
+        self._second = 0
+        self._taken: Counter[str] = Counter()
+        self._taken_total = 0
+        self.counts: Counter[tuple[str, str]] = Counter()  # (source, code) -> rejections
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, row: Rejected) -> None:
+        self.counts[(row.source, row.code)] += 1
+        if self.keep == 0:
+            return
+        second = int(row.received_at)
+        if second != self._second:
+            self._second = second
+            self._taken.clear()
+            self._taken_total = 0
+        if (
+            self._taken[row.source] >= self.per_second
+            or self._taken_total >= self.per_second * GLOBAL_FACTOR
+        ):
+            return
+        self._taken[row.source] += 1
+        self._taken_total += 1
+        self._buffer.append(row)
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        rows, self._buffer = self._buffer, []
+        try:
+            await self._sink.record_rejected(rows, self.keep)
+        except Exception as exc:  # losing samples must never affect ingest
+            log.warning("could not record %d rejected requests: %s", len(rows), exc)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hookyard-rejected-log")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()

@@ -1,0 +1,151 @@
+"""Runs Hookyard's roles in one process: ingest, API and the delivery worker.
+
+`Service` owns the store and the background tasks and can be started and stopped from code
+(the tests do); `serve` puts it behind uvicorn and handles SIGHUP (reload) and SIGTERM/SIGINT
+(graceful stop: uvicorn stops accepting, in-flight commits finish, leases are given back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from hookyard.app import HookyardApp
+from hookyard.config import Settings, load_config, parse_listen
+from hookyard.deliver.worker import Worker
+from hookyard.errors import ConfigError
+from hookyard.gateway import Gateway
+from hookyard.rejected import RejectedLog
+from hookyard.state import AppState
+from hookyard.store import Store, open_store
+from hookyard.tokens import bootstrap_admin
+
+log = logging.getLogger("hookyard")
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        base_dir: Path,
+        *,
+        config_path: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.gateway = Gateway.build(settings, base_dir)
+        self.store: Store | None = None
+        self.state: AppState | None = None
+        self.worker: Worker | None = None
+        self.token_file: Path | None = None
+
+    async def start(self) -> AppState:
+        settings = self.gateway.settings
+        store = await asyncio.to_thread(open_store, settings.server.database, self.gateway.base_dir)
+        self.store = store
+        self.token_file = bootstrap_admin(store, settings, self.gateway.base_dir)
+        rejected = RejectedLog(
+            store,
+            keep=settings.server.rejected_log_size,
+            per_second=settings.server.rejected_samples_per_second,
+        )
+        state = AppState(gateway=self.gateway, store=store, rejected=rejected)
+        loop = asyncio.get_running_loop()
+
+        def wake_worker() -> None:  # runs in the writer thread after each commit
+            loop.call_soon_threadsafe(state.work_ready.set)
+
+        store.writer.after_commit = wake_worker
+        rejected.start()
+        if settings.worker.enabled:
+            self.worker = Worker(state)
+            self.worker.start()
+        self.state = state
+        return state
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.state is not None:
+            await self.state.rejected.stop()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running one if the new one is invalid."""
+        if self.state is None:
+            return False
+        try:
+            settings, base_dir = load_config(self.config_path, overrides=self.overrides)
+            gateway = Gateway.build(settings, base_dir)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return False
+        if settings.server != self.gateway.settings.server:
+            log.warning("[server] changes take effect only after a restart")
+        self.gateway = gateway
+        self.state.gateway = gateway
+        self.state.work_ready.set()
+        log.info(
+            "configuration reloaded: %d sources, %d destinations, %d routes",
+            len(settings.sources),
+            len(settings.destinations),
+            len(settings.routes),
+        )
+        return True
+
+
+async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
+    settings, base_dir = load_config(config_path, overrides=overrides)
+    service = Service(settings, base_dir, config_path=config_path, overrides=overrides)
+    state = await service.start()
+    if service.token_file is not None:
+        print(
+            f"Generated an admin token; it is in {service.token_file} (readable only by you).",
+            file=sys.stderr,
+        )
+    host, port = parse_listen(settings.server.listen)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            HookyardApp(state),
+            host=host,
+            port=port,
+            lifespan="off",
+            http="httptools",
+            loop="none",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        bound = server.servers[0].sockets[0].getsockname()
+        print(
+            f"Hookyard listening on http://{host}:{bound[1]} (database {settings.server.database})",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        await serving
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        await service.stop()
+
+
+def run(config_path: Path | None, overrides: dict[str, Any]) -> None:
+    import uvloop
+
+    uvloop.run(serve(config_path, overrides))

@@ -1,0 +1,20 @@
+"""What the request handlers and the worker share inside one process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hookyard.gateway import Gateway
+from hookyard.rejected import RejectedLog
+from hookyard.store import Store
+
+
+@dataclass
+class AppState:
+    gateway: Gateway  # replaced whole on reload
+    store: Store
+    rejected: RejectedLog
+    work_ready: asyncio.Event = field(default_factory=asyncio.Event)  # set after commits with work
+    counts: Counter[str] = field(default_factory=Counter)  # ingest outcomes, for /metrics

@@ -1,0 +1,479 @@
+"""SQL for the SQLite store. Write handlers take a group of payloads and run inside the writer's
+open transaction (see writer.py); read functions take a reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from hookyard.ids import id_floor, new_id
+from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
+
+UPSERT_DEDUP = (
+    "INSERT INTO dedup (source, key, event_id, first_seen) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (source, key) DO UPDATE SET hits = hits + 1 RETURNING event_id"
+)
+INSERT_REQUEST = "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
+    " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)"
+)
+
+
+def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[list[Accepted]]:
+    """Insert new events with their deliveries; an event any of whose dedup keys is already
+    known is a duplicate of the event that owns that key, and is counted, not stored."""
+    now = time.time()
+    request_rows = []
+    event_rows = []
+    delivery_rows = []
+    results = []
+    upsert = conn.execute
+    for request in requests:
+        accepted = []
+        for event in request.events:
+            original = None
+            claimed_keys = []
+            for key in event.dedup_keys:
+                owner = upsert(UPSERT_DEDUP, (event.source, key, event.id, now)).fetchone()[0]
+                if owner == event.id:
+                    claimed_keys.append(key)
+                elif original is None:
+                    original = owner
+            if original is not None:
+                # Keys this event claimed before meeting a known one belong to the original.
+                for key in claimed_keys:
+                    conn.execute(
+                        "UPDATE dedup SET event_id = ? WHERE source = ? AND key = ?",
+                        (original, event.source, key),
+                    )
+                accepted.append(Accepted(original, True))
+                continue
+            accepted.append(Accepted(event.id, False))
+            event_rows.append(
+                (
+                    event.id,
+                    event.source,
+                    event.origin,
+                    request.id,
+                    event.received_at,
+                    event.provider_event_id,
+                    event.event_type,
+                    event.dedup_keys[0] if event.dedup_keys else None,
+                    event.content_type,
+                    event.payload,
+                    len(event.payload),
+                )
+            )
+            for destination in event.destinations:
+                delivery_rows.append(
+                    (new_id("dlv"), event.id, destination, event.received_at, now, now)
+                )
+        if any(not a.duplicate for a in accepted):
+            request_rows.append(
+                (
+                    request.id,
+                    request.source,
+                    request.received_at,
+                    request.method,
+                    request.path,
+                    request.query,
+                    request.headers,
+                    request.peer,
+                    request.body,
+                    "accepted",
+                )
+            )
+        results.append(accepted)
+    conn.executemany(INSERT_REQUEST, request_rows)
+    conn.executemany(INSERT_EVENT, event_rows)
+    conn.executemany(INSERT_DELIVERY, delivery_rows)
+    return results
+
+
+CLAIM_EXPIRED = """
+UPDATE deliveries
+SET attempts = attempts + 1, lease_until = :lease, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status = 'in_flight' AND lease_until < :now AND destination = :destination
+    ORDER BY lease_until LIMIT :limit
+)
+RETURNING id, event_id, destination, attempts, replay
+"""
+CLAIM_DUE = """
+UPDATE deliveries
+SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status IN ('pending', 'retrying') AND destination = :destination
+      AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit
+)
+RETURNING id, event_id, destination, attempts, replay
+"""
+
+
+def claim(
+    conn: sqlite3.Connection, requests: Sequence[tuple[float, float, dict[str, int]]]
+) -> list[list[Claim]]:
+    """Lease up to `limit` deliveries per destination: first those whose lease expired (their
+    worker died), then those due. Claiming no more than a destination's free slots keeps
+    leases from running out while deliveries wait for a slot."""
+    results = []
+    for now, lease_seconds, limits in requests:
+        lease = now + lease_seconds
+        claimed: list[Claim] = []
+        for destination, limit in limits.items():
+            params: dict[str, Any] = {
+                "now": now,
+                "lease": lease,
+                "limit": limit,
+                "destination": destination,
+            }
+            rows = conn.execute(CLAIM_EXPIRED, params).fetchall()
+            if len(rows) < limit:
+                params["limit"] = limit - len(rows)
+                rows += conn.execute(CLAIM_DUE, params).fetchall()
+            claimed.extend(Claim(r[0], r[1], r[2], r[3], bool(r[4]), lease) for r in rows)
+        results.append(claimed)
+    return results
+
+
+RELEASE = """
+UPDATE deliveries
+SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+    attempts = attempts - 1, lease_until = NULL, updated_at = ?
+WHERE id = ? AND status = 'in_flight' AND lease_until = ?
+"""
+
+
+def release(conn: sqlite3.Connection, batches: Sequence[list[Claim]]) -> list[None]:
+    """Give back leases of attempts that never ran to the end (clean shutdown)."""
+    now = time.time()
+    for claims in batches:
+        conn.executemany(RELEASE, [(now, c.delivery_id, c.lease_until) for c in claims])
+    return [None] * len(batches)
+
+
+FINISH = """
+UPDATE deliveries
+SET status = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ?,
+    last_status_code = ?, last_error = ?
+WHERE id = ? AND status = 'in_flight' AND lease_until = ?
+"""
+INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
+    """Record attempts and move each delivery on. A delivery whose lease was lost meanwhile
+    keeps its new owner's state; the attempt is still recorded."""
+    now = time.time()
+    conn.executemany(
+        INSERT_ATTEMPT,
+        [
+            (
+                new_id("att"),
+                o.claim.delivery_id,
+                o.claim.event_id,
+                o.claim.destination,
+                o.claim.attempt,
+                o.started_at,
+                o.duration_ms,
+                o.status_code,
+                o.response_excerpt,
+                o.error,
+                int(o.claim.replay),
+            )
+            for o in outcomes
+        ],
+    )
+    conn.executemany(
+        FINISH,
+        [
+            (
+                o.status,
+                o.next_attempt_at,
+                now,
+                o.status_code,
+                o.error,
+                o.claim.delivery_id,
+                o.claim.lease_until,
+            )
+            for o in outcomes
+        ],
+    )
+    return [None] * len(outcomes)
+
+
+def record_rejected(
+    conn: sqlite3.Connection, batches: Sequence[tuple[list[Rejected], int]]
+) -> list[None]:
+    """Append sampled rejections, then trim the log to its bound."""
+    keep = batches[-1][1]
+    for rows, _ in batches:
+        conn.executemany(
+            "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.id,
+                    r.source,
+                    r.received_at,
+                    r.status,
+                    r.code,
+                    r.reason,
+                    r.method,
+                    r.path,
+                    r.query,
+                    r.headers,
+                    r.peer,
+                    r.body,
+                    r.body_size,
+                )
+                for r in rows
+            ],
+        )
+    conn.execute(
+        "DELETE FROM rejected WHERE id <= "
+        "(SELECT id FROM rejected ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (keep,),
+    )
+    return [None] * len(batches)
+
+
+def ensure_token(conn: sqlite3.Connection, name: str, token_hash: str, scope: str) -> None:
+    conn.execute(
+        "INSERT INTO tokens (id, name, hash, scope, created_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (hash) DO UPDATE SET scope = excluded.scope, revoked_at = NULL",
+        (new_id("tok"), name, token_hash, scope, time.time()),
+    )
+
+
+def has_admin_token(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked_at IS NULL LIMIT 1"
+    ).fetchone()
+    return row is not None
+
+
+def token_scope(conn: sqlite3.Connection, token_hash: str) -> str | None:
+    row = conn.execute(
+        "SELECT scope FROM tokens WHERE hash = ? AND revoked_at IS NULL", (token_hash,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def next_due(conn: sqlite3.Connection, destinations: Sequence[str]) -> float | None:
+    """When the earliest waiting delivery or lease of these destinations falls due."""
+    times = []
+    for destination in destinations:
+        times += conn.execute(
+            "SELECT min(next_attempt_at) FROM deliveries"
+            " WHERE status IN ('pending', 'retrying') AND destination = ?"
+            " UNION ALL SELECT min(lease_until) FROM deliveries"
+            " WHERE status = 'in_flight' AND destination = ?",
+            (destination, destination),
+        ).fetchall()
+    return min((t for (t,) in times if t is not None), default=None)
+
+
+# -- reads for the worker and the API ---------------------------------------------------------
+
+
+def event_data(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, EventData]:
+    found: dict[str, EventData] = {}
+    unique = list(dict.fromkeys(event_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT e.id, e.source, e.provider_event_id, e.event_type, e.content_type, e.payload,"
+            f" r.headers FROM events e LEFT JOIN requests r ON r.id = e.request_id"
+            f" WHERE e.id IN ({marks})",
+            chunk,
+        )
+        for row in rows:
+            headers = [tuple(pair) for pair in orjson.loads(row[6])] if row[6] else []
+            found[row[0]] = EventData(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5] or b"",
+                headers,
+            )
+    return found
+
+
+EVENT_COLUMNS = (
+    "id",
+    "source",
+    "origin",
+    "received_at",
+    "provider_event_id",
+    "event_type",
+    "content_type",
+    "payload_size",
+    "request_id",
+)
+
+
+def list_events(
+    conn: sqlite3.Connection,
+    *,
+    source: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    order: str = "desc",
+) -> list[dict[str, Any]]:
+    """Events by id order (ids sort by time); the cursor is the last id of the previous page,
+    so pages stay correct while new events arrive."""
+    where = []
+    params: list[Any] = []
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    if since is not None:
+        where.append("id >= ?")
+        params.append(id_floor("evt", since))
+    if until is not None:
+        where.append("id < ?")
+        params.append(id_floor("evt", until))
+    if cursor is not None:
+        where.append("id < ?" if order == "desc" else "id > ?")
+        params.append(cursor)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    direction = "DESC" if order == "desc" else "ASC"
+    rows = conn.execute(
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM events {clause} ORDER BY id {direction} LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
+
+
+DELIVERY_COLUMNS = (
+    "id",
+    "destination",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "replay",
+    "created_at",
+    "updated_at",
+    "last_status_code",
+    "last_error",
+)
+ATTEMPT_COLUMNS = (
+    "id",
+    "delivery_id",
+    "number",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "response_excerpt",
+    "error",
+    "replay",
+)
+
+
+def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, r.method, r.path, r.query,"
+        " r.headers, r.peer FROM events e LEFT JOIN requests r ON r.id = e.request_id"
+        " WHERE e.id = ?",
+        (event_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    event = dict(zip(EVENT_COLUMNS, row, strict=False))
+    method, path, query, headers, peer = row[len(EVENT_COLUMNS) :]
+    event["request"] = (
+        None
+        if method is None
+        else {
+            "method": method,
+            "path": path,
+            "query": query,
+            "headers": orjson.loads(headers),
+            "peer": peer,
+        }
+    )
+    deliveries = [
+        dict(zip(DELIVERY_COLUMNS, r, strict=True))
+        for r in conn.execute(
+            f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM deliveries WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+    ]
+    for delivery in deliveries:
+        delivery["replay"] = bool(delivery["replay"])
+        delivery["attempt_log"] = [
+            dict(zip(ATTEMPT_COLUMNS, r, strict=True))
+            for r in conn.execute(
+                f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts WHERE delivery_id = ?"
+                " ORDER BY id",
+                (delivery["id"],),
+            )
+        ]
+        for attempt in delivery["attempt_log"]:
+            attempt["replay"] = bool(attempt["replay"])
+    event["deliveries"] = deliveries
+    return event
+
+
+def get_raw(conn: sqlite3.Connection, event_id: str) -> tuple[bytes | None, str | None] | None:
+    row = conn.execute(
+        "SELECT payload, content_type FROM events WHERE id = ?", (event_id,)
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+REJECTED_COLUMNS = (
+    "id",
+    "source",
+    "received_at",
+    "status",
+    "code",
+    "reason",
+    "method",
+    "path",
+    "query",
+    "headers",
+    "peer",
+    "body_size",
+)
+
+
+def list_rejected(
+    conn: sqlite3.Connection,
+    *,
+    source: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    where, params = [], []
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    if cursor is not None:
+        where.append("id < ?")
+        params.append(cursor)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {', '.join(REJECTED_COLUMNS)} FROM rejected {clause} ORDER BY id DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    result = []
+    for row in rows:
+        item = dict(zip(REJECTED_COLUMNS, row, strict=True))
+        item["headers"] = orjson.loads(item["headers"])
+        result.append(item)
+    return result

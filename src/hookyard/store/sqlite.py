@@ -1,0 +1,183 @@
+"""The embedded SQLite store: WAL, synchronous=FULL, one writer thread, readers on their own
+connections. One process owns the file (an exclusive lock beside it says which)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hookyard.errors import StoreError
+from hookyard.ids import new_id
+from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
+from hookyard.store import queries
+from hookyard.store.writer import Writer
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",  # an acked event survives power loss, not just a crash
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=OFF",
+)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_file: int | None = None
+        self._local = threading.local()
+        self.writer = Writer(self._connect_writer)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self.writer.start()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def close(self) -> None:
+        self.writer.stop()
+        self._release_lock()
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path} is in use by another Hookyard process (pid {owner}); on SQLite one "
+                "process owns the database: run every role in one `hookyard serve`, or use "
+                "PostgreSQL for several processes"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_file = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # auto_vacuum must be chosen before the first table exists: retention can then give
+        # space back with incremental_vacuum instead of a full VACUUM.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL journal mode")
+        self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        has_version = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+        ).fetchone()
+        if not has_version:
+            schema = resources.files("hookyard.store").joinpath("schema.sql").read_text()
+            conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this Hookyard "
+                f"({SCHEMA_VERSION}); upgrade Hookyard"
+            )
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._local.conn = conn
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only query on a worker thread, off the event loop."""
+        return await asyncio.to_thread(lambda: fn(self._reader()))
+
+    def writer_settings(self) -> dict[str, Any]:
+        """The live writer connection's journal and sync settings (checked by the tests)."""
+
+        def settings(conn: sqlite3.Connection) -> dict[str, Any]:
+            return {
+                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+                "auto_vacuum": conn.execute("PRAGMA auto_vacuum").fetchone()[0],
+            }
+
+        result: dict[str, Any] = self.writer.call(settings)
+        return result
+
+    # -- writes -----------------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        return self.writer.pending
+
+    async def ingest(self, request: NewRequest) -> list[Accepted]:
+        """Commit a request's events and their deliveries durably; duplicates are reported."""
+        result: list[Accepted] = await self.writer.run(queries.ingest, request)
+        return result
+
+    async def claim(self, limits: dict[str, int], lease: float) -> list[Claim]:
+        """Lease up to limits[destination] deliveries of each destination."""
+        result: list[Claim] = await self.writer.run(queries.claim, (time.time(), lease, limits))
+        return result
+
+    async def release(self, claims: list[Claim]) -> None:
+        await self.writer.run(queries.release, claims)
+
+    async def finish(self, outcome: Outcome) -> None:
+        await self.writer.run(queries.finish, outcome)
+
+    async def record_rejected(self, rows: list[Rejected], keep: int) -> None:
+        await self.writer.run(queries.record_rejected, (rows, keep))
+
+    def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
+        self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
+
+    def has_admin_token(self) -> bool:
+        return queries.has_admin_token(self._reader())
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def token_scope(self, token_hash: str) -> str | None:
+        return await self.read(lambda conn: queries.token_scope(conn, token_hash))
+
+    async def event_data(self, event_ids: Sequence[str]) -> dict[str, EventData]:
+        return await self.read(lambda conn: queries.event_data(conn, event_ids))
+
+    async def list_events(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_events(conn, **filters))
+
+    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        return await self.read(lambda conn: queries.get_event(conn, event_id))
+
+    async def get_raw(self, event_id: str) -> tuple[bytes | None, str | None] | None:
+        return await self.read(lambda conn: queries.get_raw(conn, event_id))
+
+    async def list_rejected(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_rejected(conn, **filters))
+
+    async def next_due(self, destinations: Sequence[str]) -> float | None:
+        return await self.read(lambda conn: queries.next_due(conn, destinations))
+
+
+__all__ = ["SqliteStore", "new_id"]

@@ -1,0 +1,182 @@
+"""One writer thread per SQLite file, committing the writes of many requests together.
+
+Callers on the event loop submit operations and await a future; the thread drains everything
+queued, runs it in one `BEGIN IMMEDIATE` transaction, commits (fsync with synchronous=FULL), and
+only then resolves the futures. That is group commit: the fsync is shared, and no caller hears
+"done" before its data is durable. Consecutive operations of the same kind run through one
+handler so that rows are inserted with executemany.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from hookyard.errors import StoreError
+
+log = logging.getLogger("hookyard.store")
+
+MAX_BATCH = 2000
+
+# A handler runs a group of operations' payloads inside the open transaction, returning one
+# result per payload.
+Handler = Callable[[sqlite3.Connection, Sequence[Any]], Sequence[Any]]
+
+
+@dataclass(slots=True)
+class _Op:
+    handler: Handler
+    payload: Any
+    loop: asyncio.AbstractEventLoop | _ImmediateLoop
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+_STOP = object()
+
+
+class Writer:
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="hookyard-writer", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.after_commit: Callable[[], None] | None = None  # called in the thread after commits
+        self.commit_hook: Callable[[sqlite3.Connection], None] | None = None  # tests inject faults
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self) -> None:
+        """Finish everything queued so far, then close the connection."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, handler: Handler, payload: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Op(handler, payload, loop, future))
+        return future
+
+    async def run(self, handler: Handler, payload: Any) -> Any:
+        return await self.submit(handler, payload)
+
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn` in a transaction from synchronous code (start-up, maintenance, tests)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def handler(conn: sqlite3.Connection, payloads: Sequence[Any]) -> list[Any]:
+            return [fn(conn) for _ in payloads]
+
+        self._queue.put(_Op(handler, None, _IMMEDIATE, future))
+        return future.result()
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # reported to start()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        stopping = False
+        while not stopping:
+            ops: list[_Op] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                ops.append(item)
+                if len(ops) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if ops:
+                self._execute(conn, ops)
+        conn.close()
+
+    def _execute(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        try:
+            results = self._transaction(conn, ops)
+        except Exception as exc:
+            if len(ops) > 1:
+                # Run each alone so that one bad operation fails only its own caller.
+                for op in ops:
+                    self._execute(conn, [op])
+                return
+            log.error("write failed: %s", exc)
+            error = (
+                exc if isinstance(exc, StoreError) else StoreError(f"database write failed: {exc}")
+            )
+            self._resolve(ops, [None], error)
+            return
+        self._resolve(ops, results, None)
+        if self.after_commit is not None:
+            self.after_commit()
+
+    def _transaction(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[Any]:
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for handler, group in groupby(ops, key=lambda op: op.handler):
+                payloads = [op.payload for op in group]
+                results.extend(handler(conn, payloads))
+            if self.commit_hook is not None:
+                self.commit_hook(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _resolve(self, ops: list[_Op], results: list[Any], error: Exception | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop | _ImmediateLoop, list[tuple[_Op, Any]]] = {}
+        for index, op in enumerate(ops):
+            by_loop.setdefault(op.loop, []).append((op, None if error else results[index]))
+        for loop, items in by_loop.items():
+            # RuntimeError: the loop closed while we were writing; nobody is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, items, error)
+
+
+def _settle(items: list[tuple[_Op, Any]], error: Exception | None) -> None:
+    for op, result in items:
+        if op.future.done():  # the caller gave up (cancelled); its data is committed anyway
+            continue
+        if error is not None:
+            op.future.set_exception(error)
+        else:
+            op.future.set_result(result)
+
+
+class _ImmediateLoop:
+    """Stands in for an event loop when `Writer.call` is used from plain threads."""
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        fn(*args)
+
+
+_IMMEDIATE = _ImmediateLoop()

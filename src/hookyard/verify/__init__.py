@@ -1,0 +1,66 @@
+"""Request verification: one immutable, thread-safe `Verifier` per source, built from config.
+
+All configuration errors surface here, at build time, as `ConfigError`s naming the option;
+at request time a verifier raises nothing but `VerificationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from hookyard.errors import ConfigError
+from hookyard.verify.base import Handshake, Inbound, Verified, Verifier, VerifyOptions
+from hookyard.verify.generic import GenericHmacVerifier
+from hookyard.verify.hmac_body import GitHubVerifier, ShopifyVerifier
+from hookyard.verify.simple import BasicAuthVerifier, NoneVerifier, TokenVerifier
+from hookyard.verify.slack import SlackVerifier
+from hookyard.verify.standard import StandardWebhooksVerifier, SvixVerifier
+from hookyard.verify.stripe import StripeVerifier
+
+__all__ = [
+    "SCHEMES",
+    "BasicAuthVerifier",
+    "GenericHmacVerifier",
+    "GitHubVerifier",
+    "Handshake",
+    "Inbound",
+    "NoneVerifier",
+    "ShopifyVerifier",
+    "SlackVerifier",
+    "StandardWebhooksVerifier",
+    "StripeVerifier",
+    "SvixVerifier",
+    "TokenVerifier",
+    "Verified",
+    "Verifier",
+    "VerifyOptions",
+    "build_verifier",
+]
+
+_Factory = Callable[[Sequence[str], VerifyOptions], Verifier]
+
+_FACTORIES: dict[str, _Factory] = {
+    "standard": StandardWebhooksVerifier,
+    "svix": SvixVerifier,
+    "stripe": StripeVerifier,
+    "github": GitHubVerifier,
+    "shopify": ShopifyVerifier,
+    "slack": SlackVerifier,
+    "hmac": GenericHmacVerifier,
+    "basic": BasicAuthVerifier,
+    "token": TokenVerifier,
+    "none": NoneVerifier,
+}
+
+SCHEMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def build_verifier(scheme: str, secrets: Sequence[str], options: VerifyOptions) -> Verifier:
+    """The verifier for a source; raises `ConfigError` (key = the offending option) if the
+    scheme is unknown or its options or secrets cannot work."""
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        raise ConfigError(
+            "verify", f"unknown scheme {scheme!r}; expected one of: {', '.join(SCHEMES)}"
+        )
+    return factory(secrets, options)

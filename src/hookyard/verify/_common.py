@@ -1,0 +1,228 @@
+"""Helpers shared by the verifiers: strict decoding, timestamps, lazy JSON facts, config checks.
+
+Everything here runs on the ingest hot path or at construction time; nothing here ever puts a
+secret or a computed signature into a message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hookyard.errors import ConfigError, VerificationError
+from hookyard.verify.base import VerifyOptions
+
+DEFAULT_TOLERANCE = 300  # seconds; Standard Webhooks, Stripe and Slack all document 5 minutes
+
+DIGEST_SIZES: dict[str, int] = {"sha1": 20, "sha256": 32, "sha512": 64}
+
+_JSON_START = frozenset(b"{ \t\r\n")
+
+
+class Frozen:
+    """Base for verifiers: attributes are set once in ``__init__`` and never again.
+
+    Not a frozen dataclass because the ``Verifier`` protocol declares plain (settable)
+    attributes, which mypy will not match against read-only dataclass fields.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+
+def init(obj: object, **attrs: object) -> None:
+    """Set attributes on a `Frozen` instance during construction."""
+    for name, value in attrs.items():
+        object.__setattr__(obj, name, value)
+
+
+# --- strict decoding: a signature decodes only from its one canonical spelling --------------
+
+
+def unhex(value: str, size: int) -> bytes | None:
+    """Hex (either case) of exactly `size` bytes, else None; whitespace is not tolerated."""
+    if len(value) != 2 * size:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return raw if len(raw) == size else None
+
+
+def b64_len(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def unbase64(value: str, size: int) -> bytes | None:
+    """Padded standard base64 of exactly `size` bytes, else None.
+
+    Rejects non-canonical spellings (non-zero pad bits) so that any changed character of a
+    signature is a different signature.
+    """
+    if len(value) != b64_len(size):
+        return None
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != size or binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
+        return None
+    return raw
+
+
+def to_bytes(value: str) -> bytes:
+    """Header text to the bytes a provider signed; never raises (lone surrogates pass through)."""
+    return value.encode("utf-8", "surrogatepass")
+
+
+def tried(n: int) -> str:
+    return "1 secret tried" if n == 1 else f"{n} secrets tried"
+
+
+# --- timestamps ----------------------------------------------------------------------------
+
+
+def tolerance_from(options: VerifyOptions) -> int:
+    tolerance = options.tolerance
+    if tolerance is None:
+        return DEFAULT_TOLERANCE
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise ConfigError(
+            "tolerance", "expected whole seconds >= 0 (0 disables the timestamp check)"
+        )
+    return tolerance
+
+
+def check_timestamp(raw: str, now: float, tolerance: int, header: str) -> None:
+    """Reject a signed timestamp outside ±tolerance of `now`; tolerance 0 turns the check off."""
+    if not tolerance:
+        return
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise VerificationError(
+            f"header {header} is not a unix timestamp in whole seconds", code="bad_signature"
+        )
+    skew = now - int(raw)
+    if skew > tolerance:
+        raise VerificationError(
+            f"timestamp in {header} is {int(skew)} s old; allowed ±{tolerance} s",
+            code="stale_timestamp",
+        )
+    if -skew > tolerance:
+        raise VerificationError(
+            f"timestamp in {header} is {int(-skew)} s in the future; allowed ±{tolerance} s",
+            code="stale_timestamp",
+        )
+
+
+# --- JSON facts ----------------------------------------------------------------------------
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else (never raises)."""
+    if not body or body[0] not in _JSON_START:
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def json_path(doc: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | None:
+    """A string (or integer, as text) at a dotted path, else None."""
+    value: Any = doc
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """The source's overrides for where the event id and type come from."""
+
+    id_header: str | None = None
+    type_header: str | None = None
+    type_path: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_options(cls, options: VerifyOptions) -> Fields:
+        path: tuple[str, ...] | None = None
+        if options.type_field is not None:
+            path = tuple(options.type_field.split("."))
+            if not all(path):
+                raise ConfigError(
+                    "type_field", "expected a dotted path into the JSON body, e.g. 'data.type'"
+                )
+        return cls(
+            id_header=header_name(options.id_header, "id_header"),
+            type_header=header_name(options.type_header, "type_header"),
+            type_path=path,
+        )
+
+    def event_id(self, headers: Mapping[str, str]) -> str | None:
+        return (headers.get(self.id_header) or None) if self.id_header else None
+
+    def event_type(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        if self.type_header:
+            return headers.get(self.type_header) or None
+        if self.type_path:
+            return json_path(json_object(body), self.type_path)
+        return None
+
+    @property
+    def overrides_type(self) -> bool:
+        return bool(self.type_header or self.type_path)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def header_name(value: str | None, key: str) -> str | None:
+    """A configured header name, lower-cased the way `Inbound.headers` holds them."""
+    if value is None:
+        return None
+    name = value.strip().lower()
+    if not name or any(c in name for c in " \t\r\n:"):
+        raise ConfigError(key, f"expected an HTTP header name, got {value!r}")
+    return name
+
+
+def require_secrets(scheme: str, secrets: Sequence[str]) -> list[str]:
+    """The secrets as a list, non-empty, with no blank entry (entries are never echoed)."""
+    if isinstance(secrets, str | bytes):
+        raise ConfigError("secrets", "expected a list of secrets, got a single string")
+    items = list(secrets)
+    if not items:
+        raise ConfigError(
+            "secrets", f"scheme {scheme!r} needs at least one secret (several for rotation)"
+        )
+    for n, secret in enumerate(items, 1):
+        if not isinstance(secret, str) or not secret.strip():
+            raise ConfigError("secrets", f"secret #{n} is empty or not a string")
+    return items
+
+
+def utf8_keys(scheme: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
+    """Secrets used as their UTF-8 bytes, as Stripe, Slack, GitHub and Shopify do."""
+    return tuple(s.encode("utf-8") for s in require_secrets(scheme, secrets))
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()

@@ -1,0 +1,71 @@
+"""The verifier seam: raw request in, verified facts (or a VerificationError) out.
+
+Verifiers work on the exact raw body bytes, never on parsed or re-serialised data, and
+compare signatures in constant time on decoded bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What arrived, as verification sees it."""
+
+    method: str
+    url: str  # the public URL the provider called (some schemes sign it)
+    headers: Mapping[str, str]  # lower-cased names; repeated headers joined with ", "
+    body: bytes
+    received_at: float  # unix seconds, the clock for timestamp tolerance
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """An answer given inline instead of storing an event (e.g. Slack's url_verification)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Facts established by a verifier about an authentic request."""
+
+    event_id: str | None = None  # the provider's event id: first dedup key
+    event_type: str | None = None  # used by route type globs
+    delivery_id: str | None = None  # the provider's delivery/message id: dedup fallback
+    body_dedup: bool = False  # the scheme signs no timestamp: the body hash is a dedup key too
+    handshake: Handshake | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    """Scheme settings from a source's config (all optional; each scheme reads what it needs)."""
+
+    tolerance: int | None = None  # seconds; None = the provider's documented default; 0 = off
+    signature_header: str | None = None
+    algorithm: str = "sha256"  # sha1 | sha256 | sha512
+    encoding: str = "hex"  # hex | base64
+    signature_prefix: str = ""
+    signed_content: str = "{body}"  # template: {body}, {timestamp}, {id}
+    timestamp_header: str | None = None
+    id_header: str | None = None
+    type_header: str | None = None
+    type_field: str | None = None  # dotted path into a JSON body
+    token_header: str | None = None
+
+
+class Verifier(Protocol):
+    scheme: str
+    # Headers that carry credentials: redacted when shown, never forwarded.
+    credential_headers: frozenset[str]
+
+    def verify(self, request: Inbound) -> Verified: ...
+
+    def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
+        """Headers the provider would send with `body` (for `hookyard send` and tests)."""
+        ...

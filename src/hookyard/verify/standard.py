@@ -1,0 +1,148 @@
+"""Standard Webhooks (standardwebhooks.com), and Svix, which is the same scheme under svix-* names.
+
+Signed content is ``{id}.{timestamp}.{body}``; the signature header is a space-separated list
+of ``v1,<base64 HMAC-SHA256>`` entries, any one of which may match (the sender's own rotation).
+Entries of other versions (``v1a`` is Ed25519) or malformed entries simply do not match.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Sequence
+
+from hookyard.errors import ConfigError, VerificationError
+from hookyard.verify._common import (
+    Fields,
+    Frozen,
+    check_timestamp,
+    init,
+    json_object,
+    json_path,
+    require_secrets,
+    to_bytes,
+    tolerance_from,
+    tried,
+    unbase64,
+)
+from hookyard.verify.base import Inbound, Verified, VerifyOptions
+
+SECRET_PREFIX = "whsec_"
+_TYPE = ("type",)
+
+
+def decode_secret(secret: str, n: int) -> bytes:
+    """``whsec_<base64>`` (or bare base64), padding optional, as the official libraries accept."""
+    text = secret.strip()
+    text = text.removeprefix(SECRET_PREFIX)
+    text += "=" * (-len(text) % 4)
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            "secrets",
+            f"secret #{n} is not 'whsec_' followed by base64 (as Standard Webhooks issues)",
+        ) from None
+    if not key:
+        raise ConfigError("secrets", f"secret #{n} decodes to an empty key")
+    return key
+
+
+class StandardWebhooksVerifier(Frozen):
+    """Accepts both ``webhook-*`` and ``svix-*`` headers, so one source serves either sender."""
+
+    __slots__ = ("_fields", "_keys", "_tolerance")
+
+    scheme: str = "standard"
+    credential_headers: frozenset[str] = frozenset()
+    _family = "webhook-"  # header names `sign` emits
+
+    _keys: tuple[bytes, ...]
+    _tolerance: int
+    _fields: Fields
+
+    def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
+        items = require_secrets(self.scheme, secrets)
+        init(
+            self,
+            _keys=tuple(decode_secret(s, n) for n, s in enumerate(items, 1)),
+            _tolerance=tolerance_from(options),
+            _fields=Fields.from_options(options),
+        )
+
+    def verify(self, request: Inbound) -> Verified:
+        headers = request.headers
+        family = "webhook-"
+        header = headers.get("webhook-signature")
+        if header is None:
+            family = "svix-"
+            header = headers.get("svix-signature")
+        msg_id = headers.get(family + "id")
+        timestamp = headers.get(family + "timestamp")
+        if not header or not msg_id or not timestamp:
+            raise VerificationError(
+                "missing header: expected webhook-id, webhook-timestamp and webhook-signature "
+                "(or svix-id, svix-timestamp and svix-signature)",
+                code="missing_signature",
+            )
+
+        signatures = []
+        for entry in header.split():
+            version, _, value = entry.partition(",")
+            if version == "v1":
+                raw = unbase64(value, 32)
+                if raw is not None:
+                    signatures.append(raw)
+        if not self._matches(signatures, msg_id, timestamp, request.body):
+            raise VerificationError(
+                f"signature did not match; expected header {family}signature with entries "
+                f"'v1,<base64 HMAC-SHA256 of \"{{{family}id}}.{{{family}timestamp}}.{{body}}\">' "
+                f"(space-separated), key = base64-decoded whsec_ secret; "
+                f"{tried(len(self._keys))}",
+                code="bad_signature",
+            )
+        check_timestamp(timestamp, request.received_at, self._tolerance, family + "timestamp")
+
+        fields = self._fields
+        body = request.body
+        return Verified(
+            event_id=fields.event_id(headers) if fields.id_header else msg_id,
+            event_type=(
+                fields.event_type(headers, body)
+                if fields.overrides_type
+                else json_path(json_object(body), _TYPE)
+            ),
+        )
+
+    def _matches(self, signatures: list[bytes], msg_id: str, timestamp: str, body: bytes) -> bool:
+        if not signatures:
+            return False
+        content = b"".join((to_bytes(msg_id), b".", to_bytes(timestamp), b".", body))
+        for key in self._keys:
+            mac = hmac.digest(key, content, "sha256")
+            for signature in signatures:
+                if hmac.compare_digest(mac, signature):
+                    return True
+        return False
+
+    def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
+        """The id, timestamp and one ``v1`` signature with the first secret (`url` is unused)."""
+        ts = str(timestamp)
+        content = b"".join((to_bytes(message_id), b".", ts.encode(), b".", body))
+        mac = hmac.digest(self._keys[0], content, "sha256")
+        family = self._family
+        return {
+            family + "id": message_id,
+            family + "timestamp": ts,
+            family + "signature": "v1," + base64.b64encode(mac).decode("ascii"),
+        }
+
+
+class SvixVerifier(StandardWebhooksVerifier):
+    """The same scheme; only `sign` differs, emitting Svix's ``svix-*`` header names."""
+
+    __slots__ = ()
+
+    scheme: str = "svix"
+    _family = "svix-"
