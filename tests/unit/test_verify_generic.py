@@ -57,7 +57,7 @@ def test_timestamp_template_base64_sha512_with_prefix() -> None:
     assert facts.event_type == "order.paid"
     assert v.sign(BODY, url="", timestamp=TS, message_id="m") == {
         "X-Sig": sig,
-        "x-timestamp": str(TS),
+        "X-Timestamp": str(TS),
     }
     assert code_of(v, inbound(headers, now=TS + 301)) == "stale_timestamp"
     assert code_of(v, inbound(headers, now=TS - 301)) == "stale_timestamp"

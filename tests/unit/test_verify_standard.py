@@ -230,3 +230,9 @@ def test_oracle_library_verifies_what_we_sign(secret: str, body: str, msg_id: st
     now = int(time.time())
     headers = verifier(secret).sign(body.encode(), url="", timestamp=now, message_id=msg_id)
     Webhook(secret).verify(body.encode(), headers, json_parse=False)
+
+
+def test_repeated_signature_headers_joined_with_comma_space() -> None:
+    other = "v1," + base64.b64encode(b"x" * 32).decode()
+    assert verifier().verify(inbound(f"{SIGNATURE}, {other}"))
+    assert verifier().verify(inbound(f"{other}, {SIGNATURE}"))

@@ -18,9 +18,11 @@ from hookyard.verify._common import (
     DIGEST_SIZES,
     Fields,
     Frozen,
+    any_match,
     check_timestamp,
     header_name,
     init,
+    mac,
     to_bytes,
     tolerance_from,
     tried,
@@ -73,6 +75,7 @@ class GenericHmacVerifier(Frozen):
         "_fields",
         "_header",
         "_hex",
+        "_id_display",
         "_id_header",
         "_id_signed",
         "_keys",
@@ -81,6 +84,7 @@ class GenericHmacVerifier(Frozen):
         "_prefix",
         "_size",
         "_template",
+        "_timestamp_display",
         "_timestamp_header",
         "_tolerance",
     )
@@ -88,7 +92,7 @@ class GenericHmacVerifier(Frozen):
     scheme: str = "hmac"
     credential_headers: frozenset[str] = frozenset()
 
-    _keys: tuple[bytes, ...]
+    _keys: tuple[hmac.HMAC, ...]
     _header: str
     _display: str
     _algorithm: str
@@ -101,6 +105,8 @@ class GenericHmacVerifier(Frozen):
     _timestamp_header: str | None
     _id_header: str | None
     _id_signed: bool
+    _timestamp_display: str
+    _id_display: str
     _tolerance: int
     _fields: Fields
 
@@ -128,7 +134,7 @@ class GenericHmacVerifier(Frozen):
             raise ConfigError("id_header", "signed_content uses {id}; name the header holding it")
         init(
             self,
-            _keys=utf8_keys(self.scheme, secrets),
+            _keys=utf8_keys(self.scheme, secrets, algorithm),
             _header=header_name(options.signature_header, "signature_header") or "",
             _display=options.signature_header.strip(),
             _algorithm=algorithm,
@@ -141,6 +147,8 @@ class GenericHmacVerifier(Frozen):
             _timestamp_header=timestamp_header if _TIMESTAMP in parts else None,
             _id_header=fields.id_header,
             _id_signed=_ID in parts,
+            _timestamp_display=(options.timestamp_header or "").strip(),
+            _id_display=(options.id_header or "").strip(),
             _tolerance=tolerance_from(options),
             _fields=fields,
         )
@@ -165,7 +173,7 @@ class GenericHmacVerifier(Frozen):
         if header.startswith(prefix):
             value = header[len(prefix) :]
             signature = unhex(value, self._size) if self._hex else unbase64(value, self._size)
-        if signature is None or not self._matches(content, signature):
+        if signature is None or not any_match(self._keys, b"", content, signature):
             raise VerificationError(
                 f"signature did not match; expected header {self._display} "
                 f"({prefix}<{'hex' if self._hex else 'base64'} HMAC-{self._algorithm.upper()} "
@@ -173,7 +181,9 @@ class GenericHmacVerifier(Frozen):
                 code="bad_signature",
             )
         if timestamp_header and timestamp is not None:
-            check_timestamp(timestamp, request.received_at, self._tolerance, timestamp_header)
+            check_timestamp(
+                timestamp, request.received_at, self._tolerance, self._timestamp_display
+            )
         return Verified(
             event_id=event_id,
             event_type=self._fields.event_type(headers, request.body),
@@ -183,9 +193,9 @@ class GenericHmacVerifier(Frozen):
     def _missing(self) -> str:
         names = [self._display]
         if self._timestamp_header:
-            names.append(self._timestamp_header)
-        if self._id_signed and self._id_header:
-            names.append(self._id_header)
+            names.append(self._timestamp_display)
+        if self._id_signed:
+            names.append(self._id_display)
         return "missing header: expected " + ", ".join(names)
 
     def _content(self, body: bytes, timestamp: str, msg_id: str) -> bytes:
@@ -201,23 +211,16 @@ class GenericHmacVerifier(Frozen):
                 out.append(to_bytes(msg_id))
         return b"".join(out)
 
-    def _matches(self, content: bytes, signature: bytes) -> bool:
-        algorithm = self._algorithm
-        for key in self._keys:
-            if hmac.compare_digest(hmac.digest(key, content, algorithm), signature):
-                return True
-        return False
-
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """The signature header, plus the timestamp header when signed and the id header when
         configured (with `message_id`). `url` is unused."""
         ts = str(timestamp)
         content = self._content(body, ts, message_id)
-        mac = hmac.digest(self._keys[0], content, self._algorithm)
-        encoded = mac.hex() if self._hex else base64.b64encode(mac).decode("ascii")
+        raw = mac(self._keys[0], b"", content)
+        encoded = raw.hex() if self._hex else base64.b64encode(raw).decode("ascii")
         headers = {self._display: self._prefix + encoded}
         if self._timestamp_header:
-            headers[self._timestamp_header] = ts
+            headers[self._timestamp_display] = ts
         if self._id_header:
-            headers[self._id_header] = message_id
+            headers[self._id_display] = message_id
         return headers

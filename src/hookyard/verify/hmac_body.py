@@ -14,8 +14,10 @@ from hookyard.errors import VerificationError
 from hookyard.verify._common import (
     Fields,
     Frozen,
+    any_match,
     init,
     json_object,
+    mac,
     tried,
     unbase64,
     unhex,
@@ -24,8 +26,9 @@ from hookyard.verify._common import (
 from hookyard.verify.base import Inbound, Verified, VerifyOptions
 
 
-def _any_match(keys: tuple[bytes, ...], body: bytes, algorithm: str, signature: bytes) -> bool:
-    return any(hmac.compare_digest(hmac.digest(key, body, algorithm), signature) for key in keys)
+def _check(keys: tuple[hmac.HMAC, ...], value: str, size: int, body: bytes) -> bool:
+    raw = unhex(value, size)
+    return raw is not None and any_match(keys, b"", body, raw)
 
 
 class GitHubVerifier(Frozen):
@@ -36,23 +39,29 @@ class GitHubVerifier(Frozen):
     ``action`` ("pull_request.opened"; "push" stays "push"), so route globs can pick actions.
     """
 
-    __slots__ = ("_fields", "_keys")
+    __slots__ = ("_fields", "_keys", "_sha1_keys")
 
     scheme: str = "github"
     credential_headers: frozenset[str] = frozenset()
 
-    _keys: tuple[bytes, ...]
+    _keys: tuple[hmac.HMAC, ...]
+    _sha1_keys: tuple[hmac.HMAC, ...]
     _fields: Fields
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
-        init(self, _keys=utf8_keys(self.scheme, secrets), _fields=Fields.from_options(options))
+        init(
+            self,
+            _keys=utf8_keys(self.scheme, secrets),
+            _sha1_keys=utf8_keys(self.scheme, secrets, "sha1"),
+            _fields=Fields.from_options(options),
+        )
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
         body = request.body
         header = headers.get("x-hub-signature-256")
         if header is not None:
-            ok = header.startswith("sha256=") and self._check(header[7:], 32, "sha256", body)
+            ok = header.startswith("sha256=") and _check(self._keys, header[7:], 32, body)
             expected = "X-Hub-Signature-256 (sha256=<hex HMAC-SHA256 of the body>)"
         else:
             header = headers.get("x-hub-signature")
@@ -61,7 +70,7 @@ class GitHubVerifier(Frozen):
                     "missing header X-Hub-Signature-256 (or legacy X-Hub-Signature)",
                     code="missing_signature",
                 )
-            ok = header.startswith("sha1=") and self._check(header[5:], 20, "sha1", body)
+            ok = header.startswith("sha1=") and _check(self._sha1_keys, header[5:], 20, body)
             expected = "X-Hub-Signature (sha1=<hex HMAC-SHA1 of the body>)"
         if not ok:
             raise VerificationError(
@@ -86,15 +95,11 @@ class GitHubVerifier(Frozen):
             body_dedup=True,
         )
 
-    def _check(self, value: str, size: int, algorithm: str, body: bytes) -> bool:
-        raw = unhex(value, size)
-        return raw is not None and _any_match(self._keys, body, algorithm, raw)
-
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """The SHA-256 signature and ``X-GitHub-Delivery``; ``X-GitHub-Event`` is the caller's
         (it names the event, which only the caller knows). `url` and `timestamp` are unused."""
-        mac = hmac.new(self._keys[0], body, "sha256").hexdigest()
-        return {"X-Hub-Signature-256": "sha256=" + mac, "X-GitHub-Delivery": message_id}
+        signature = mac(self._keys[0], b"", body).hex()
+        return {"X-Hub-Signature-256": "sha256=" + signature, "X-GitHub-Delivery": message_id}
 
 
 class ShopifyVerifier(Frozen):
@@ -109,7 +114,7 @@ class ShopifyVerifier(Frozen):
     scheme: str = "shopify"
     credential_headers: frozenset[str] = frozenset()
 
-    _keys: tuple[bytes, ...]
+    _keys: tuple[hmac.HMAC, ...]
     _fields: Fields
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
@@ -124,7 +129,7 @@ class ShopifyVerifier(Frozen):
                 "missing header X-Shopify-Hmac-Sha256", code="missing_signature"
             )
         raw = unbase64(header, 32)
-        if raw is None or not _any_match(self._keys, body, "sha256", raw):
+        if raw is None or not any_match(self._keys, b"", body, raw):
             raise VerificationError(
                 "signature did not match; expected header X-Shopify-Hmac-Sha256 "
                 "(<base64 HMAC-SHA256 of the body>, key = the app's client secret); "
@@ -150,8 +155,8 @@ class ShopifyVerifier(Frozen):
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """The signature and ``X-Shopify-Webhook-Id``; topic and event id are the caller's.
         `url` and `timestamp` are unused."""
-        mac = hmac.digest(self._keys[0], body, "sha256")
+        signature = mac(self._keys[0], b"", body)
         return {
-            "X-Shopify-Hmac-Sha256": base64.b64encode(mac).decode("ascii"),
+            "X-Shopify-Hmac-Sha256": base64.b64encode(signature).decode("ascii"),
             "X-Shopify-Webhook-Id": message_id,
         }

@@ -20,6 +20,8 @@ from hookyard.verify._common import (
     init,
     json_object,
     json_path,
+    keyed,
+    mac,
     require_secrets,
     to_bytes,
     tolerance_from,
@@ -58,7 +60,7 @@ class StandardWebhooksVerifier(Frozen):
     credential_headers: frozenset[str] = frozenset()
     _family = "webhook-"  # header names `sign` emits
 
-    _keys: tuple[bytes, ...]
+    _keys: tuple[hmac.HMAC, ...]
     _tolerance: int
     _fields: Fields
 
@@ -66,7 +68,7 @@ class StandardWebhooksVerifier(Frozen):
         items = require_secrets(self.scheme, secrets)
         init(
             self,
-            _keys=tuple(decode_secret(s, n) for n, s in enumerate(items, 1)),
+            _keys=keyed([decode_secret(s, n) for n, s in enumerate(items, 1)]),
             _tolerance=tolerance_from(options),
             _fields=Fields.from_options(options),
         )
@@ -91,7 +93,8 @@ class StandardWebhooksVerifier(Frozen):
         for entry in header.split():
             version, _, value = entry.partition(",")
             if version == "v1":
-                raw = unbase64(value, 32)
+                # rstrip: a repeated header arrives joined with ", ", leaving a trailing comma
+                raw = unbase64(value.rstrip(","), 32)
                 if raw is not None:
                     signatures.append(raw)
         if not self._matches(signatures, msg_id, timestamp, request.body):
@@ -118,24 +121,24 @@ class StandardWebhooksVerifier(Frozen):
     def _matches(self, signatures: list[bytes], msg_id: str, timestamp: str, body: bytes) -> bool:
         if not signatures:
             return False
-        content = b"".join((to_bytes(msg_id), b".", to_bytes(timestamp), b".", body))
-        for key in self._keys:
-            mac = hmac.digest(key, content, "sha256")
+        head = b"".join((to_bytes(msg_id), b".", to_bytes(timestamp), b"."))
+        for base in self._keys:
+            expected = mac(base, head, body)
             for signature in signatures:
-                if hmac.compare_digest(mac, signature):
+                if hmac.compare_digest(expected, signature):
                     return True
         return False
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """The id, timestamp and one ``v1`` signature with the first secret (`url` is unused)."""
         ts = str(timestamp)
-        content = b"".join((to_bytes(message_id), b".", ts.encode(), b".", body))
-        mac = hmac.digest(self._keys[0], content, "sha256")
+        head = b"".join((to_bytes(message_id), b".", ts.encode(), b"."))
+        signature = mac(self._keys[0], head, body)
         family = self._family
         return {
             family + "id": message_id,
             family + "timestamp": ts,
-            family + "signature": "v1," + base64.b64encode(mac).decode("ascii"),
+            family + "signature": "v1," + base64.b64encode(signature).decode("ascii"),
         }
 
 

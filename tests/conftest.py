@@ -1,0 +1,241 @@
+"""Shared fixtures: a real Hookyard on loopback, real receivers, real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiohttp import web
+
+from hookyard.app import HookyardApp
+from hookyard.config import load_config
+from hookyard.runtime import Service
+from hookyard.tokens import read_token_file
+
+GITHUB_SECRET = "It's a Secret to Everybody"
+DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on loopback that records what it receives and answers as told."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    # Called for each request; returns (status, headers) or raises to drop the connection.
+    behaviour: Callable[[Received], Any] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def ids(self) -> list[str]:
+        return [r.headers.get("webhook-id", "") for r in self.received]
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"receiver got {len(self.received)} of {count} requests")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    recorder = Receiver()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        item = Received(
+            {k.lower(): v for k, v in request.headers.items()}, await request.read(), time.time()
+        )
+        recorder.received.append(item)
+        recorder.arrived.set()
+        result = recorder.behaviour(item) if recorder.behaviour else 204
+        if asyncio.iscoroutine(result):
+            result = await result
+        if isinstance(result, web.StreamResponse):
+            return result
+        status, headers = (result, {}) if isinstance(result, int) else result
+        return web.Response(status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    recorder.url = f"http://127.0.0.1:{port}/hooks"
+    yield recorder
+    await runner.cleanup()
+
+
+def write_config(directory: Path, body: str) -> Path:
+    path = directory / "hookyard.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def basic_config(receiver_url: str, extra: str = "", destination: str = "") -> str:
+    return f"""
+        [server]
+        listen = "127.0.0.1:0"
+
+        [sources.github]
+        verify = "github"
+        secrets = ["{GITHUB_SECRET}"]
+
+        [sources.open]
+        verify = "none"
+
+        [destinations.app]
+        url = "{receiver_url}"
+        secret = "{DEST_SECRET}"
+        timeout = "2s"
+        retry_schedule = ["0", "100ms", "100ms"]
+        jitter = 0
+        {destination}
+
+        [[routes]]
+        source = "github"
+        destination = "app"
+
+        [[routes]]
+        source = "open"
+        destination = "app"
+        {extra}
+    """
+
+
+@dataclass
+class Running:
+    """Hookyard served by uvicorn in this event loop, on a real loopback port."""
+
+    service: Service
+    url: str
+    token: str
+    client: httpx.AsyncClient
+
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"authorization": f"Bearer {self.token}"}
+        )
+
+
+@contextlib.asynccontextmanager
+async def run_hookyard(config: Path) -> AsyncIterator[Running]:
+    settings, base_dir = load_config(config)
+    service = Service(settings, base_dir, config_path=config)
+    state = await service.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            HookyardApp(state),
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            http="httptools",
+            loop="none",
+            access_log=False,
+            log_level="warning",
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    token = read_token_file(base_dir / settings.server.token_file) or ""
+    async with httpx.AsyncClient(base_url=url) as client:
+        try:
+            yield Running(service, url, token, client)
+        finally:
+            server.should_exit = True
+            await task
+            await service.stop()
+
+
+@pytest.fixture
+def hookyard_factory(tmp_path: Path) -> Callable[[str], Any]:
+    def factory(body: str) -> Any:
+        return run_hookyard(write_config(tmp_path, body))
+
+    return factory
+
+
+# -- a `hookyard serve` subprocess, for crash and signal tests ----------------------------------
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_serve(config: Path, *args: str, timeout: float = 20.0) -> ServeProcess:
+    log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
+    handle = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hookyard", "serve", "--config", str(config), *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=config.parent,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
+        if match:
+            return ServeProcess(proc, match.group(1), log_path)
+        if proc.poll() is not None:
+            raise AssertionError(f"hookyard serve exited: {log_path.read_text()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"hookyard serve did not start: {log_path.read_text()}")
+
+
+@pytest.fixture
+def serve_processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for process in started:
+        process.stop()

@@ -1,0 +1,313 @@
+"""POST /in/{source} over real HTTP: accept, deduplicate, reject, and deliver byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import sqlite3
+import uuid
+
+import httpx
+import standardwebhooks
+
+from tests.conftest import DEST_SECRET, GITHUB_SECRET, basic_config
+
+
+def github_headers(body: bytes, event: str = "push", secret: str = GITHUB_SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "x-hub-signature-256": f"sha256={digest}",
+        "x-github-delivery": str(uuid.uuid4()),
+        "x-github-event": event,
+        "content-type": "application/json",
+    }
+
+
+async def test_accepts_and_delivers_byte_for_byte(hookyard_factory, receiver):
+    body = b'{"ref":"refs/heads/main",  "n": 1}\n'
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        headers = {**github_headers(body), "authorization": "Bearer provider-credential"}
+        response = await hy.client.post("/in/github", content=body, headers=headers)
+        assert response.status_code == 200
+        answer = response.json()
+        assert answer["duplicate"] is False
+        await receiver.wait_for(1)
+    got = receiver.received[0]
+    assert got.body == body
+    assert got.headers["webhook-id"] == answer["id"]
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["hookyard-event-type"] == "push"
+    assert got.headers["x-github-event"] == "push"
+    assert got.headers["x-hub-signature-256"] == headers["x-hub-signature-256"]
+    assert "authorization" not in got.headers  # credentials are never forwarded
+    # Hookyard's own signature verifies with the Standard Webhooks library.
+    standardwebhooks.Webhook(DEST_SECRET).verify(got.body, got.headers)
+
+
+async def test_duplicate_by_body_hash_is_acknowledged_not_delivered(hookyard_factory, receiver):
+    body = b'{"same": true}'
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        first = await hy.client.post("/in/github", content=body, headers=github_headers(body))
+        # A replay of captured bytes with a fresh (unsigned) delivery id is still a duplicate.
+        second = await hy.client.post("/in/github", content=body, headers=github_headers(body))
+        assert second.status_code == 200
+        assert second.json() == {"id": first.json()["id"], "duplicate": True}
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.3)
+    assert len(receiver.received) == 1
+
+
+async def test_sources_without_signature_do_not_dedup_on_body(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        a = await hy.client.post("/in/open", content=b"alert")
+        b = await hy.client.post("/in/open", content=b"alert")
+        assert a.json()["id"] != b.json()["id"]
+        await receiver.wait_for(2)
+
+
+async def test_odd_bodies_are_stored_exactly(hookyard_factory, receiver):
+    bodies = [b"{not json", b"a=1&b=%ZZ", b"\xff\xfe\x00binary\x80", b""]
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        ids = []
+        for body in bodies:
+            headers = {**github_headers(body), "content-type": "application/octet-stream"}
+            response = await hy.client.post("/in/github", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+            ids.append(response.json()["id"])
+        async with hy.api() as api:
+            for event_id, body in zip(ids, bodies, strict=True):
+                raw = await api.get(f"/api/v1/events/{event_id}/raw")
+                assert raw.status_code == 200
+                assert raw.content == body
+                assert raw.headers["content-type"] == "application/octet-stream"
+        await receiver.wait_for(len(bodies))
+    assert sorted(r.body for r in receiver.received) == sorted(bodies)
+
+
+async def test_rejections_answer_with_a_reason_and_are_logged(hookyard_factory, receiver):
+    config = basic_config(receiver.url).replace(
+        'verify = "github"', 'verify = "github"\nmax_body = "1KiB"', 1
+    )
+    body = b'{"a": 1}'
+    async with hookyard_factory(config) as hy:
+        cases = [
+            (await hy.client.post("/in/nope", content=body), 404, "unknown_source"),
+            (await hy.client.post("/in/github", content=body), 401, "missing_signature"),
+            (
+                await hy.client.post(
+                    "/in/github", content=body, headers=github_headers(body, secret="wrong")
+                ),
+                401,
+                "bad_signature",
+            ),
+            (
+                await hy.client.post(
+                    "/in/github", content=b"x" * 2000, headers=github_headers(b"x" * 2000)
+                ),
+                413,
+                "body_too_large",
+            ),
+            (
+                await hy.client.post(
+                    "/in/github",
+                    content=body,
+                    headers={**github_headers(body), "x-big": "y" * 40_000},
+                ),
+                431,
+                "headers_too_large",
+            ),
+            (await hy.client.get("/in/github"), 405, "method_not_allowed"),
+        ]
+        for response, status, code in cases:
+            assert response.status_code == status, response.text
+            assert response.json()["error"] == code
+            assert response.json()["message"]
+        assert cases[-1][0].headers["allow"] == "POST"
+        await asyncio.sleep(0.8)  # the rejected log is flushed off the request path
+        async with hy.api() as api:
+            logged = (await api.get("/api/v1/rejected")).json()["data"]
+    assert sorted(item["code"] for item in logged) == sorted(code for _, _, code in cases)
+    bad = next(item for item in logged if item["code"] == "bad_signature")
+    assert "X-Hub-Signature-256" in bad["reason"]
+    assert GITHUB_SECRET not in str(logged)
+
+
+async def test_chunked_body_over_the_limit_is_refused(hookyard_factory, receiver):
+    config = basic_config(receiver.url).replace(
+        'verify = "none"', 'verify = "none"\nmax_body = 1000', 1
+    )
+
+    async def chunks():
+        for _ in range(10):
+            yield b"z" * 500
+
+    async with hookyard_factory(config) as hy:
+        response = await hy.client.post("/in/open", content=chunks())
+        assert response.status_code == 413
+
+
+async def test_database_failure_answers_503_and_stores_nothing(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        store = hy.service.store
+
+        def fail(conn: sqlite3.Connection) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        store.writer.commit_hook = fail
+        response = await hy.client.post("/in/open", content=b"lost?")
+        assert response.status_code == 503
+        assert response.headers["retry-after"]
+        assert response.json()["error"] == "unavailable"
+        store.writer.commit_hook = None
+        ok = await hy.client.post("/in/open", content=b"kept")
+        assert ok.status_code == 200
+        async with hy.api() as api:
+            listed = (await api.get("/api/v1/events")).json()["data"]
+    assert [e["id"] for e in listed] == [ok.json()["id"]]
+
+
+async def test_overload_answers_503_with_retry_after(hookyard_factory, receiver):
+    import threading
+
+    config = (
+        basic_config(receiver.url).replace(
+            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nmax_pending = 1', 1
+        )
+        + "\n[worker]\nenabled = false\n"
+    )  # only ingest writes: the queue depth is ours
+    async with hookyard_factory(config) as hy:
+        gate = threading.Event()
+        hy.service.store.writer.commit_hook = lambda conn: gate.wait(10)
+        # The first write occupies the writer; queue more until the bound is reached.
+        first = asyncio.create_task(hy.client.post("/in/open", content=b"1"))
+        await asyncio.sleep(0.2)
+        second = asyncio.create_task(hy.client.post("/in/open", content=b"2"))
+        await asyncio.sleep(0.2)
+        third = await hy.client.post("/in/open", content=b"3")
+        assert third.status_code == 503
+        assert third.headers["retry-after"] == "1"
+        hy.service.store.writer.commit_hook = None
+        gate.set()
+        assert (await first).status_code == 200
+        assert (await second).status_code == 200
+
+
+async def test_slack_url_verification_is_answered_inline(hookyard_factory, receiver):
+    import time
+
+    secret = "8f742231b10e8888abcd99yyyzzz85a5"
+    config = (
+        basic_config(receiver.url)
+        + f"""
+[sources.slack]
+verify = "slack"
+secrets = ["{secret}"]
+"""
+    )
+    body = b'{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}'
+    ts = str(int(time.time()))
+    signature = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+    headers = {
+        "x-slack-request-timestamp": ts,
+        "x-slack-signature": "v0=" + signature.hexdigest(),
+        "content-type": "application/json",
+    }
+    async with hookyard_factory(config) as hy:
+        response = await hy.client.post("/in/slack", content=body, headers=headers)
+        assert response.status_code == 200
+        assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in response.text
+        forged = await hy.client.post(
+            "/in/slack", content=body, headers={**headers, "x-slack-signature": "v0=00"}
+        )
+        assert forged.status_code == 401
+        async with hy.api() as api:
+            assert (await api.get("/api/v1/events")).json()["data"] == []
+
+
+async def test_routes_filter_by_type_and_payload(hookyard_factory, receiver):
+    config = basic_config(receiver.url).replace(
+        """[[routes]]
+        source = "github"
+        destination = "app"
+""",
+        """[[routes]]
+        source = "github"
+        destination = "app"
+        types = ["pull_request.*"]
+        where = { "pull_request.base.ref" = "main", "pull_request.draft" = { equals = false } }
+""",
+    )
+    wanted = b'{"action":"opened","pull_request":{"draft":false,"base":{"ref":"main"}}}'
+    other_branch = b'{"action":"opened","pull_request":{"draft":false,"base":{"ref":"dev"}}}'
+    push = b'{"ref":"main"}'
+    async with hookyard_factory(config) as hy:
+        for body, event in (
+            (wanted, "pull_request"),
+            (other_branch, "pull_request"),
+            (push, "push"),
+        ):
+            response = await hy.client.post(
+                "/in/github", content=body, headers=github_headers(body, event)
+            )
+            assert response.status_code == 200
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.3)
+        async with hy.api() as api:
+            assert len((await api.get("/api/v1/events")).json()["data"]) == 3
+    assert [r.body for r in receiver.received] == [wanted]
+    assert receiver.received[0].headers["hookyard-event-type"] == "pull_request.opened"
+
+
+async def test_api_needs_a_token(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        assert (await hy.client.get("/api/v1/events")).status_code == 401
+        wrong = await hy.client.get("/api/v1/events", headers={"authorization": "Bearer hky_wrong"})
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "unauthorized"
+        assert (await hy.client.get("/healthz")).status_code == 200
+        assert (await hy.client.get("/readyz")).status_code == 200
+        openapi = await hy.client.get("/api/openapi.json")
+        assert "/api/v1/events" in openapi.json()["paths"]
+
+
+async def test_event_list_pages_with_cursor_and_filters(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        ids = [
+            (await hy.client.post("/in/open", content=f"{i}".encode())).json()["id"]
+            for i in range(7)
+        ]
+        async with hy.api() as api:
+            seen: list[str] = []
+            cursor = None
+            while True:
+                params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+                page = (await api.get("/api/v1/events", params=params)).json()
+                seen += [e["id"] for e in page["data"]]
+                # New events arriving between pages do not disturb the walk.
+                await hy.client.post("/in/open", content=b"late")
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+            assert seen == list(reversed(ids))
+            ascending = await api.get("/api/v1/events", params={"order": "asc", "limit": 2})
+            assert [e["id"] for e in ascending.json()["data"]] == ids[:2]
+            assert (await api.get("/api/v1/events", params={"source": "github"})).json()[
+                "data"
+            ] == []
+            future = await api.get("/api/v1/events", params={"since": "2999-01-01T00:00:00Z"})
+            assert future.json()["data"] == []
+            bad = await api.get("/api/v1/events", params={"since": "yesterday"})
+            assert bad.status_code == 422
+            assert bad.json()["error"] == "invalid_parameter"
+            detail = (await api.get(f"/api/v1/events/{ids[0]}")).json()
+            assert detail["request"]["method"] == "POST"
+            missing = await api.get("/api/v1/events/evt_nope")
+            assert missing.status_code == 404
+
+
+async def test_generic_client_sees_httpx_errors_cleanly(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        async with httpx.AsyncClient(base_url=hy.url) as client:
+            response = await client.post("/in/", content=b"x")
+            assert response.status_code == 404
