@@ -6,8 +6,8 @@
 -- requests, and the server needs the machine's other core anyway.
 
 local requests = {}
-local size = 0
-position = 0 -- globals, so done() can read them with thread:get()
+pool = 0 -- globals, so done() can read them with thread:get()
+position = 0
 wraps = 0
 
 function init(args)
@@ -23,13 +23,13 @@ function init(args)
     requests[k] = raw
   end
   file:close()
-  size = #requests
-  assert(size > 0, "no requests read from " .. path)
+  pool = #requests
+  assert(pool > 0, "no requests read from " .. path)
 end
 
 function request()
   position = position + 1
-  if position > size then -- wrapped: from here on, requests repeat (duplicates for Hookyard)
+  if position > pool then -- wrapped: from here on, requests repeat (duplicates for Hookyard)
     position = 1
     wraps = wraps + 1
   end
@@ -45,7 +45,7 @@ end
 function done(summary, latency, _)
   local sent, wrapped = 0, 0
   for _, thread in ipairs(threads) do
-    sent = sent + thread:get("position") + thread:get("wraps") * thread:get("size_hint")
+    sent = sent + thread:get("position") + thread:get("wraps") * thread:get("pool")
     wrapped = wrapped + thread:get("wraps")
   end
   local e = summary.errors

@@ -8,7 +8,6 @@ import hmac
 import sqlite3
 import uuid
 
-import httpx
 import standardwebhooks
 
 from tests.conftest import DEST_SECRET, GITHUB_SECRET, basic_config
@@ -205,7 +204,8 @@ verify = "slack"
 secrets = ["{secret}"]
 """
     )
-    body = b'{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}'
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    body = b'{"token":"x","challenge":"%s","type":"url_verification"}' % challenge.encode()
     ts = str(int(time.time()))
     signature = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
     headers = {
@@ -216,7 +216,7 @@ secrets = ["{secret}"]
     async with hookyard_factory(config) as hy:
         response = await hy.client.post("/in/slack", content=body, headers=headers)
         assert response.status_code == 200
-        assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in response.text
+        assert challenge in response.text
         forged = await hy.client.post(
             "/in/slack", content=body, headers={**headers, "x-slack-signature": "v0=00"}
         )
@@ -306,8 +306,8 @@ async def test_event_list_pages_with_cursor_and_filters(hookyard_factory, receiv
             assert missing.status_code == 404
 
 
-async def test_generic_client_sees_httpx_errors_cleanly(hookyard_factory, receiver):
+async def test_empty_source_name_is_unknown(hookyard_factory, receiver):
     async with hookyard_factory(basic_config(receiver.url)) as hy:
-        async with httpx.AsyncClient(base_url=hy.url) as client:
-            response = await client.post("/in/", content=b"x")
-            assert response.status_code == 404
+        response = await hy.client.post("/in/", content=b"x")
+        assert response.status_code == 404
+        assert response.json()["error"] == "unknown_source"
