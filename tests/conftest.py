@@ -30,6 +30,9 @@ GITHUB_SECRET = "It's a Secret to Everybody"
 DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+DROP = object()  # a receiver behaviour's answer meaning "close the connection, say nothing"
+
+
 @dataclass
 class Received:
     headers: dict[str, str]  # lower-cased names
@@ -74,6 +77,10 @@ async def receiver() -> AsyncIterator[Receiver]:
         result = recorder.behaviour(item) if recorder.behaviour else 204
         if asyncio.iscoroutine(result):
             result = await result
+        if result is DROP:
+            assert request.transport is not None
+            request.transport.close()  # an abrupt close: no status line at all
+            return web.Response()
         if isinstance(result, web.StreamResponse):
             return result
         status, headers = (result, {}) if isinstance(result, int) else result
@@ -213,14 +220,14 @@ class ServeProcess:
 
 def start_serve(config: Path, *args: str, timeout: float = 20.0) -> ServeProcess:
     log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
-    handle = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hookyard", "serve", "--config", str(config), *args],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        cwd=config.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with log_path.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hookyard", "serve", "--config", str(config), *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))

@@ -148,4 +148,7 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
 def run(config_path: Path | None, overrides: dict[str, Any]) -> None:
     import uvloop
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvloop.run(serve(config_path, overrides))

@@ -1,0 +1,160 @@
+"""The `hookyard` command as a user runs it: a real server process, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GITHUB_SECRET, basic_config, start_serve, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def hookyard(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookyard", *args],
+        cwd=cwd,
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HOOKYARD_")},
+    )
+
+
+def test_check_accepts_a_good_file_and_names_the_bad_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/x"))
+    ok = hookyard("check", "--config", str(config), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "2 sources, 1 destinations, 2 routes" in ok.stdout
+    config.write_text(config.read_text().replace('verify = "none"', 'verify = "nope"'))
+    bad = hookyard("check", "--config", str(config), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "sources.open.verify" in bad.stderr
+    assert GITHUB_SECRET not in bad.stderr + bad.stdout
+
+
+def test_serve_send_list_show(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    payload = tmp_path / "push.json"
+    payload.write_bytes(b'{"ref": "refs/heads/main"}')
+    sent = hookyard(
+        "send",
+        "github",
+        str(payload),
+        "--config",
+        str(config),
+        "--url",
+        server.url,
+        "-H",
+        "X-GitHub-Event: push",
+        cwd=tmp_path,
+    )
+    assert sent.returncode == 0, sent.stderr
+    status, _, answer = sent.stdout.strip().partition(" ")
+    assert status == "200"
+    event_id = json.loads(answer)["id"]
+
+    listed = hookyard(
+        "events", "list", "--json", "--config", str(config), "--url", server.url, cwd=tmp_path
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [e["id"] for e in json.loads(listed.stdout)["data"]] == [event_id]
+    table = hookyard("events", "list", "--config", str(config), "--url", server.url, cwd=tmp_path)
+    assert event_id in table.stdout and "EVENT_TYPE" in table.stdout
+
+    shown = hookyard(
+        "events", "show", event_id, "--config", str(config), "--url", server.url, cwd=tmp_path
+    )
+    assert shown.returncode == 0
+    assert "push" in shown.stdout and "deliveries:" in shown.stdout
+    raw = hookyard(
+        "events",
+        "show",
+        event_id,
+        "--raw",
+        "--config",
+        str(config),
+        "--url",
+        server.url,
+        cwd=tmp_path,
+    )
+    assert raw.stdout == payload.read_text()
+
+    missing = hookyard(
+        "events", "show", "evt_missing", "--config", str(config), "--url", server.url, cwd=tmp_path
+    )
+    assert missing.returncode == 1
+    assert "404" in missing.stderr
+    no_token = hookyard("events", "list", "--url", server.url, cwd=tmp_path / "..")
+    assert no_token.returncode == 2
+    assert "token" in no_token.stderr
+
+
+def test_sighup_reloads_and_refuses_a_broken_file(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    assert httpx.post(f"{server.url}/in/extra", content=b"x").status_code == 404
+
+    good = config.read_text() + '\n[sources.extra]\nverify = "none"\n'
+    config.write_text(good)
+    server.proc.send_signal(signal.SIGHUP)
+    _eventually(lambda: httpx.post(f"{server.url}/in/extra", content=b"x").status_code == 200)
+
+    config.write_text(good.replace('verify = "none"', 'verify = "bogus"', 1))
+    server.proc.send_signal(signal.SIGHUP)
+    _eventually(lambda: "reload refused" in server.log())
+    assert "bogus" in server.log()
+    assert httpx.post(f"{server.url}/in/extra", content=b"y").status_code == 200
+    assert server.proc.poll() is None
+
+
+def test_second_server_on_the_same_sqlite_file_is_refused(
+    tmp_path: Path, serve_processes: list
+) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    serve_processes.append(start_serve(config))
+    second = hookyard("serve", "--config", str(config), cwd=tmp_path)
+    assert second.returncode == 1
+    assert "in use by another Hookyard process" in second.stderr
+
+
+def test_serve_with_an_invalid_config_exits_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nlisten = 'nowhere'\n")
+    result = hookyard("serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "server.listen" in result.stderr
+
+
+def test_generated_admin_token_file_is_private(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    token_file = tmp_path / "hookyard.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert str(token_file) in server.log()
+    assert token not in server.log()  # the token itself is never logged
+    response = httpx.get(
+        f"{server.url}/api/v1/events", headers={"authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
+
+
+def _eventually(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never held")
+        time.sleep(0.05)

@@ -1,0 +1,110 @@
+"""The worker against real HTTP receivers on loopback: retries, dead letters, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from hookyard.deliver.retry import next_delay
+from tests.conftest import DROP, Received, basic_config
+
+
+async def _event(hy: Any, event_id: str) -> dict[str, Any]:
+    async with hy.api() as api:
+        result: dict[str, Any] = (await api.get(f"/api/v1/events/{event_id}")).json()
+        return result
+
+
+async def _wait_status(hy: Any, event_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        event = await _event(hy, event_id)
+        if event["deliveries"] and event["deliveries"][0]["status"] == status:
+            return event
+        if time.monotonic() > deadline:
+            raise AssertionError(f"delivery never became {status}: {event['deliveries']}")
+        await asyncio.sleep(0.05)
+
+
+async def test_fails_then_succeeds_with_the_same_webhook_id(hookyard_factory, receiver):
+    answers = iter([500, 502])
+    receiver.behaviour = lambda _: next(answers, 200)
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"retry me")).json()["id"]
+        event = await _wait_status(hy, event_id, "succeeded")
+    delivery = event["deliveries"][0]
+    assert delivery["attempts"] == 3
+    assert [a["status_code"] for a in delivery["attempt_log"]] == [500, 502, 200]
+    assert receiver.ids() == [event_id] * 3
+
+
+async def test_exhausted_schedule_is_dead_and_visible(hookyard_factory, receiver):
+    receiver.behaviour = lambda _: (503, {"x-reason": "down"})
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"doomed")).json()["id"]
+        event = await _wait_status(hy, event_id, "dead")
+    delivery = event["deliveries"][0]
+    assert delivery["attempts"] == 3  # the schedule in basic_config has three entries
+    assert delivery["last_status_code"] == 503
+    assert all(a["error"] == "HTTP 503" for a in delivery["attempt_log"])
+
+
+async def test_redirect_is_a_failure_and_not_followed(hookyard_factory, receiver):
+    receiver.behaviour = lambda _: (302, {"location": receiver.url + "/elsewhere"})
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"moved?")).json()["id"]
+        event = await _wait_status(hy, event_id, "dead")
+    assert [a["status_code"] for a in event["deliveries"][0]["attempt_log"]] == [302] * 3
+    assert len(receiver.received) == 3  # three attempts, never a followed redirect
+
+
+async def test_a_destination_that_hangs_times_out(hookyard_factory, receiver):
+    async def hang(_: Received) -> int:
+        await asyncio.sleep(3)
+        return 200
+
+    receiver.behaviour = hang
+    config = basic_config(receiver.url).replace('timeout = "2s"', 'timeout = "300ms"')
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"slow")).json()["id"]
+        event = await _wait_status(hy, event_id, "dead")
+    attempts = event["deliveries"][0]["attempt_log"]
+    assert all("timed out" in a["error"] for a in attempts)
+    assert all(a["status_code"] is None for a in attempts)
+
+
+async def test_a_destination_that_drops_the_connection_is_retried(hookyard_factory, receiver):
+    calls = {"n": 0}
+
+    async def flaky(item: Received) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return DROP
+        return 200
+
+    receiver.behaviour = flaky
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"again")).json()["id"]
+        event = await _wait_status(hy, event_id, "succeeded")
+    first, second = event["deliveries"][0]["attempt_log"]
+    assert first["status_code"] is None and first["error"]
+    assert second["status_code"] == 200
+
+
+async def test_unreachable_destination_is_retried_then_dead(hookyard_factory, receiver):
+    config = basic_config("http://127.0.0.1:9/nothing-listens-here")
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"nowhere")).json()["id"]
+        event = await _wait_status(hy, event_id, "dead")
+    assert all(a["error"] for a in event["deliveries"][0]["attempt_log"])
+
+
+def test_retry_schedule_counts_the_first_attempt_and_jitters():
+    schedule = (0.0, 5.0, 300.0)
+    assert next_delay(schedule, 1, 0) == 5.0
+    assert next_delay(schedule, 2, 0) == 300.0
+    assert next_delay(schedule, 3, 0) is None
+    delays = [next_delay(schedule, 2, 0.2) for _ in range(200)]
+    assert all(240 <= d <= 360 for d in delays if d is not None)
+    assert len(set(delays)) > 1

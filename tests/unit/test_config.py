@@ -1,0 +1,140 @@
+"""Configuration: every bad key is named with the reason; defaults and overrides layer."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hookyard.config import load_config, sqlite_path
+from hookyard.errors import ConfigError
+from hookyard.gateway import Gateway
+
+VALID = """
+[server]
+listen = "127.0.0.1:8787"
+[sources.gh]
+verify = "github"
+secrets = ["env:GH_SECRET"]
+[destinations.app]
+url = "http://127.0.0.1:9000/hooks"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+[[routes]]
+source = "gh"
+destination = "app"
+types = ["push"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hookyard.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GH_SECRET", "x")
+
+
+def _build(tmp_path: Path, text: str) -> Gateway:
+    settings, base = load_config(_write(tmp_path, text), environ={})
+    return Gateway.build(settings, base)
+
+
+def test_valid_config_builds(tmp_path: Path) -> None:
+    gateway = _build(tmp_path, VALID)
+    assert list(gateway.sources) == ["gh"]
+    assert gateway.destinations["app"].retry_schedule == (
+        0,
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+    )
+    assert gateway.sources["gh"].max_body == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        (('verify = "github"', 'verfy = "github"'), "sources.gh", "verify"),
+        (('types = ["push"]', 'types = ["push"]\ncolour = 1'), "routes.0.colour", "unknown key"),
+        (('verify = "github"', 'verify = "gitbub"'), "sources.gh.verify", "github"),
+        (('listen = "127.0.0.1:8787"', 'listen = "localhost"'), "server.listen", "HOST:PORT"),
+        (
+            ('url = "http://127.0.0.1:9000/hooks"', 'url = "ftp://x"'),
+            "destinations.app.url",
+            "http",
+        ),
+        (('source = "gh"', 'source = "nope"'), "routes.0.source", "no source named"),
+        (('destination = "app"', 'destination = "nope"'), "routes.0.destination", "no destination"),
+        (
+            ('secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"', 'secret = "whsec_!!"'),
+            "destinations.app.secret",
+            "base64",
+        ),
+        (("[sources.gh]", '[sources."bad name"]'), "sources", "must match"),
+        (
+            ('listen = "127.0.0.1:8787"', 'listen = "127.0.0.1:8787"\nmax_body = "1 parsec"'),
+            "server.max_body",
+            "unit",
+        ),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, change, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _build(tmp_path, VALID.replace(*change))
+    assert str(caught.value).startswith(key), str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_missing_secret_names_the_variable_not_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GH_SECRET")
+    with pytest.raises(ConfigError) as caught:
+        _build(tmp_path, VALID)
+    assert caught.value.key == "sources.gh.secrets.0"
+    assert "GH_SECRET" in str(caught.value)
+
+
+def test_file_secret_is_read_beside_the_config(tmp_path: Path) -> None:
+    (tmp_path / "gh.secret").write_text("from-a-file\n")
+    gateway = _build(tmp_path, VALID.replace("env:GH_SECRET", "file:gh.secret"))
+    assert gateway.sources["gh"].verifier.sign(b"x", url="", timestamp=0, message_id="m")
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[server\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID)
+    env = {"HOOKYARD_SERVER__LISTEN": "127.0.0.1:9999", "HOOKYARD_SERVER__MAX_PENDING": "7"}
+    settings, _ = load_config(path, environ=env)
+    assert settings.server.listen == "127.0.0.1:9999"
+    assert settings.server.max_pending == 7
+    settings, _ = load_config(path, environ=env, overrides={"server": {"listen": "0.0.0.0:1"}})
+    assert settings.server.listen == "0.0.0.0:1"
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings, base = load_config(None, environ={})
+    assert settings.server.listen == "127.0.0.1:8787"
+    assert settings.server.database == "sqlite:///hookyard.db"
+    assert sqlite_path(settings.server.database, tmp_path) == tmp_path / "hookyard.db"
+    assert sqlite_path("sqlite:////var/x.db", tmp_path) == Path("/var/x.db")
+
+
+def test_where_conditions_are_validated(tmp_path: Path) -> None:
+    bad = VALID.replace('types = ["push"]', 'where = { "a.b" = { like = "x" } }')
+    with pytest.raises(ConfigError, match="exactly one of equals, in, exists"):
+        _build(tmp_path, bad)
