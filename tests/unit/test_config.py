@@ -127,7 +127,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) 
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:
-    settings, base = load_config(None, environ={})
+    settings, _ = load_config(None, environ={})
     assert settings.server.listen == "127.0.0.1:8787"
     assert settings.server.database == "sqlite:///hookyard.db"
     assert sqlite_path(settings.server.database, tmp_path) == tmp_path / "hookyard.db"
