@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from hookyard.config import Settings, load_config, parse_listen
 from hookyard.deliver.worker import Worker
 from hookyard.errors import ConfigError
 from hookyard.gateway import Gateway
+from hookyard.maintenance import run_maintenance
 from hookyard.rejected import RejectedLog
 from hookyard.state import AppState
 from hookyard.store import Store, open_store
@@ -45,6 +47,7 @@ class Service:
         self.state: AppState | None = None
         self.worker: Worker | None = None
         self.token_file: Path | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> AppState:
         settings = self.gateway.settings
@@ -64,6 +67,7 @@ class Service:
 
         store.writer.after_commit = wake_worker
         rejected.start()
+        self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
         if settings.worker.enabled:
             self.worker = Worker(state)
             self.worker.start()
@@ -71,6 +75,10 @@ class Service:
         return state
 
     async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         if self.worker is not None:
             await self.worker.stop()
         if self.state is not None:

@@ -311,3 +311,23 @@ async def test_empty_source_name_is_unknown(hookyard_factory, receiver):
         response = await hy.client.post("/in/", content=b"x")
         assert response.status_code == 404
         assert response.json()["error"] == "unknown_source"
+
+
+async def test_dedup_keys_expire_after_the_window(hookyard_factory, receiver):
+    from hookyard.maintenance import expire_dedup_keys
+
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\ndedup_window = "200ms"', 1
+    )
+    body = b'{"once": "per window"}'
+    async with hookyard_factory(config) as hy:
+        first = await hy.client.post("/in/github", content=body, headers=github_headers(body))
+        assert await expire_dedup_keys(hy.service.state) == 0  # still inside the window
+        again = await hy.client.post("/in/github", content=body, headers=github_headers(body))
+        assert again.json() == {"id": first.json()["id"], "duplicate": True}
+        await asyncio.sleep(0.3)
+        # Both delivery ids (the replay's points at the original) and the body hash.
+        assert await expire_dedup_keys(hy.service.state) == 3
+        later = await hy.client.post("/in/github", content=body, headers=github_headers(body))
+        assert later.json()["duplicate"] is False
+        assert later.json()["id"] != first.json()["id"]

@@ -254,6 +254,19 @@ def ensure_token(conn: sqlite3.Connection, name: str, token_hash: str, scope: st
     )
 
 
+def expire_dedup(conn: sqlite3.Connection, batches: Sequence[tuple[float, int]]) -> list[int]:
+    """Forget dedup keys first seen before `cutoff`, at most `limit` per call (short writes)."""
+    removed = []
+    for cutoff, limit in batches:
+        cursor = conn.execute(
+            "DELETE FROM dedup WHERE (source, key) IN"
+            " (SELECT source, key FROM dedup WHERE first_seen < ? LIMIT ?)",
+            (cutoff, limit),
+        )
+        removed.append(cursor.rowcount)
+    return removed
+
+
 def has_admin_token(conn: sqlite3.Connection) -> bool:
     row = conn.execute(
         "SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked_at IS NULL LIMIT 1"

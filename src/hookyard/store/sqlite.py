@@ -150,6 +150,11 @@ class SqliteStore:
     async def record_rejected(self, rows: list[Rejected], keep: int) -> None:
         await self.writer.run(queries.record_rejected, (rows, keep))
 
+    async def expire_dedup(self, cutoff: float, limit: int = 5000) -> int:
+        """Forget up to `limit` dedup keys first seen before `cutoff`; returns how many."""
+        removed: int = await self.writer.run(queries.expire_dedup, (cutoff, limit))
+        return removed
+
     def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
         self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
 
