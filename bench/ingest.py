@@ -1,0 +1,480 @@
+"""Ingest benchmark: Hookyard next to a bare ASGI ceiling and a hand-written receiver.
+
+Every request is a distinct, validly signed 1 KB GitHub-style event, pre-built into a file that
+wrk walks (walk.lua); each server runs alone in one process on the same uvicorn + uvloop +
+httptools stack with a fresh directory and database; each figure is reported as a ratio to the
+baselines measured in the same run, because machines are noisy. Run it through bench/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BIN = ROOT / ".venv" / "bin"
+RESULTS = BENCH / "results"  # git-ignored; also holds the scratch directory during a run
+SECRET = "bench-secret"
+BODY_SIZE = 1024
+WARMUP_S = 1
+DRAIN_TIMEOUT_S = 120
+UVICORN_FLAGS = [
+    "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
+    "--no-access-log", "--log-level", "warning", "--workers", "1",
+]  # fmt: skip
+
+LABELS = {
+    "bare": "bare ASGI (ceiling)",
+    "handwritten": "hand-written FastAPI",
+    "hookyard": "hookyard",
+    "hookyard-route": "hookyard + 1 route",
+}
+BANNER = ("Hookyard listening on", "Generated an admin token")
+TARGETS = {"vs_bare": 0.5, "vs_handwritten": 3.0, "p99_ms": 15.0}
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int = 0  # responses in the measured window, any status
+    ok: int = 0  # 2xx responses
+    duration_s: float = 0.0
+    events_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)  # wrk's counts, non-zero only
+    wraps: int = 0  # times wrk ran out of distinct requests and started over
+    acked: int = 0  # 2xx over warm-up and measured window
+    committed: int | None = None  # rows in the database afterwards
+    drain_s: float | None = None  # route figure: load end until every delivery succeeded
+    delivered_per_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+# --- the pre-signed requests ------------------------------------------------------------------
+
+
+def build_body(seq: int, delivery: str) -> bytes:
+    """A push-like JSON document of exactly BODY_SIZE bytes with a distinct id."""
+    head = (
+        f'{{"id":{seq},"delivery":"{delivery}","ref":"refs/heads/main",'
+        f'"repository":{{"id":1296269,"full_name":"hookyard/bench","private":false}},'
+        f'"pusher":{{"name":"bench","email":"bench@example.com"}},"head_commit":{{"id":"'
+        f'{hashlib.sha1(str(seq).encode()).hexdigest()}","message":"'
+    )
+    tail = '"}}'
+    return (head + "x" * (BODY_SIZE - len(head) - len(tail)) + tail).encode()
+
+
+def build_request(seq: int) -> bytes:
+    delivery = str(uuid.uuid4())
+    body = build_body(seq, delivery)
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (
+        "POST /in/bench HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\n"
+        "User-Agent: GitHub-Hookshot/bench\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "X-GitHub-Event: push\r\n"
+        f"X-GitHub-Delivery: {delivery}\r\n"
+        f"X-Hub-Signature-256: sha256={signature}\r\n"
+        "\r\n"
+    )
+    return head.encode() + body
+
+
+def write_requests(path: Path, count: int) -> int:
+    """Write `count` raw requests back to back; all have the same length, which is returned,
+    so the Lua side can seek to any slice and split the file without parsing it."""
+    record = len(build_request(0))
+    with path.open("wb") as out:
+        batch: list[bytes] = []
+        for seq in range(count):
+            raw = build_request(seq)
+            assert len(raw) == record, "requests must all have the same length"
+            batch.append(raw)
+            if len(batch) == 10_000:
+                out.write(b"".join(batch))
+                batch.clear()
+        out.write(b"".join(batch))
+    return record
+
+
+@dataclass
+class Pool:
+    path: Path
+    record: int
+    warmup: tuple[int, int]  # (first, count): each phase walks its own slice, so no repeats
+    measured: tuple[int, int]
+    probe: int  # one spare request to check the server's answer before loading it
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(
+    argv: list[str], cwd: Path, env: dict[str, str], port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    # A session of its own, so stop() can end the process and any children it forked.
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"{argv[0]} not listening on port {port} after 30 s:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def hookyard_config(work: Path, sink_port: int | None) -> Path:
+    config = work / "hookyard.toml"
+    text = f'[sources.bench]\nverify = "github"\nsecrets = ["{SECRET}"]\n'
+    if sink_port is not None:
+        text += (
+            f'\n[destinations.sink]\nurl = "http://127.0.0.1:{sink_port}/"\n'
+            '\n[[routes]]\nsource = "bench"\ndestination = "sink"\n'
+        )
+    config.write_text(text)
+    return config
+
+
+def start_sink(work: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    """nginx answering 200 when installed (bench/run tries to install it), else the bare app."""
+    port = free_port()
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx:
+        conf = work / "nginx.conf"
+        conf.write_text(
+            f"daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\n"
+            f"error_log {work}/nginx.err warn;\nevents {{ worker_connections 4096; }}\n"
+            "http {\n  access_log off;\n  keepalive_requests 1000000;\n"
+            f"  client_body_temp_path {work};\n"
+            f"  server {{ listen 127.0.0.1:{port}; location / {{ return 200 'ok'; }} }}\n}}\n"
+        )
+        argv = [nginx, "-p", str(work), "-c", str(conf)]
+        return start(argv, work, {}, port, work / "sink.log"), port, "nginx"
+    argv = [str(BIN / "uvicorn"), "bare_app:app", "--app-dir", str(BENCH), *UVICORN_FLAGS]
+    argv += ["--port", str(port)]
+    return start(argv, work, {}, port, work / "sink.log"), port, "uvicorn bare app"
+
+
+def server_argv(
+    name: str, work: Path, port: int, sink_port: int | None
+) -> tuple[list[str], dict[str, str]]:
+    if name == "bare":
+        module, env = "bare_app:app", {}
+    elif name == "handwritten":
+        module = "handwritten_app:app"
+        env = {"HANDWRITTEN_DB": str(work / "handwritten.db"), "BENCH_SECRET": SECRET}
+    else:
+        config = hookyard_config(work, sink_port)
+        argv = [str(BIN / "hookyard"), "serve", "--config", str(config)]
+        argv += ["--listen", f"127.0.0.1:{port}", "--database", f"sqlite:///{work}/bench.db"]
+        return argv, {}
+    argv = [str(BIN / "uvicorn"), module, "--app-dir", str(BENCH), *UVICORN_FLAGS]
+    return [*argv, "--port", str(port)], env
+
+
+def database(name: str, work: Path) -> Path | None:
+    return {"handwritten": work / "handwritten.db", "bare": None}.get(name, work / "bench.db")
+
+
+def query(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def probe(port: int, pool: Pool) -> str | None:
+    """Send one spare request; return a description of the answer unless it is a 2xx."""
+    with pool.path.open("rb") as file:
+        file.seek(pool.probe * pool.record)
+        raw = file.read(pool.record)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(65536).decode("latin-1")
+    status = answer.split(" ", 2)[1] if answer.startswith("HTTP/") else "?"
+    return None if status.startswith("2") else answer.strip()
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+def wrk(
+    port: int, pool: Pool, part: tuple[int, int], seconds: float, connections: int
+) -> dict[str, int]:
+    argv = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+        "-s", str(BENCH / "walk.lua"), f"http://127.0.0.1:{port}/in/bench",
+        "--", str(pool.path), str(pool.record), str(part[0]), str(part[1]),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    for line in done.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return dict(json.loads(line[len("WRK_JSON ") :]))
+    raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> Result:
+    work = scratch / name  # a fresh directory and database per server
+    work.mkdir()
+    result = Result(name)
+    sink = None
+    if name == "hookyard-route":
+        sink, sink_port, sink_kind = start_sink(work)
+        result.problems.append(f"(info) sink: {sink_kind}")
+    else:
+        sink_port = None
+    port = free_port()
+    argv, env = server_argv(name, work, port, sink_port)
+    server = start(argv, work, env, port, work / "server.log")
+    try:
+        answer = probe(port, pool)
+        if answer is not None:
+            raise RuntimeError(f"{name} refused a signed request:\n{answer}")
+        warm = wrk(port, pool, pool.warmup, WARMUP_S, args.connections)
+        db = database(name, work)
+        delivered_before = 0
+        if name == "hookyard-route" and db is not None:
+            delivered_before = query(db, "SELECT count(*) FROM deliveries WHERE status='succeeded'")
+        started = time.monotonic()
+        run = wrk(port, pool, pool.measured, args.duration, args.connections)
+        if name == "hookyard-route" and db is not None:
+            drain(result, db, started, delivered_before)
+    finally:
+        stop(server)
+        if sink is not None:
+            stop(sink)
+    summarise(result, warm, run)
+    result.acked += 1  # the probe
+    db = database(name, work)
+    if db is not None:
+        result.committed = query(db, "SELECT count(*) FROM events")
+        # Up to one request per connection may commit without its answer reaching wrk.
+        if not result.acked <= result.committed <= result.acked + 2 * args.connections:
+            result.problems.append(
+                f"{result.committed} events committed but {result.acked} acknowledged"
+            )
+    # Anything the server printed beyond its start-up banner is worth a look (tracebacks...).
+    lines = (work / "server.log").read_text(errors="replace").splitlines()
+    unexpected = [line for line in lines if line.strip() and not line.startswith(BANNER)]
+    if unexpected:
+        result.problems.append("server output:\n    " + "\n    ".join(unexpected[-30:]))
+    return result
+
+
+def drain(result: Result, db: Path, started: float, before: int) -> None:
+    """Wait (bounded) until every delivery has succeeded; record how long it took."""
+    load_end = time.monotonic()
+    deadline = load_end + DRAIN_TIMEOUT_S
+    while True:
+        total = query(db, "SELECT count(*) FROM deliveries")
+        succeeded = query(db, "SELECT count(*) FROM deliveries WHERE status='succeeded'")
+        now = time.monotonic()
+        if succeeded >= total or now > deadline:
+            break
+        time.sleep(0.1)
+    if succeeded < total:
+        result.problems.append(
+            f"only {succeeded} of {total} deliveries succeeded {DRAIN_TIMEOUT_S} s after the load"
+        )
+    result.drain_s = now - load_end
+    result.delivered_per_s = (succeeded - before) / (now - started)
+
+
+def summarise(result: Result, warm: dict[str, int], run: dict[str, int]) -> None:
+    result.requests = run["requests"]
+    result.ok = run["requests"] - run["status_errors"]
+    result.duration_s = run["duration_us"] / 1e6
+    result.events_per_s = result.ok / result.duration_s
+    for key in ("p50", "p90", "p99", "max"):
+        setattr(result, f"{key}_ms", run[f"{key}_us"] / 1000)
+    result.acked = result.ok + warm["requests"] - warm["status_errors"]
+    result.wraps = run["wraps"] + warm["wraps"]
+    for phase, counts in (("warm-up", warm), ("run", run)):
+        for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"):
+            if counts[key]:
+                result.errors[f"{phase} {key}"] = counts[key]
+    if result.errors:
+        result.problems.append(f"ERRORS: {result.errors}")
+    if result.wraps:
+        result.problems.append(
+            f"WRAPPED {result.wraps}x: ran out of distinct requests, so some were repeats "
+            "(raise --pool-rate)"
+        )
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    banner = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()
+    version = " ".join(banner[:2])  # "wrk debian/4.1.0-3+b2"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": version.strip(),
+    }
+
+
+def ratio(value: float, base: Result | None) -> str:
+    return f"{value / base.events_per_s:.2f}" if base and base.events_per_s else "-"
+
+
+def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str, str]) -> None:
+    print(
+        f"ingest, 1 KB signed JSON, {args.connections} connections, {args.duration:g} s each, "
+        "1 process"
+    )
+    print(f"{'':24}{'events/s':>9}{'p50':>10}{'p99':>10}{'vs bare':>10}{'vs hand-written':>17}")
+    bare, hand = results.get("bare"), results.get("handwritten")
+    for name, r in results.items():
+        print(
+            f"{LABELS[name]:24}{r.events_per_s:>9,.0f}{r.p50_ms:>7.1f} ms{r.p99_ms:>7.1f} ms"
+            f"{ratio(r.events_per_s, bare):>10}{ratio(r.events_per_s, hand):>17}"
+        )
+    route = results.get("hookyard-route")
+    if route is not None and route.drain_s is not None:
+        print(
+            f"  route figure: deliveries to the sink finished {route.drain_s:.1f} s after the load "
+            f"stopped; {route.delivered_per_s:,.0f} deliveries/s over the run"
+        )
+    ours = results.get("hookyard")
+    if ours is not None and bare is not None and hand is not None:
+        rate = ours.events_per_s
+        checks = [
+            ("vs bare", rate / bare.events_per_s, ">=", TARGETS["vs_bare"]),
+            ("vs hand-written", rate / hand.events_per_s, ">=", TARGETS["vs_handwritten"]),
+            ("p99 ms", ours.p99_ms, "<=", TARGETS["p99_ms"]),
+        ]
+        print(
+            "targets: "
+            + "; ".join(
+                f"{label} {value:.2f} (target {op} {target:g}) "
+                + ("ok" if (value >= target if op == ">=" else value <= target) else "MISSED")
+                for label, value, op, target in checks
+            )
+        )
+    print(
+        f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
+        f"Linux {info['kernel']}, {info['wrk']}"
+    )
+    print(f"command: {os.environ.get('BENCH_COMMAND', ' '.join(sys.argv))}")
+    for name, r in results.items():
+        for problem in r.problems:
+            loud = not problem.startswith("(info)")
+            print(f"{'!!! ' if loud else ''}{LABELS[name]}: {problem}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="3 s runs")
+    parser.add_argument("--only", action="append", choices=[*LABELS], help="repeatable")
+    parser.add_argument(
+        "--pool-rate", type=int, default=40_000,
+        help="requests/s the distinct-request pool is sized for (default 40000)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.quick:
+        args.duration = 3
+    names = args.only or [*LABELS]
+
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    scratch = RESULTS / f".scratch-{stamp}"
+    scratch.mkdir()
+    try:
+        warm_n = WARMUP_S * args.pool_rate
+        run_n = math.ceil(args.duration * args.pool_rate)
+        print(f"generating {warm_n + run_n + 1:,} signed requests ...", file=sys.stderr)
+        path = scratch / "requests.bin"
+        record = write_requests(path, warm_n + run_n + 1)
+        pool = Pool(path, record, (0, warm_n), (warm_n, run_n), warm_n + run_n)
+        results: dict[str, Result] = {}
+        for name in names:
+            print(f"measuring {LABELS[name]} ...", file=sys.stderr)
+            results[name] = measure(name, pool, args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    info = machine()
+    report(results, args, info)
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "command": os.environ.get("BENCH_COMMAND", " ".join(sys.argv)),
+                "machine": info,
+                "connections": args.connections,
+                "duration_s": args.duration,
+                "body_bytes": BODY_SIZE,
+                "results": {name: asdict(r) for name, r in results.items()},
+            },
+            indent=2,
+        )
+    )
+    print(f"results: {out.relative_to(ROOT)}")
+    loud = [p for r in results.values() for p in r.problems if not p.startswith("(info)")]
+    return 1 if loud else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
