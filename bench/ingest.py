@@ -253,7 +253,7 @@ def wrk(
     port: int, pool: Pool, part: tuple[int, int], seconds: float, connections: int
 ) -> dict[str, int]:
     argv = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
         "-s", str(BENCH / "walk.lua"), f"http://127.0.0.1:{port}/in/bench",
         "--", str(pool.path), str(pool.record), str(part[0]), str(part[1]),
     ]  # fmt: skip

@@ -65,7 +65,7 @@ class Service:
         def wake_worker() -> None:  # runs in the writer thread after each commit
             loop.call_soon_threadsafe(state.work_ready.set)
 
-        store.writer.after_commit = wake_worker
+        store.on_commit(wake_worker)
         rejected.start()
         self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
         if settings.worker.enabled:

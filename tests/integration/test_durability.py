@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import random
-import re
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -31,9 +28,11 @@ from hookyard.tokens import read_token_file
 from tests.conftest import (
     GITHUB_SECRET,
     Receiver,
+    Running,
     ServeProcess,
     basic_config,
     run_hookyard,
+    start_serve,
     write_config,
 )
 
@@ -42,31 +41,6 @@ WORKER_LEASE = """
 [worker]
 lease = "2s"
 """
-
-
-def start_serve(config: Path, timeout: float = 20.0) -> ServeProcess:
-    """conftest's start_serve, except that the parent closes its copy of the log file (the
-    child keeps its own): conftest's leaks it, a ResourceWarning that fails the test."""
-    log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
-    with log_path.open("wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hookyard", "serve", "--config", str(config)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=config.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
-        if match:
-            return ServeProcess(proc, match.group(1), log_path)
-        if proc.poll() is not None:
-            raise AssertionError(f"hookyard serve exited: {log_path.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(10)
-    raise AssertionError(f"hookyard serve did not start: {log_path.read_text()}")
 
 
 def signed(body: bytes, delivery: str) -> dict[str, str]:
@@ -221,10 +195,11 @@ async def test_acked_events_survive_sigkill_and_are_delivered(
 
 
 @pytest.fixture
-async def hookyard(tmp_path: Path, receiver: Receiver):  # type: ignore[no-untyped-def]
+async def hookyard(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Running]:
     config = write_config(tmp_path, basic_config(receiver.url))
     async with run_hookyard(config) as running:
-        writer = running.service.store.writer  # type: ignore[union-attr]
+        assert running.service.store is not None
+        writer = running.service.store.writer
         try:
             yield running
         finally:
@@ -248,7 +223,7 @@ def holds_new_event(conn: sqlite3.Connection, committed: int) -> bool:
     return int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) > committed
 
 
-async def test_writer_runs_wal_with_full_sync(hookyard) -> None:  # type: ignore[no-untyped-def]
+async def test_writer_runs_wal_with_full_sync(hookyard: Running) -> None:
     store = hookyard.service.store
     settings = await asyncio.to_thread(store.writer_settings)
     assert settings["journal_mode"] == "wal"
@@ -256,7 +231,7 @@ async def test_writer_runs_wal_with_full_sync(hookyard) -> None:  # type: ignore
     assert settings["auto_vacuum"] == 2  # INCREMENTAL, chosen before the first table
 
 
-async def test_answer_waits_for_commit(hookyard) -> None:  # type: ignore[no-untyped-def]
+async def test_answer_waits_for_commit(hookyard: Running) -> None:
     store = hookyard.service.store
     db = store.path
     reached = threading.Event()
@@ -270,9 +245,7 @@ async def test_answer_waits_for_commit(hookyard) -> None:  # type: ignore[no-unt
     store.writer.commit_hook = hold
     body = b'{"ref": "refs/heads/main", "commit": "order"}'
     post = asyncio.create_task(
-        hookyard.client.post(
-            "/in/github", content=body, headers=signed(body, str(uuid.uuid4()))
-        )
+        hookyard.client.post("/in/github", content=body, headers=signed(body, str(uuid.uuid4())))
     )
     try:
         assert await asyncio.to_thread(reached.wait, 20), "the ingest never reached COMMIT"
@@ -287,7 +260,7 @@ async def test_answer_waits_for_commit(hookyard) -> None:  # type: ignore[no-unt
     assert event_rows(db, event_id) == 1
 
 
-async def test_failed_commit_answers_503_and_stores_nothing(hookyard) -> None:  # type: ignore[no-untyped-def]
+async def test_failed_commit_answers_503_and_stores_nothing(hookyard: Running) -> None:
     store = hookyard.service.store
     db = store.path
     failed = threading.Event()
@@ -325,7 +298,7 @@ async def test_failed_commit_answers_503_and_stores_nothing(hookyard) -> None:  
 
 
 async def test_same_event_fifty_times_at_once_fans_out_once(
-    hookyard,  # type: ignore[no-untyped-def]
+    hookyard: Running,
     receiver: Receiver,
 ) -> None:
     body = b'{"ref": "refs/heads/main", "after": "5f1c0d2", "retry": "storm"}'
@@ -344,10 +317,11 @@ async def test_same_event_fifty_times_at_once_fans_out_once(
 
     async with hookyard.api() as api:
 
-        async def detail() -> dict:  # type: ignore[type-arg]
+        async def detail() -> dict[str, Any]:
             got = await api.get(f"/api/v1/events/{event_id}")
             assert got.status_code == 200, got.text
-            return got.json()  # type: ignore[no-any-return]
+            result: dict[str, Any] = got.json()
+            return result
 
         async def succeeded() -> bool:
             return [d["status"] for d in (await detail())["deliveries"]] == ["succeeded"]

@@ -13,10 +13,8 @@ import orjson
 from hookyard.ids import id_floor, new_id
 from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
 
-UPSERT_DEDUP = (
-    "INSERT INTO dedup (source, key, event_id, first_seen) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (source, key) DO UPDATE SET hits = hits + 1 RETURNING event_id"
-)
+INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES (?, ?, ?, ?)"
+COUNT_HIT = "UPDATE dedup SET hits = hits + 1 WHERE source = ? AND key = ?"
 INSERT_REQUEST = "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_DELIVERY = (
@@ -25,40 +23,64 @@ INSERT_DELIVERY = (
 )
 
 
+def _known_keys(
+    conn: sqlite3.Connection, requests: Sequence[NewRequest]
+) -> dict[tuple[str, str], str]:
+    """Dedup keys of this batch already stored, with the event that owns each: one query per
+    source and 500 keys instead of one per key (random-key lookups are the costly part)."""
+    wanted: dict[str, set[str]] = {}
+    for request in requests:
+        for event in request.events:
+            wanted.setdefault(event.source, set()).update(event.dedup_keys)
+    known: dict[tuple[str, str], str] = {}
+    for source, key_set in wanted.items():
+        keys = list(key_set)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = conn.execute(
+                f"SELECT key, event_id FROM dedup WHERE source = ? AND key IN "
+                f"({','.join('?' * len(chunk))})",
+                [source, *chunk],
+            )
+            known.update(((source, key), event_id) for key, event_id in rows)
+    return known
+
+
 def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[list[Accepted]]:
-    """Insert new events with their deliveries; an event any of whose dedup keys is already
-    known is a duplicate of the event that owns that key, and is counted, not stored."""
+    """Insert new events with their deliveries. An event any of whose dedup keys is already
+    known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
+    counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
+    known = _known_keys(conn, requests)
+    dedup_rows = []
+    hit_rows = []
     request_rows = []
     event_rows = []
     delivery_rows = []
     results = []
-    upsert = conn.execute
     for request in requests:
         accepted = []
         for event in request.events:
+            source = event.source
             original = None
-            claimed_keys = []
             for key in event.dedup_keys:
-                owner = upsert(UPSERT_DEDUP, (event.source, key, event.id, now)).fetchone()[0]
-                if owner == event.id:
-                    claimed_keys.append(key)
-                elif original is None:
-                    original = owner
+                original = known.get((source, key))
+                if original is not None:
+                    hit_rows.append((source, key))
+                    break
+            owner = original or event.id
+            for key in event.dedup_keys:
+                if (source, key) not in known:
+                    known[(source, key)] = owner
+                    dedup_rows.append((source, key, owner, now))
             if original is not None:
-                # Keys this event claimed before meeting a known one belong to the original.
-                for key in claimed_keys:
-                    conn.execute(
-                        "UPDATE dedup SET event_id = ? WHERE source = ? AND key = ?",
-                        (original, event.source, key),
-                    )
                 accepted.append(Accepted(original, True))
                 continue
             accepted.append(Accepted(event.id, False))
             event_rows.append(
                 (
                     event.id,
-                    event.source,
+                    source,
                     event.origin,
                     request.id,
                     event.received_at,
@@ -90,6 +112,8 @@ def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[lis
                 )
             )
         results.append(accepted)
+    conn.executemany(INSERT_DEDUP, dedup_rows)
+    conn.executemany(COUNT_HIT, hit_rows)
     conn.executemany(INSERT_REQUEST, request_rows)
     conn.executemany(INSERT_EVENT, event_rows)
     conn.executemany(INSERT_DELIVERY, delivery_rows)

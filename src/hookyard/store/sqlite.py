@@ -18,6 +18,7 @@ from hookyard.errors import StoreError
 from hookyard.ids import new_id
 from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
 from hookyard.store import queries
+from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
@@ -27,6 +28,7 @@ PRAGMAS = (
     "PRAGMA synchronous=FULL",  # an acked event survives power loss, not just a crash
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=OFF",
+    "PRAGMA cache_size=-65536",  # 64 MiB: dedup keys are random, keep their pages at hand
 )
 
 
@@ -36,6 +38,8 @@ class SqliteStore:
         self._lock_file: int | None = None
         self._local = threading.local()
         self.writer = Writer(self._connect_writer)
+        self.checkpointer = Checkpointer(self._connect_checkpointer)
+        self.writer.after_commit = self.checkpointer.notify
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -47,10 +51,21 @@ class SqliteStore:
         except BaseException:
             self._release_lock()
             raise
+        self.checkpointer.start()
 
     def close(self) -> None:
         self.writer.stop()
+        self.checkpointer.stop()
         self._release_lock()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Also call `callback` (in the writer thread) after each commit."""
+
+        def both() -> None:
+            self.checkpointer.notify()
+            callback()
+
+        self.writer.after_commit = both
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -83,7 +98,14 @@ class SqliteStore:
             conn.execute(pragma)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL journal mode")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer thread does it
+        conn.execute("PRAGMA journal_size_limit=67108864")
         self._migrate(conn)
+        return conn
+
+    def _connect_checkpointer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
