@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,6 @@ class Service:
             per_second=settings.server.rejected_samples_per_second,
         )
         state = AppState(gateway=self.gateway, store=store, rejected=rejected)
-        loop = asyncio.get_running_loop()
-
-        def wake_worker() -> None:  # runs in the writer thread after each commit
-            loop.call_soon_threadsafe(state.work_ready.set)
-
-        store.on_commit(wake_worker)
         rejected.start()
         self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
         if settings.worker.enabled:
@@ -110,6 +105,21 @@ class Service:
         return True
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop on SIGINT/SIGTERM like uvicorn, but without re-raising the signal afterwards
+        (uvicorn does, which would end the process before the store is closed cleanly)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
     settings, base_dir = load_config(config_path, overrides=overrides)
     service = Service(settings, base_dir, config_path=config_path, overrides=overrides)
@@ -120,7 +130,7 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
             file=sys.stderr,
         )
     host, port = parse_listen(settings.server.listen)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             HookyardApp(state),
             host=host,
@@ -154,8 +164,11 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
 
 
 def run(config_path: Path | None, overrides: dict[str, Any]) -> None:
+    import os
+
     import uvloop
 
+    sys.setswitchinterval(float(os.environ.get("HY_SI", "0.005")))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

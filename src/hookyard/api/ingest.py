@@ -191,7 +191,8 @@ class IngestApp:
             state.counts["duplicate"] += 1
         else:
             state.counts["accepted"] += 1
-            state.work_ready.set()
+            if any(event.destinations for event in prepared.events):
+                state.work_ready.set()  # committed deliveries: wake the worker now
         if len(accepted) == 1:
             answer = {"id": first.event_id, "duplicate": first.duplicate}
         else:

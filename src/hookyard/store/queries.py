@@ -3,6 +3,8 @@ open transaction (see writer.py); read functions take a reader connection."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -13,30 +15,60 @@ import orjson
 from hookyard.ids import id_floor, new_id
 from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
 
-INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES (?, ?, ?, ?)"
+INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
+INSERT_DEDUP_IGNORE = "INSERT OR IGNORE INTO dedup (source, key, event_id, first_seen) VALUES "
 COUNT_HIT = "UPDATE dedup SET hits = hits + 1 WHERE source = ? AND key = ?"
-INSERT_REQUEST = "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_REQUEST = "INSERT INTO requests VALUES "
+INSERT_EVENT = "INSERT INTO events VALUES "
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
-    " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)"
+    " updated_at) VALUES "
 )
+MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(prefix: str, columns: int, rows: int) -> str:
+    row = "(" + ",".join("?" * columns) + ")"
+    return prefix + ",".join([row] * rows)
+
+
+def insert_rows(conn: sqlite3.Connection, prefix: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert many rows with few multi-row statements rather than executemany.
+
+    The sqlite3 module gives up and retakes the GIL around every step; executemany steps once
+    per row, and each retake can wait a full switch interval behind the busy event loop. One
+    statement per chunk keeps the writer thread's handoffs to a handful per transaction.
+    """
+    if not rows:
+        return
+    columns = len(rows[0])
+    per_statement = MAX_VARIABLES // columns
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        conn.execute(
+            _values_sql(prefix, columns, len(chunk)),
+            [value for row in chunk for value in row],
+        )
+
+
+def key_digest(key: str) -> bytes:
+    """Dedup keys are stored as 16-byte digests: bounded size whatever a provider sends, and
+    small rows in a table whose random inserts dominate the cost of ingest."""
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
 def _known_keys(
-    conn: sqlite3.Connection, requests: Sequence[NewRequest]
-) -> dict[tuple[str, str], str]:
-    """Dedup keys of this batch already stored, with the event that owns each: one query per
-    source and 500 keys instead of one per key (random-key lookups are the costly part)."""
-    wanted: dict[str, set[str]] = {}
-    for request in requests:
-        for event in request.events:
-            wanted.setdefault(event.source, set()).update(event.dedup_keys)
-    known: dict[tuple[str, str], str] = {}
-    for source, key_set in wanted.items():
-        keys = list(key_set)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+    conn: sqlite3.Connection, keys: Sequence[tuple[str, bytes]]
+) -> dict[tuple[str, bytes], str]:
+    """Which of these (source, key digest) pairs are stored, and the event owning each."""
+    wanted: dict[str, list[bytes]] = {}
+    for source, key in dict.fromkeys(keys):
+        wanted.setdefault(source, []).append(key)
+    known: dict[tuple[str, bytes], str] = {}
+    for source, digests in wanted.items():
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
             rows = conn.execute(
                 f"SELECT key, event_id FROM dedup WHERE source = ? AND key IN "
                 f"({','.join('?' * len(chunk))})",
@@ -46,33 +78,69 @@ def _known_keys(
     return known
 
 
+def _claim_new_keys(
+    conn: sqlite3.Connection, keys: list[tuple[str, bytes]], owners: list[str], now: float
+) -> bool:
+    """The common case in one statement: every key of the batch is new. Inserts them all and
+    returns True; if any was already stored (or repeats within the batch), undoes the insert
+    and returns False so that the caller resolves duplicates one by one."""
+    if len(set(keys)) != len(keys):
+        return False
+    conn.execute("SAVEPOINT dedup")
+    before = conn.total_changes
+    insert_rows(
+        conn,
+        INSERT_DEDUP_IGNORE,
+        [(source, key, owner, now) for (source, key), owner in zip(keys, owners, strict=True)],
+    )
+    all_new = conn.total_changes - before == len(keys)
+    if not all_new:
+        conn.execute("ROLLBACK TO dedup")
+    conn.execute("RELEASE dedup")
+    return all_new
+
+
 def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[list[Accepted]]:
     """Insert new events with their deliveries. An event any of whose dedup keys is already
     known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
     counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
-    known = _known_keys(conn, requests)
+    event_keys = [
+        [(event.source, key_digest(key)) for key in event.dedup_keys]
+        for request in requests
+        for event in request.events
+    ]
+    flat = [key for keys in event_keys for key in keys]
+    owners = [
+        event.id for request in requests for event in request.events for _ in event.dedup_keys
+    ]
+    known: dict[tuple[str, bytes], str] = {}
+    keys_done = not flat or _claim_new_keys(conn, flat, owners, now)
+    if not keys_done:
+        known = _known_keys(conn, flat)
     dedup_rows = []
     hit_rows = []
     request_rows = []
     event_rows = []
     delivery_rows = []
     results = []
+    next_keys = iter(event_keys)
     for request in requests:
         accepted = []
         for event in request.events:
-            source = event.source
+            keys = next(next_keys)
             original = None
-            for key in event.dedup_keys:
-                original = known.get((source, key))
+            for key in keys:
+                original = known.get(key)
                 if original is not None:
-                    hit_rows.append((source, key))
+                    hit_rows.append(key)
                     break
             owner = original or event.id
-            for key in event.dedup_keys:
-                if (source, key) not in known:
-                    known[(source, key)] = owner
-                    dedup_rows.append((source, key, owner, now))
+            if not keys_done:
+                for key in keys:
+                    if key not in known:
+                        known[key] = owner
+                        dedup_rows.append((*key, owner, now))
             if original is not None:
                 accepted.append(Accepted(original, True))
                 continue
@@ -80,7 +148,7 @@ def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[lis
             event_rows.append(
                 (
                     event.id,
-                    source,
+                    event.source,
                     event.origin,
                     request.id,
                     event.received_at,
@@ -94,7 +162,7 @@ def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[lis
             )
             for destination in event.destinations:
                 delivery_rows.append(
-                    (new_id("dlv"), event.id, destination, event.received_at, now, now)
+                    (new_id("dlv"), event.id, destination, "pending", event.received_at, now, now)
                 )
         if any(not a.duplicate for a in accepted):
             request_rows.append(
@@ -112,11 +180,11 @@ def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[lis
                 )
             )
         results.append(accepted)
-    conn.executemany(INSERT_DEDUP, dedup_rows)
+    insert_rows(conn, INSERT_DEDUP, dedup_rows)
     conn.executemany(COUNT_HIT, hit_rows)
-    conn.executemany(INSERT_REQUEST, request_rows)
-    conn.executemany(INSERT_EVENT, event_rows)
-    conn.executemany(INSERT_DELIVERY, delivery_rows)
+    insert_rows(conn, INSERT_REQUEST, request_rows)
+    insert_rows(conn, INSERT_EVENT, event_rows)
+    insert_rows(conn, INSERT_DELIVERY, delivery_rows)
     return results
 
 

@@ -34,10 +34,11 @@ CREATE TABLE events (
 );
 CREATE INDEX events_source ON events (source, id);
 
--- Dedup keys outlive their events for the window, so retention does not weaken them.
+-- Dedup keys outlive their events for the window, so retention does not weaken them. The
+-- readable form of an event's first key is events.dedup_key.
 CREATE TABLE dedup (
     source     TEXT NOT NULL,
-    key        TEXT NOT NULL,
+    key        BLOB NOT NULL,           -- 16-byte BLAKE2b digest of the key text
     event_id   TEXT NOT NULL,
     first_seen REAL NOT NULL,
     hits       INTEGER NOT NULL DEFAULT 0,   -- duplicates acknowledged and not delivered

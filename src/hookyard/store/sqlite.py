@@ -58,14 +58,6 @@ class SqliteStore:
         self.checkpointer.stop()
         self._release_lock()
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Also call `callback` (in the writer thread) after each commit."""
-
-        def both() -> None:
-            self.checkpointer.notify()
-            callback()
-
-        self.writer.after_commit = both
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
