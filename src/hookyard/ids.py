@@ -1,5 +1,7 @@
 """Time-sortable ids: 48-bit milliseconds + 80 random bits, Crockford base32, with a type prefix.
 
+The generator is reseeded after fork (os.register_at_fork), so processes never share a stream.
+
 Ids that sort by creation time keep SQLite's B-trees appending at the right edge; random ids in a
 primary key cost several times more writer CPU. Within one process ids are strictly increasing.
 """
@@ -7,27 +9,32 @@ primary key cost several times more writer CPU. Within one process ids are stric
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()
 _last = 0
+# Ids must be unique, not secret: a seeded generator avoids a getrandom() syscall per id, which
+# on the ingest path also hands the GIL to the writer thread and waits to get it back.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as two characters
 
 
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The low `length` * 5 bits of `value` in base32, most significant first (`length` even)."""
+    return "".join(_PAIRS[(value >> shift) & 1023] for shift in range((length - 2) * 5, -1, -10))
 
 
 def new_id(prefix: str) -> str:
     """`prefix_` + 26 characters; monotonic within the process even within one millisecond."""
     global _last
     with _lock:
-        value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+        value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
         if value <= _last:
             value = _last + 1
         _last = value

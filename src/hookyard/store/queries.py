@@ -8,6 +8,7 @@ import hashlib
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -78,107 +79,132 @@ def _known_keys(
     return known
 
 
-def _claim_new_keys(
-    conn: sqlite3.Connection, keys: list[tuple[str, bytes]], owners: list[str], now: float
-) -> bool:
-    """The common case in one statement: every key of the batch is new. Inserts them all and
-    returns True; if any was already stored (or repeats within the batch), undoes the insert
-    and returns False so that the caller resolves duplicates one by one."""
-    if len(set(keys)) != len(keys):
-        return False
-    conn.execute("SAVEPOINT dedup")
-    before = conn.total_changes
-    insert_rows(
-        conn,
-        INSERT_DEDUP_IGNORE,
-        [(source, key, owner, now) for (source, key), owner in zip(keys, owners, strict=True)],
+@dataclass(slots=True)
+class IngestRows:
+    """One request's rows, built on the caller's thread (the event loop), so that the writer
+    thread, which competes with it for the GIL, does little more than run SQL."""
+
+    request: tuple[Any, ...]
+    event_ids: list[str]
+    events: list[tuple[Any, ...]]
+    keys: list[list[tuple[str, bytes]]]  # per event: (source, key digest)
+    deliveries: list[list[tuple[Any, ...]]]  # per event
+
+
+def ingest_rows(request: NewRequest) -> IngestRows:
+    now = request.received_at
+    return IngestRows(
+        request=(
+            request.id,
+            request.source,
+            request.received_at,
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.peer,
+            request.body,
+            "accepted",
+        ),
+        event_ids=[event.id for event in request.events],
+        events=[
+            (
+                event.id,
+                event.source,
+                event.origin,
+                request.id,
+                event.received_at,
+                event.provider_event_id,
+                event.event_type,
+                event.dedup_keys[0] if event.dedup_keys else None,
+                event.content_type,
+                event.payload,
+                len(event.payload),
+            )
+            for event in request.events
+        ],
+        keys=[
+            [(event.source, key_digest(k)) for k in event.dedup_keys] for event in request.events
+        ],
+        deliveries=[
+            [(new_id("dlv"), event.id, d, "pending", now, now, now) for d in event.destinations]
+            for event in request.events
+        ],
     )
-    all_new = conn.total_changes - before == len(keys)
-    if not all_new:
-        conn.execute("ROLLBACK TO dedup")
-    conn.execute("RELEASE dedup")
-    return all_new
 
 
-def ingest(conn: sqlite3.Connection, requests: Sequence[NewRequest]) -> list[list[Accepted]]:
+def _all_keys_new(conn: sqlite3.Connection, batch: Sequence[IngestRows], now: float) -> bool:
+    """The common case in one statement: insert every dedup key of the batch; if all were new,
+    the batch has no duplicate. Otherwise remove what this statement added and return False."""
+    rows = [
+        (source, key, event_id, now)
+        for rows in batch
+        for event_id, keys in zip(rows.event_ids, rows.keys, strict=True)
+        for source, key in keys
+    ]
+    if len({(source, key) for source, key, _, _ in rows}) != len(rows):
+        return False  # a key repeats within the batch
+    before = conn.total_changes
+    insert_rows(conn, INSERT_DEDUP_IGNORE, rows)
+    if conn.total_changes - before == len(rows):
+        return True
+    owned = [(source, key, event_id) for source, key, event_id, _ in rows]
+    for start in range(0, len(owned), 10_000):
+        chunk = owned[start : start + 10_000]
+        conn.execute(
+            "DELETE FROM dedup WHERE (source, key, event_id) IN (VALUES "
+            + ",".join(["(?,?,?)"] * len(chunk))
+            + ")",
+            [value for row in chunk for value in row],
+        )
+    return False
+
+
+def ingest(conn: sqlite3.Connection, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     """Insert new events with their deliveries. An event any of whose dedup keys is already
     known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
     counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
-    event_keys = [
-        [(event.source, key_digest(key)) for key in event.dedup_keys]
-        for request in requests
-        for event in request.events
-    ]
-    flat = [key for keys in event_keys for key in keys]
-    owners = [
-        event.id for request in requests for event in request.events for _ in event.dedup_keys
-    ]
-    known: dict[tuple[str, bytes], str] = {}
-    keys_done = not flat or _claim_new_keys(conn, flat, owners, now)
-    if not keys_done:
-        known = _known_keys(conn, flat)
+    if _all_keys_new(conn, batch, now):
+        insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch])
+        insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
+        insert_rows(
+            conn,
+            INSERT_DELIVERY,
+            [d for rows in batch for per_event in rows.deliveries for d in per_event],
+        )
+        return [[Accepted(event_id, False) for event_id in rows.event_ids] for rows in batch]
+
+    known = _known_keys(conn, [key for rows in batch for keys in rows.keys for key in keys])
     dedup_rows = []
     hit_rows = []
     request_rows = []
     event_rows = []
     delivery_rows = []
     results = []
-    next_keys = iter(event_keys)
-    for request in requests:
+    for rows in batch:
         accepted = []
-        for event in request.events:
-            keys = next(next_keys)
+        for index, event_id in enumerate(rows.event_ids):
+            keys = rows.keys[index]
             original = None
             for key in keys:
                 original = known.get(key)
                 if original is not None:
                     hit_rows.append(key)
                     break
-            owner = original or event.id
-            if not keys_done:
-                for key in keys:
-                    if key not in known:
-                        known[key] = owner
-                        dedup_rows.append((*key, owner, now))
+            owner = original or event_id
+            for key in keys:
+                if key not in known:
+                    known[key] = owner
+                    dedup_rows.append((*key, owner, now))
             if original is not None:
                 accepted.append(Accepted(original, True))
                 continue
-            accepted.append(Accepted(event.id, False))
-            event_rows.append(
-                (
-                    event.id,
-                    event.source,
-                    event.origin,
-                    request.id,
-                    event.received_at,
-                    event.provider_event_id,
-                    event.event_type,
-                    event.dedup_keys[0] if event.dedup_keys else None,
-                    event.content_type,
-                    event.payload,
-                    len(event.payload),
-                )
-            )
-            for destination in event.destinations:
-                delivery_rows.append(
-                    (new_id("dlv"), event.id, destination, "pending", event.received_at, now, now)
-                )
+            accepted.append(Accepted(event_id, False))
+            event_rows.append(rows.events[index])
+            delivery_rows.extend(rows.deliveries[index])
         if any(not a.duplicate for a in accepted):
-            request_rows.append(
-                (
-                    request.id,
-                    request.source,
-                    request.received_at,
-                    request.method,
-                    request.path,
-                    request.query,
-                    request.headers,
-                    request.peer,
-                    request.body,
-                    "accepted",
-                )
-            )
+            request_rows.append(rows.request)
         results.append(accepted)
     insert_rows(conn, INSERT_DEDUP, dedup_rows)
     conn.executemany(COUNT_HIT, hit_rows)

@@ -58,7 +58,6 @@ class SqliteStore:
         self.checkpointer.stop()
         self._release_lock()
 
-
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -147,7 +146,8 @@ class SqliteStore:
 
     async def ingest(self, request: NewRequest) -> list[Accepted]:
         """Commit a request's events and their deliveries durably; duplicates are reported."""
-        result: list[Accepted] = await self.writer.run(queries.ingest, request)
+        rows = queries.ingest_rows(request)
+        result: list[Accepted] = await self.writer.run(queries.ingest, rows)
         return result
 
     async def claim(self, limits: dict[str, int], lease: float) -> list[Claim]:
