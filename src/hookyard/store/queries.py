@@ -214,26 +214,27 @@ def ingest(conn: sqlite3.Connection, batch: Sequence[IngestRows]) -> list[list[A
     return results
 
 
-CLAIM_EXPIRED = """
-UPDATE deliveries
-SET attempts = attempts + 1, lease_until = :lease, updated_at = :now
-WHERE id IN (
-    SELECT id FROM deliveries
-    WHERE status = 'in_flight' AND lease_until < :now AND destination = :destination
+# Claims pick rows with one SELECT that returns them as a single JSON value, then lease them
+# with one UPDATE: two steps whatever the count (each step hands the GIL away; see insert_rows).
+PICK_EXPIRED = """
+SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
+    SELECT id, event_id, attempts, replay FROM deliveries
+    WHERE status = 'in_flight' AND destination = :destination AND lease_until < :now
     ORDER BY lease_until LIMIT :limit
 )
-RETURNING id, event_id, destination, attempts, replay
 """
-CLAIM_DUE = """
-UPDATE deliveries
-SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
-WHERE id IN (
-    SELECT id FROM deliveries
+PICK_DUE = """
+SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
+    SELECT id, event_id, attempts, replay FROM deliveries
     WHERE status IN ('pending', 'retrying') AND destination = :destination
       AND next_attempt_at <= :now
     ORDER BY next_attempt_at LIMIT :limit
 )
-RETURNING id, event_id, destination, attempts, replay
+"""
+LEASE = """
+UPDATE deliveries
+SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
+WHERE id IN (SELECT value ->> 0 FROM json_each(:picked))
 """
 
 
@@ -248,17 +249,19 @@ def claim(
         lease = now + lease_seconds
         claimed: list[Claim] = []
         for destination, limit in limits.items():
-            params: dict[str, Any] = {
-                "now": now,
-                "lease": lease,
-                "limit": limit,
-                "destination": destination,
-            }
-            rows = conn.execute(CLAIM_EXPIRED, params).fetchall()
-            if len(rows) < limit:
-                params["limit"] = limit - len(rows)
-                rows += conn.execute(CLAIM_DUE, params).fetchall()
-            claimed.extend(Claim(r[0], r[1], r[2], r[3], bool(r[4]), lease) for r in rows)
+            for pick in (PICK_EXPIRED, PICK_DUE):
+                params = {"now": now, "limit": limit, "destination": destination}
+                picked = conn.execute(pick, params).fetchone()[0]
+                rows = orjson.loads(picked)
+                if not rows:
+                    continue
+                conn.execute(LEASE, {"lease": lease, "now": now, "picked": picked})
+                claimed.extend(
+                    Claim(r[0], r[1], destination, r[2], bool(r[3]), lease) for r in rows
+                )
+                limit -= len(rows)
+                if limit <= 0:
+                    break
         results.append(claimed)
     return results
 
@@ -279,20 +282,27 @@ def release(conn: sqlite3.Connection, batches: Sequence[list[Claim]]) -> list[No
     return [None] * len(batches)
 
 
-FINISH = """
-UPDATE deliveries
-SET status = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ?,
-    last_status_code = ?, last_error = ?
-WHERE id = ? AND status = 'in_flight' AND lease_until = ?
-"""
-INSERT_ATTEMPT = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ATTEMPT = "INSERT INTO attempts VALUES "
+
+
+def _finish_sql(rows: int) -> str:
+    return (
+        "WITH outcome (id, status, next_at, code, error, lease) AS (VALUES "
+        + ",".join(["(?,?,?,?,?,?)"] * rows)
+        + ") UPDATE deliveries SET status = outcome.status, next_attempt_at = outcome.next_at,"
+        " lease_until = NULL, updated_at = ?, last_status_code = outcome.code,"
+        " last_error = outcome.error FROM outcome WHERE deliveries.id = outcome.id"
+        " AND deliveries.status = 'in_flight' AND deliveries.lease_until = outcome.lease"
+    )
 
 
 def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
-    """Record attempts and move each delivery on. A delivery whose lease was lost meanwhile
-    keeps its new owner's state; the attempt is still recorded."""
+    """Record attempts and move each delivery on, in two statements for the whole group. A
+    delivery whose lease was lost meanwhile keeps its new owner's state; the attempt is still
+    recorded."""
     now = time.time()
-    conn.executemany(
+    insert_rows(
+        conn,
         INSERT_ATTEMPT,
         [
             (
@@ -311,21 +321,20 @@ def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
             for o in outcomes
         ],
     )
-    conn.executemany(
-        FINISH,
-        [
-            (
+    per_statement = (MAX_VARIABLES - 1) // 6
+    for start in range(0, len(outcomes), per_statement):
+        chunk = outcomes[start : start + per_statement]
+        params: list[Any] = []
+        for o in chunk:
+            params += (
+                o.claim.delivery_id,
                 o.status,
                 o.next_attempt_at,
-                now,
                 o.status_code,
                 o.error,
-                o.claim.delivery_id,
                 o.claim.lease_until,
             )
-            for o in outcomes
-        ],
-    )
+        conn.execute(_finish_sql(len(chunk)), [*params, now])
     return [None] * len(outcomes)
 
 
