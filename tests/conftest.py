@@ -109,6 +109,9 @@ def basic_config(receiver_url: str, extra: str = "", destination: str = "") -> s
         [server]
         listen = "127.0.0.1:0"
 
+        [egress]
+        allow = ["127.0.0.0/8"]
+
         [sources.github]
         verify = "github"
         secrets = ["{GITHUB_SECRET}"]

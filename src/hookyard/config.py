@@ -7,6 +7,7 @@ resolved here and never appear in errors, logs or API output.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -91,6 +92,12 @@ class DestinationConfig(_Model):
     )
     jitter: float = Field(default=0.2, ge=0, le=1)
     concurrency: int = Field(default=32, ge=1, le=1024)
+    egress_allow: list[str] = []  # CIDRs this destination may reach beyond [egress] allow
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: list[str]) -> list[str]:
+        return _cidrs(value)
 
     @field_validator("url")
     @classmethod
@@ -132,6 +139,26 @@ class RouteConfig(_Model):
         return value
 
 
+def _cidrs(value: list[str]) -> list[str]:
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an IP network (CIDR like 127.0.0.0/8)") from None
+    return value
+
+
+class EgressConfig(_Model):
+    """Outbound connections go only to global addresses unless a CIDR here allows more."""
+
+    allow: list[str] = []
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        return _cidrs(value)
+
+
 class WorkerConfig(_Model):
     enabled: bool = True
     max_in_flight: int = Field(default=256, ge=1)
@@ -142,6 +169,7 @@ class WorkerConfig(_Model):
 class Settings(_Model):
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
+    egress: EgressConfig = EgressConfig()
     sources: dict[str, SourceConfig] = {}
     destinations: dict[str, DestinationConfig] = {}
     routes: list[RouteConfig] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookyard.config import DestinationConfig, Settings, SourceConfig, resolve_secret
+from hookyard.deliver.egress import EgressPolicy
 from hookyard.errors import ConfigError
 from hookyard.routing import Route
 from hookyard.verify import Verifier, VerifyOptions, build_verifier
@@ -71,6 +72,7 @@ class Destination:
     retry_schedule: tuple[float, ...]
     jitter: float
     concurrency: int
+    egress: EgressPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ class Gateway:
             name: _source(name, cfg, settings, base_dir) for name, cfg in settings.sources.items()
         }
         destinations = {
-            name: _destination(name, cfg, base_dir) for name, cfg in settings.destinations.items()
+            name: _destination(name, cfg, settings, base_dir)
+            for name, cfg in settings.destinations.items()
         }
         routes: dict[str, list[Route]] = {name: [] for name in sources}
         for route in settings.routes:
@@ -141,7 +144,9 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
     )
 
 
-def _destination(name: str, cfg: DestinationConfig, base_dir: Path) -> Destination:
+def _destination(
+    name: str, cfg: DestinationConfig, settings: Settings, base_dir: Path
+) -> Destination:
     key = None
     if cfg.secret is not None:
         raw = resolve_secret(cfg.secret, key=f"destinations.{name}.secret", base_dir=base_dir)
@@ -154,6 +159,7 @@ def _destination(name: str, cfg: DestinationConfig, base_dir: Path) -> Destinati
         retry_schedule=tuple(cfg.retry_schedule),
         jitter=cfg.jitter,
         concurrency=cfg.concurrency,
+        egress=EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow]),
     )
 
 

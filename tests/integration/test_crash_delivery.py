@@ -41,6 +41,9 @@ def config_body(receiver_url: str) -> str:
         [worker]
         lease = "2s"
 
+        [egress]
+        allow = ["127.0.0.0/8"]
+
         [sources.github]
         verify = "github"
         secrets = ["{GITHUB_SECRET}"]

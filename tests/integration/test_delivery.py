@@ -108,3 +108,22 @@ def test_retry_schedule_counts_the_first_attempt_and_jitters():
     delays = [next_delay(schedule, 2, 0.2) for _ in range(200)]
     assert all(240 <= d <= 360 for d in delays if d is not None)
     assert len(set(delays)) > 1
+
+
+async def test_egress_policy_refuses_loopback_unless_allowed(hookyard_factory, receiver):
+    config = basic_config(receiver.url).replace('allow = ["127.0.0.0/8"]', "allow = []")
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"blocked")).json()["id"]
+        event = await _wait_status(hy, event_id, "dead")
+    attempts = event["deliveries"][0]["attempt_log"]
+    assert all("egress policy" in a["error"] for a in attempts)
+    assert receiver.received == []  # nothing was sent
+
+
+async def test_destination_egress_allow_opens_its_own_range(hookyard_factory, receiver):
+    config = basic_config(receiver.url, destination='egress_allow = ["127.0.0.1/32"]').replace(
+        'allow = ["127.0.0.0/8"]', "allow = []"
+    )
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"allowed")).json()["id"]
+        await _wait_status(hy, event_id, "succeeded")

@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from hookyard import __version__
+from hookyard.deliver.egress import EgressPolicy, GuardedResolver
 from hookyard.deliver.signing import standard_signature
 from hookyard.gateway import Destination, Source
 from hookyard.models import EventData
@@ -51,22 +53,32 @@ def outbound_headers(
 
 
 class HttpSender:
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+    """Keeps one connection pool per destination (and egress policy), so connections stay
+    alive between attempts and each pool resolves names through its destination's policy."""
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Content-Type"),
-            )
-        return self._session
+    def __init__(self) -> None:
+        self._sessions: dict[str, tuple[EgressPolicy, aiohttp.ClientSession]] = {}
+
+    def _client(self, destination: Destination) -> aiohttp.ClientSession:
+        current = self._sessions.get(destination.name)
+        if current is not None and current[0] == destination.egress:
+            return current[1]
+        if current is not None:  # the policy changed on reload: new pool, old one closes
+            asyncio.get_running_loop().create_task(current[1].close())
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=60, resolver=GuardedResolver(destination.egress)
+            ),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Content-Type"),
+        )
+        self._sessions[destination.name] = (destination.egress, session)
+        return session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for _, session in sessions.values():
+            await session.close()
 
     async def send(
         self, destination: Destination, event: EventData, source: Source | None
@@ -74,7 +86,8 @@ class HttpSender:
         started = time.perf_counter()
         headers = outbound_headers(event, destination, source, int(time.time()))
         try:
-            async with self._client().post(
+            destination.egress.check_literal(URL(destination.url).host or "")
+            async with self._client(destination).post(
                 destination.url,
                 data=event.payload,
                 headers=headers,
