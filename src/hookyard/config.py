@@ -91,6 +91,7 @@ class DestinationConfig(_Model):
         default_factory=lambda: [parse_duration(d) for d in DEFAULT_RETRY_SCHEDULE], min_length=1
     )
     jitter: float = Field(default=0.2, ge=0, le=1)
+    retry_after_max: Duration = 3600.0  # how much a 429/503 Retry-After may lengthen a wait
     concurrency: int = Field(default=32, ge=1, le=1024)
     egress_allow: list[str] = []  # CIDRs this destination may reach beyond [egress] allow
 

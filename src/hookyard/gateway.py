@@ -71,6 +71,7 @@ class Destination:
     timeout: float
     retry_schedule: tuple[float, ...]
     jitter: float
+    retry_after_max: float
     concurrency: int
     egress: EgressPolicy
 
@@ -158,6 +159,7 @@ def _destination(
         timeout=cfg.timeout,
         retry_schedule=tuple(cfg.retry_schedule),
         jitter=cfg.jitter,
+        retry_after_max=cfg.retry_after_max,
         concurrency=cfg.concurrency,
         egress=EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow]),
     )

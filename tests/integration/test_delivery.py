@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
+from email.utils import formatdate
 from typing import Any
 
-from hookyard.deliver.retry import next_delay
+import pytest
+
+from hookyard.deliver.http import parse_retry_after
+from hookyard.deliver.retry import honour_retry_after, next_delay
 from tests.conftest import DROP, Received, basic_config
 
 
@@ -127,3 +132,56 @@ async def test_destination_egress_allow_opens_its_own_range(hookyard_factory, re
     async with hookyard_factory(config) as hy:
         event_id = (await hy.client.post("/in/open", content=b"allowed")).json()["id"]
         await _wait_status(hy, event_id, "succeeded")
+
+
+async def _first_retry_wait(hy: Any, event_id: str) -> float:
+    """Seconds between the first attempt and the next one's scheduled time."""
+    deadline = time.monotonic() + 10
+    while True:
+        delivery = (await _event(hy, event_id))["deliveries"][0]
+        if delivery["status"] == "retrying" and delivery["attempt_log"]:
+            started = datetime.fromisoformat(delivery["attempt_log"][0]["started_at"])
+            due = datetime.fromisoformat(delivery["next_attempt_at"])
+            return (due - started).total_seconds()
+        assert time.monotonic() < deadline, delivery
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("3", 2.9, 3.6),  # longer than the 100 ms schedule: honoured
+        ("0", 0.09, 0.5),  # shorter than the schedule: the schedule wins
+        ("999999", 5.0, 5.6),  # huge: capped at schedule + retry_after_max (5 s here)
+        ("soon", 0.09, 0.5),  # unusable: ignored
+    ],
+)
+async def test_429_retry_after_is_honoured_within_a_cap(
+    hookyard_factory, receiver, retry_after, low, high
+):
+    receiver.behaviour = lambda _: (429, {"retry-after": retry_after})
+    config = basic_config(receiver.url, destination='retry_after_max = "5s"')
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"slow down")).json()["id"]
+        assert low <= await _first_retry_wait(hy, event_id) <= high
+
+
+async def test_503_retry_after_as_an_http_date(hookyard_factory, receiver):
+    when = formatdate(time.time() + 4, usegmt=True)
+    receiver.behaviour = lambda _: (503, {"retry-after": when})
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"later")).json()["id"]
+        assert 2.5 <= await _first_retry_wait(hy, event_id) <= 4.6
+
+
+def test_retry_after_parsing():
+    now = 1_000_000.0
+    assert parse_retry_after("120", now) == 120
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == 30
+    assert parse_retry_after(formatdate(now - 30, usegmt=True), now) == 0
+    assert parse_retry_after("", now) is None
+    assert parse_retry_after("-5", now) is None
+    assert parse_retry_after("Wed, 99 Foo 2026", now) is None
+    assert honour_retry_after(10, 5, 3600) == 10
+    assert honour_retry_after(10, 50, 3600) == 50
+    assert honour_retry_after(10, 10**9, 3600) == 3610

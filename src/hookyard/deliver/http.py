@@ -6,6 +6,7 @@ Redirects are not followed: a 3xx is a failure, as the Standard Webhooks spec sa
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,23 @@ class Response:
     excerpt: str | None
     error: str | None
     duration_ms: float
+    retry_after: float | None = None  # seconds the receiver asked for (429 and 503 only)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 def outbound_headers(
@@ -96,13 +114,18 @@ class HttpSender:
             ) as response:
                 excerpt = (await response.content.read(EXCERPT)).decode("utf-8", "replace")
                 status = response.status
+                retry_after = None
+                if status in (429, 503):
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), time.time()
+                    )
         except TimeoutError:
             return Response(None, None, f"timed out after {destination.timeout:g}s", _ms(started))
         except aiohttp.ClientError as exc:
             return Response(None, None, f"{type(exc).__name__}: {exc}", _ms(started))
         except (OSError, asyncio.IncompleteReadError) as exc:
             return Response(None, None, f"{type(exc).__name__}: {exc}", _ms(started))
-        return Response(status, excerpt, None, _ms(started))
+        return Response(status, excerpt, None, _ms(started), retry_after)
 
 
 def _ms(started: float) -> float:

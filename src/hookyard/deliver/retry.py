@@ -20,6 +20,14 @@ def next_delay(schedule: tuple[float, ...], attempts_made: int, jitter: float) -
     return delay * (1 + _rng.uniform(-jitter, jitter)) if jitter else delay
 
 
+def honour_retry_after(delay: float, retry_after: float | None, most: float) -> float:
+    """A receiver's Retry-After may lengthen the scheduled wait, by at most `most` seconds, so
+    that no receiver can park a delivery forever; it never shortens it."""
+    if retry_after is None:
+        return delay
+    return max(delay, min(retry_after, delay + most))
+
+
 def seed(value: int) -> None:
     """Make jitter reproducible (tests)."""
     _rng.seed(value)

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 from hookyard.deliver.http import HttpSender, Response
-from hookyard.deliver.retry import next_delay
+from hookyard.deliver.retry import honour_retry_after, next_delay
 from hookyard.models import Claim, EventData, Outcome
 from hookyard.state import AppState
 
@@ -121,6 +121,10 @@ class Worker:
             delay = None
             if destination is not None and event is not None:
                 delay = next_delay(destination.retry_schedule, claim.attempt, destination.jitter)
+                if delay is not None:
+                    delay = honour_retry_after(
+                        delay, response.retry_after, destination.retry_after_max
+                    )
             status, next_at = (
                 ("dead", started_at) if delay is None else ("retrying", time.time() + delay)
             )
