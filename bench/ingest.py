@@ -3,7 +3,9 @@
 Every request is a distinct, validly signed 1 KB GitHub-style event, pre-built into a file that
 wrk walks (walk.lua); each server runs alone in one process on the same uvicorn + uvloop +
 httptools stack with a fresh directory and database; each figure is reported as a ratio to the
-baselines measured in the same run, because machines are noisy. Run it through bench/run.
+baselines measured in the same run, because machines are noisy. The flood phase measures the
+same valid load with and without a second wrk (flood.lua) sending a fixed rate of badly signed
+requests to another source. Run it through bench/run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,6 +35,7 @@ ROOT = BENCH.parent
 BIN = ROOT / ".venv" / "bin"
 RESULTS = BENCH / "results"  # git-ignored; also holds the scratch directory during a run
 SECRET = "bench-secret"
+TARGET_SECRET = "another-secret"  # the flooded source's; the flood never signs with it
 BODY_SIZE = 1024
 WARMUP_S = 1
 DRAIN_TIMEOUT_S = 120
@@ -45,9 +49,16 @@ LABELS = {
     "handwritten": "hand-written FastAPI",
     "hookyard": "hookyard",
     "hookyard-route": "hookyard + 1 route",
+    "flood-alone": "valid ingest alone",
+    "flood": "valid ingest + flood",
 }
+PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route"]  # flood: 2 servers
 BANNER = ("Hookyard listening on", "Generated an admin token")
 TARGETS = {"vs_bare": 0.5, "vs_handwritten": 3.0, "p99_ms": 15.0}
+FLOOD_RATE = 5_000  # bad requests/s on the second source
+FLOOD_CONNECTIONS = 100  # enough to hold the rate while each answer takes up to 20 ms
+FLOOD_TARGET = 0.80  # valid ingest under the flood keeps at least this share of its rate alone
+SAMPLES_PER_S = 20  # hookyard's default rejected_samples_per_second
 
 
 @dataclass
@@ -67,6 +78,9 @@ class Result:
     committed: int | None = None  # rows in the database afterwards
     drain_s: float | None = None  # route figure: load end until every delivery succeeded
     delivered_per_s: float | None = None
+    flood: dict[str, float] | None = None  # flood.lua's figures, for the flooded run
+    rejected_kept: int | None = None  # rows the API returned for source `target` afterwards
+    rejected_error: str | None = None  # why the API call failed, when it did
     problems: list[str] = field(default_factory=list)
 
 
@@ -173,11 +187,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def hookyard_config(work: Path, sink_port: int | None) -> Path:
+def hookyard_config(work: Path, sink_port: int | None, target: bool) -> Path:
     config = work / "hookyard.toml"
     text = f'[sources.bench]\nverify = "github"\nsecrets = ["{SECRET}"]\n'
+    if target:
+        text += f'\n[sources.target]\nverify = "github"\nsecrets = ["{TARGET_SECRET}"]\n'
     if sink_port is not None:
         text += (
+            '\n[egress]\nallow = ["127.0.0.0/8"]\n'  # the sink is on this machine
             f'\n[destinations.sink]\nurl = "http://127.0.0.1:{sink_port}/"\n'
             '\n[[routes]]\nsource = "bench"\ndestination = "sink"\n'
         )
@@ -214,7 +231,7 @@ def server_argv(
         module = "handwritten_app:app"
         env = {"HANDWRITTEN_DB": str(work / "handwritten.db"), "BENCH_SECRET": SECRET}
     else:
-        config = hookyard_config(work, sink_port)
+        config = hookyard_config(work, sink_port, target=name.startswith("flood"))
         argv = [str(BIN / "hookyard"), "serve", "--config", str(config)]
         argv += ["--listen", f"127.0.0.1:{port}", "--database", f"sqlite:///{work}/bench.db"]
         return argv, {}
@@ -264,6 +281,39 @@ def wrk(
     raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
+def start_flood(port: int, limit_s: float) -> subprocess.Popen[str]:
+    """The second wrk: FLOOD_RATE badly signed requests/s to /in/target until stop_flood()
+    (or, at the latest, after limit_s)."""
+    argv = [
+        "wrk", "-t1", f"-c{FLOOD_CONNECTIONS}", f"-d{limit_s:g}s", "--timeout", "10s",
+        "-s", str(BENCH / "flood.lua"), f"http://127.0.0.1:{port}/in/target",
+        "--", str(FLOOD_RATE), str(BODY_SIZE),
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_flood(proc: subprocess.Popen[str]) -> dict[str, float]:
+    proc.send_signal(signal.SIGINT)  # wrk stops, then runs flood.lua's done()
+    out, err = proc.communicate(timeout=60)
+    for line in out.splitlines():
+        if line.startswith("FLOOD_JSON "):
+            return dict(json.loads(line[len("FLOOD_JSON ") :]))
+    raise RuntimeError(f"flood wrk failed ({proc.returncode}):\n{out}\n{err}")
+
+
+def rejected_kept(port: int, work: Path) -> int:
+    """Rows the rejected log returns for source `target`, read through the API with the admin
+    token the server wrote beside its config on first start."""
+    token = (work / "hookyard.token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/rejected?limit=1000",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        page = json.load(answer)
+    return sum(1 for row in page["data"] if row["source"] == "target")
+
+
 def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> Result:
     work = scratch / name  # a fresh directory and database per server
     work.mkdir()
@@ -277,10 +327,13 @@ def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> R
     port = free_port()
     argv, env = server_argv(name, work, port, sink_port)
     server = start(argv, work, env, port, work / "server.log")
+    flood = None
     try:
         answer = probe(port, pool)
         if answer is not None:
             raise RuntimeError(f"{name} refused a signed request:\n{answer}")
+        if name == "flood":  # from before the warm-up until the measured run ends
+            flood = start_flood(port, WARMUP_S + args.duration + 60)
         warm = wrk(port, pool, pool.warmup, WARMUP_S, args.connections)
         db = database(name, work)
         delivered_before = 0
@@ -290,7 +343,13 @@ def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> R
         run = wrk(port, pool, pool.measured, args.duration, args.connections)
         if name == "hookyard-route" and db is not None:
             drain(result, db, started, delivered_before)
+        if flood is not None:
+            result.flood = stop_flood(flood)
+            check_flood(result, result.flood, port, work)
     finally:
+        if flood is not None and flood.poll() is None:
+            flood.kill()
+            flood.wait()
         stop(server)
         if sink is not None:
             stop(sink)
@@ -310,6 +369,31 @@ def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> R
     if unexpected:
         result.problems.append("server output:\n    " + "\n    ".join(unexpected[-30:]))
     return result
+
+
+def check_flood(result: Result, stats: dict[str, float], port: int, work: Path) -> None:
+    """The flood was what it claims (rate, all 401); the rejected log stayed bounded."""
+    if abs(stats["rate"] - FLOOD_RATE) > 0.05 * FLOOD_RATE:
+        result.problems.append(
+            f"FLOOD RATE OFF: {stats['rate']:,.0f} bad requests/s achieved, not {FLOOD_RATE:,}"
+        )
+    errors = {k: stats[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")}
+    if stats["status_other"] or any(errors.values()):
+        result.problems.append(
+            f"flood answers not all 401: {stats['status_other']} others (last "
+            f"{stats['last_other_status']}), wrk errors {errors}"
+        )
+    time.sleep(1)  # the rejected log flushes every 0.5 s
+    try:
+        result.rejected_kept = rejected_kept(port, work)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        result.rejected_error = repr(exc)
+        return
+    bound = SAMPLES_PER_S * (stats["duration_us"] / 1e6 + 2)
+    if result.rejected_kept > bound:
+        result.problems.append(
+            f"rejected log kept {result.rejected_kept} rows, more than {SAMPLES_PER_S}/s allows"
+        )
 
 
 def drain(result: Result, db: Path, started: float, before: int) -> None:
@@ -377,14 +461,66 @@ def ratio(value: float, base: Result | None) -> str:
     return f"{value / base.events_per_s:.2f}" if base and base.events_per_s else "-"
 
 
-def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str, str]) -> None:
+def flood_summary(results: dict[str, Result]) -> dict[str, object] | None:
+    alone, flooded = results.get("flood-alone"), results.get("flood")
+    if alone is None or flooded is None or flooded.flood is None:
+        return None
+    vs_alone = flooded.events_per_s / alone.events_per_s if alone.events_per_s else 0.0
+    return {
+        "bad_rate_target": FLOOD_RATE,
+        "bad_rate_achieved": flooded.flood["rate"],
+        "bad_all_401": flooded.flood["status_401"] == flooded.flood["requests"],
+        "alone_events_per_s": alone.events_per_s,
+        "flooded_events_per_s": flooded.events_per_s,
+        "vs_alone": vs_alone,
+        "target_vs_alone": FLOOD_TARGET,
+        "met": vs_alone >= FLOOD_TARGET,
+        "rejections": flooded.flood["status_401"],
+        "rejected_kept": flooded.rejected_kept,
+        "rejected_error": flooded.rejected_error,
+    }
+
+
+def report_flood(results: dict[str, Result], args: argparse.Namespace) -> None:
+    summary = flood_summary(results)
+    if summary is None:
+        return
+    stats = results["flood"].flood or {}
     print(
-        f"ingest, 1 KB signed JSON, {args.connections} connections, {args.duration:g} s each, "
-        "1 process"
+        f"rejected flood: {FLOOD_RATE:,} bad requests/s on another source, "
+        f"{args.connections} connections valid load, {args.duration:g} s"
     )
-    print(f"{'':24}{'events/s':>9}{'p50':>10}{'p99':>10}{'vs bare':>10}{'vs hand-written':>17}")
+    print(f"{'':24}{'events/s':>9}{'p50':>10}{'p99':>10}{'vs alone':>11}")
+    answers = "all 401" if summary["bad_all_401"] else f"{stats['status_401']:,.0f} were 401"
+    for name, note in (
+        ("flood-alone", ""),
+        ("flood", f"   (flood: {stats['rate']:,.0f} req/s achieved, {answers})"),
+    ):
+        r = results[name]
+        print(
+            f"{LABELS[name]:24}{r.events_per_s:>9,.0f}{r.p50_ms:>7.1f} ms{r.p99_ms:>7.1f} ms"
+            f"{ratio(r.events_per_s, results['flood-alone']):>11}{note}"
+        )
+    print(f"target: >= {FLOOD_TARGET:.2f} of alone: {'met' if summary['met'] else 'MISSED'}")
+    if summary["rejected_kept"] is None:
+        print(f"rejected log: could not read it through the API: {summary['rejected_error']}")
+    else:
+        print(
+            f"rejected log: {summary['rejected_kept']:,} rows kept of "
+            f"{summary['rejections']:,} rejections"
+        )
+
+
+def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str, str]) -> None:
+    table = {name: r for name, r in results.items() if not name.startswith("flood")}
+    if table:
+        print(
+            f"ingest, 1 KB signed JSON, {args.connections} connections, {args.duration:g} s each, "
+            "1 process"
+        )
+        print(f"{'':24}{'events/s':>9}{'p50':>10}{'p99':>10}{'vs bare':>10}{'vs hand-written':>17}")
     bare, hand = results.get("bare"), results.get("handwritten")
-    for name, r in results.items():
+    for name, r in table.items():
         print(
             f"{LABELS[name]:24}{r.events_per_s:>9,.0f}{r.p50_ms:>7.1f} ms{r.p99_ms:>7.1f} ms"
             f"{ratio(r.events_per_s, bare):>10}{ratio(r.events_per_s, hand):>17}"
@@ -411,6 +547,7 @@ def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str,
                 for label, value, op, target in checks
             )
         )
+    report_flood(results, args)
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
         f"Linux {info['kernel']}, {info['wrk']}"
@@ -427,7 +564,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="3 s runs")
-    parser.add_argument("--only", action="append", choices=[*LABELS], help="repeatable")
+    parser.add_argument("--only", action="append", choices=PHASES, help="repeatable")
     parser.add_argument(
         "--pool-rate", type=int, default=40_000,
         help="requests/s the distinct-request pool is sized for (default 40000)",
@@ -435,7 +572,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.duration = 3
-    names = args.only or [*LABELS]
+    phases = args.only or PHASES
+    names = [n for p in phases for n in (["flood-alone", "flood"] if p == "flood" else [p])]
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -467,6 +605,7 @@ def main() -> int:
                 "duration_s": args.duration,
                 "body_bytes": BODY_SIZE,
                 "results": {name: asdict(r) for name, r in results.items()},
+                "flood": flood_summary(results),
             },
             indent=2,
         )

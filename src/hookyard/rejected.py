@@ -37,22 +37,27 @@ class RejectedLog:
         self.counts: Counter[tuple[str, str]] = Counter()  # (source, code) -> rejections
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, row: Rejected) -> None:
-        self.counts[(row.source, row.code)] += 1
+    def sample(self, source: str, code: str, received_at: float) -> bool:
+        """Count a rejection; True when it should be kept (then pass its row to `add`). Asked
+        first so that a flood costs no more than a counter for the rejections not kept."""
+        self.counts[(source, code)] += 1
         if self.keep == 0:
-            return
-        second = int(row.received_at)
+            return False
+        second = int(received_at)
         if second != self._second:
             self._second = second
             self._taken.clear()
             self._taken_total = 0
         if (
-            self._taken[row.source] >= self.per_second
+            self._taken[source] >= self.per_second
             or self._taken_total >= self.per_second * GLOBAL_FACTOR
         ):
-            return
-        self._taken[row.source] += 1
+            return False
+        self._taken[source] += 1
         self._taken_total += 1
+        return True
+
+    def add(self, row: Rejected) -> None:
         self._buffer.append(row)
 
     async def flush(self) -> None:

@@ -210,6 +210,8 @@ class IngestApp:
         code: str,
         reason: str,
     ) -> None:
+        if not self.state.rejected.sample(name, code, received_at):
+            return
         source = self.state.gateway.sources.get(name)
         shown = source.redact(headers) if source else _redact_default(headers)
         self.state.rejected.add(

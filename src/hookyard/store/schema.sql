@@ -1,4 +1,5 @@
--- Hookyard schema, version 1 (SQLite). Later versions add migrations/NNN_name.sql files.
+-- Hookyard schema, version 2 (SQLite): what migrations/*.sql build step by step. A new
+-- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -107,4 +108,13 @@ CREATE TABLE tokens (
     revoked_at REAL
 );
 
-INSERT INTO schema_version (version) VALUES (1);
+-- Deliveries of a destination that is not active are shown as `held` and are not claimed.
+CREATE TABLE destination_state (
+    name          TEXT PRIMARY KEY,
+    state         TEXT NOT NULL,        -- active | paused | disabled
+    reason        TEXT,
+    changed_at    REAL NOT NULL,
+    failing_since REAL                  -- first failure since the last success
+);
+
+INSERT INTO schema_version (version) VALUES (2);

@@ -22,7 +22,7 @@ from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # an acked event survives power loss, not just a crash
@@ -30,6 +30,21 @@ PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
     "PRAGMA cache_size=-65536",  # 64 MiB: dedup keys are random, keep their pages at hand
 )
+
+
+def _read_sql(name: str) -> str:
+    return resources.files("hookyard.store").joinpath(name).read_text()
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, script) for every file in store/migrations, in order."""
+    folder = resources.files("hookyard.store").joinpath("migrations")
+    found = [
+        (int(entry.name.split("_", 1)[0]), entry.read_text())
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(found)
 
 
 class SqliteStore:
@@ -104,14 +119,16 @@ class SqliteStore:
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
         ).fetchone()
         if not has_version:
-            schema = resources.files("hookyard.store").joinpath("schema.sql").read_text()
-            conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{_read_sql('schema.sql')}\nCOMMIT;")
         version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this Hookyard "
                 f"({SCHEMA_VERSION}); upgrade Hookyard"
             )
+        for number, script in migrations():
+            if number > version:
+                conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
