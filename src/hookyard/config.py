@@ -165,6 +165,7 @@ class WorkerConfig(_Model):
     max_in_flight: int = Field(default=256, ge=1)
     lease: Duration | None = None  # default: the longest destination timeout + 30 s
     poll_interval: Duration = 1.0  # fallback wake-up when no commit signalled new work
+    shutdown_grace: Duration = 10.0  # on SIGTERM, how long attempts under way may finish
 
 
 class Settings(_Model):
@@ -208,19 +209,30 @@ def resolve_secret(reference: str, *, key: str, base_dir: Path) -> str:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """HOOKYARD_SERVER__LISTEN=... -> {"server": {"listen": ...}}; values are read as TOML."""
+    """HOOKYARD_SERVER__LISTEN=... -> {"server": {"listen": ...}}.
+
+    Values stay strings (the settings model converts numbers and booleans), except TOML arrays
+    and inline tables (`["a", "b"]`, `{ key = 1 }`), which lists and tables need.
+    """
     tree: dict[str, Any] = {}
-    for name, raw in environ.items():
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError as exc:
+                message = f"{name} is not a TOML array or table: {exc}"
+                raise ConfigError(".".join(path), message) from None
         node = tree
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(path[: depth + 1]), f"{name} conflicts with a value")
+        if isinstance(node.get(path[-1]), dict):
+            raise ConfigError(".".join(path), f"{name} conflicts with a table")
         node[path[-1]] = value
     return tree
 
@@ -277,6 +289,15 @@ def load_config(
         for name in route.destinations:
             if name not in settings.destinations:
                 raise ConfigError(f"routes.{index}.destination", f"no destination named {name!r}")
+    longest = max((d.timeout for d in settings.destinations.values()), default=0.0)
+    if settings.worker.lease is not None and settings.worker.lease <= longest:
+        # A lease that can run out during an attempt lets the same delivery be claimed again
+        # while it is still being sent.
+        raise ConfigError(
+            "worker.lease",
+            f"{settings.worker.lease:g}s must be longer than the longest destination timeout "
+            f"({longest:g}s)",
+        )
     return settings, base_dir
 
 

@@ -11,6 +11,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from hookyard.config import DestinationConfig, Settings, SourceConfig, resolve_secret
 from hookyard.deliver.egress import EgressPolicy
@@ -21,7 +22,6 @@ from hookyard.verify import Verifier, VerifyOptions, build_verifier
 # Original headers forwarded to destinations unless a source extends the list. A source's own
 # webhook-* headers travel renamed (hookyard-original-webhook-*), never in place of ours.
 DEFAULT_FORWARD = (
-    "user-agent",
     "x-github-*",
     "x-hub-signature*",
     "x-gitlab-event*",
@@ -36,6 +36,20 @@ CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-gitlab-token", "x-api-key"}
 )
 REDACTED = "[redacted]"
+# Query parameters that carry credentials (some providers put a token in the webhook URL).
+CREDENTIAL_PARAMS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "secret", "client_secret", "password"}
+)
+
+
+def redact_query(query: str) -> str:
+    """The query string fit to store and show: credential parameters' values redacted."""
+    if not query or not any(name in query.lower() for name in CREDENTIAL_PARAMS):
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode(
+        [(k, REDACTED if k.lower() in CREDENTIAL_PARAMS else v) for k, v in pairs], safe="[]"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +100,9 @@ class Gateway:
 
     @classmethod
     def build(cls, settings: Settings, base_dir: Path) -> Gateway:
+        """Compile the settings, resolving every secret reference (so `check` catches them)."""
+        if settings.server.admin_token is not None:
+            resolve_secret(settings.server.admin_token, key="server.admin_token", base_dir=base_dir)
         sources = {
             name: _source(name, cfg, settings, base_dir) for name, cfg in settings.sources.items()
         }

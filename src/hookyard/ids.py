@@ -44,11 +44,3 @@ def new_id(prefix: str) -> str:
 def id_floor(prefix: str, unix_seconds: float) -> str:
     """The smallest id that could have been made at `unix_seconds` (for time-range queries)."""
     return f"{prefix}_{_encode(int(unix_seconds * 1000) << 80, 26)}"
-
-
-def id_time(id_: str) -> float:
-    """The unix time (seconds) encoded in an id."""
-    value = 0
-    for char in id_.rsplit("_", 1)[-1][:10]:
-        value = value * 32 + _ALPHABET.index(char)
-    return value / 1000  # the first 10 characters hold bits 129..80: the milliseconds

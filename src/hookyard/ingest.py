@@ -1,4 +1,4 @@
-"""accept(source, request) -> the request's events with their dedup keys and destinations.
+"""prepare(source, routes, request) -> the request's events, dedup keys and destinations.
 
 Pure: no HTTP and no I/O. The ASGI handler (api/ingest.py) reads the request, calls `prepare`,
 and commits what it returns.

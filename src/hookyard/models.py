@@ -7,7 +7,6 @@ from typing import Literal
 
 Origin = Literal["webhook", "poll", "reconcile", "backfill", "fetch-back", "publish"]
 DeliveryStatus = Literal["pending", "in_flight", "retrying", "held", "succeeded", "dead"]
-DELIVERY_STATUSES: tuple[str, ...] = DeliveryStatus.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)

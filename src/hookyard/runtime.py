@@ -76,7 +76,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.stop(self.gateway.settings.worker.shutdown_grace)
         if self.state is not None:
             await self.state.rejected.stop()
         if self.store is not None:
@@ -92,8 +92,18 @@ class Service:
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return False
-        if settings.server != self.gateway.settings.server:
-            log.warning("[server] changes take effect only after a restart")
+        running = self.gateway.settings.server
+        changed = [
+            k
+            for k in type(running).model_fields
+            if getattr(settings.server, k) != getattr(running, k)
+        ]
+        if changed:
+            # One rule for the whole section: it is read once, at start.
+            log.warning(
+                "[server] %s changed; that takes effect after a restart", ", ".join(changed)
+            )
+            gateway = Gateway.build(settings.model_copy(update={"server": running}), base_dir)
         self.gateway = gateway
         self.state.gateway = gateway
         self.state.work_ready.set()

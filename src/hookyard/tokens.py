@@ -30,15 +30,18 @@ def bootstrap_admin(store: Store, settings: Settings, base_dir: Path) -> Path | 
         token = resolve_secret(
             settings.server.admin_token, key="server.admin_token", base_dir=base_dir
         )
-        store.ensure_token("admin (configured)", hash_token(token), "admin")
+        # The configured token replaces any earlier configured or generated one.
+        store.replace_admin_token(hash_token(token))
         return None
     if store.has_admin_token():
         return None
     token = new_token()
     path = base_dir / settings.server.token_file
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # never reuse a stale file's mode, nor follow a planted link
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, (token + "\n").encode())
         os.fsync(fd)
     finally:

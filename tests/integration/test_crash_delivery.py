@@ -32,8 +32,8 @@ EVENTS = 20
 
 
 def config_body(receiver_url: str) -> str:
-    # The attempt timeout is long so that the first run's attempts are still waiting on the
-    # receiver when the kill comes; the 2 s lease is what brings them back after the restart.
+    # The receiver holds the first run's attempts until the kill; the 2 s lease (which must
+    # outlast the 1.5 s attempt timeout) is what brings them back after the restart.
     return f"""
         [server]
         listen = "127.0.0.1:0"
@@ -51,7 +51,7 @@ def config_body(receiver_url: str) -> str:
         [destinations.app]
         url = "{receiver_url}"
         secret = "{DEST_SECRET}"
-        timeout = "60s"
+        timeout = "1.5s"
         retry_schedule = ["0", "100ms", "100ms"]
         jitter = 0
 

@@ -39,7 +39,7 @@ from tests.conftest import (
 # A short lease so that deliveries caught in flight by the kill come back within seconds.
 WORKER_LEASE = """
 [worker]
-lease = "2s"
+lease = "3s"  # longer than the destination timeout (2 s)
 """
 
 

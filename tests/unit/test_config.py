@@ -138,3 +138,38 @@ def test_where_conditions_are_validated(tmp_path: Path) -> None:
     bad = VALID.replace('types = ["push"]', 'where = { "a.b" = { like = "x" } }')
     with pytest.raises(ConfigError, match="exactly one of equals, in, exists"):
         _build(tmp_path, bad)
+
+
+def test_environment_values_stay_strings_unless_arrays(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID)
+    env = {
+        "HOOKYARD_SERVER__ADMIN_TOKEN": "123456",  # would be an integer as TOML
+        "HOOKYARD_SERVER__TOKEN_FILE": '"quoted"',  # quotes are part of the value
+        "HOOKYARD_EGRESS__ALLOW": '["10.0.0.0/8", "127.0.0.1/32"]',
+    }
+    settings, _ = load_config(path, environ=env)
+    assert settings.server.admin_token == "123456"
+    assert settings.server.token_file == '"quoted"'
+    assert settings.egress.allow == ["10.0.0.0/8", "127.0.0.1/32"]
+    with pytest.raises(ConfigError, match="not a TOML array"):
+        load_config(path, environ={"HOOKYARD_EGRESS__ALLOW": "[unclosed"})
+    with pytest.raises(ConfigError, match="conflicts"):
+        load_config(
+            path,
+            environ={"HOOKYARD_SERVER__LISTEN": "x", "HOOKYARD_SERVER__LISTEN__A": "y"},
+        )
+
+
+def test_lease_must_outlast_every_attempt(tmp_path: Path) -> None:
+    bad = VALID + '\n[worker]\nlease = "30s"\n'  # the default timeout is 30 s
+    with pytest.raises(ConfigError, match=r"worker\.lease"):
+        _build(tmp_path, bad)
+    _build(tmp_path, VALID + '\n[worker]\nlease = "31s"\n')
+
+
+def test_check_resolves_the_admin_token_reference(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'listen = "127.0.0.1:8787"', 'listen = "127.0.0.1:8787"\nadmin_token = "env:NOPE_TOKEN"'
+    )
+    with pytest.raises(ConfigError, match="NOPE_TOKEN"):
+        _build(tmp_path, text)

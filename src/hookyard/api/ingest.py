@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from hookyard.errors import IngestError, StoreError, Unavailable
-from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED
+from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
 from hookyard.models import Rejected
@@ -23,11 +23,16 @@ from hookyard.verify import Handshake, Inbound
 
 Scope = dict[str, Any]
 JSON = b"application/json"
+UNKNOWN_SOURCE = "(unknown)"  # how rejections for paths that name no source are logged
 
 
-class _TooLarge(Exception):
-    def __init__(self, partial: bytes) -> None:
-        self.partial = partial
+class _TooLarge(IngestError):
+    status = 413
+    code = "body_too_large"
+
+    def __init__(self, limit: int, partial: bytes = b"") -> None:
+        super().__init__(f"the body exceeds this source's limit of {limit} bytes")
+        self.partial = partial  # what was read before giving up, for the rejected log
 
 
 class _Disconnected(Exception):
@@ -41,13 +46,13 @@ async def _read_body(receive: Any, limit: int) -> bytes:
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         if len(body) > limit:
-            raise _TooLarge(body)
+            raise _TooLarge(limit, body)
         return body
     chunks = [body]
     size = len(body)
     while True:
         if size > limit:
-            raise _TooLarge(b"".join(chunks))
+            raise _TooLarge(limit, b"".join(chunks))
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
@@ -57,7 +62,7 @@ async def _read_body(receive: Any, limit: int) -> bytes:
         if not message.get("more_body"):
             break
     if size > limit:
-        raise _TooLarge(b"".join(chunks))
+        raise _TooLarge(limit, b"".join(chunks))
     return b"".join(chunks)
 
 
@@ -96,16 +101,6 @@ class IngestApp:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
         body = b""
         try:
-            if source is None:
-                raise IngestError(
-                    f"no source named {name!r} is configured", code="unknown_source", status=404
-                )
-            if scope["method"] != "POST":
-                raise IngestError(
-                    f"{scope['method']} is not allowed; webhooks are POSTed",
-                    code="method_not_allowed",
-                    status=405,
-                )
             header_bytes = sum(len(k) + len(v) + 4 for k, v in raw_headers)
             if header_bytes > gateway.settings.server.max_header_bytes:
                 raise IngestError(
@@ -114,13 +109,25 @@ class IngestApp:
                     code="headers_too_large",
                     status=431,
                 )
+            if source is None:
+                raise IngestError(
+                    f"no source named {name[:100]!r} is configured",
+                    code="unknown_source",
+                    status=404,
+                )
+            if scope["method"] != "POST":
+                raise IngestError(
+                    f"{scope['method']} is not allowed; webhooks are POSTed",
+                    code="method_not_allowed",
+                    status=405,
+                )
             limit = source.max_body
             header_map: dict[str, str] = {}
             for key, value in headers:
                 header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
             declared = header_map.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                raise _TooLarge(b"")
+                raise _TooLarge(limit)
             if state.store.pending_writes >= gateway.settings.server.max_pending:
                 raise Unavailable("ingest is overloaded; retry later", retry_after=1)
             body = await _read_body(receive, limit)
@@ -138,7 +145,7 @@ class IngestApp:
                 inbound,
                 headers=headers,
                 path=scope["path"],
-                query=query,
+                query=redact_query(query),
                 peer=_peer(scope),
             )
             if isinstance(prepared, Handshake):
@@ -149,29 +156,9 @@ class IngestApp:
                 return
             try:
                 accepted = await state.store.ingest(prepared)
-            except StoreError as exc:
-                raise Unavailable(f"the event could not be committed: {exc}") from None
+            except StoreError:  # the writer logged why; callers learn only to retry
+                raise Unavailable("the event could not be stored; retry later") from None
         except _Disconnected:
-            return
-        except _TooLarge as exc:
-            limit = source.max_body if source else 0
-            self._reject(
-                scope,
-                name,
-                headers,
-                exc.partial,
-                received_at,
-                413,
-                "body_too_large",
-                f"the body exceeds this source's limit of {limit} bytes",
-            )
-            await _answer(
-                send,
-                413,
-                error_body(
-                    "body_too_large", f"the body exceeds this source's limit of {limit} bytes"
-                ),
-            )
             return
         except IngestError as exc:
             extra: tuple[Any, ...] = ()
@@ -179,8 +166,9 @@ class IngestApp:
                 extra = ((b"retry-after", str(exc.retry_after).encode()),)
                 state.counts["unavailable"] += 1
             else:
+                seen = exc.partial if isinstance(exc, _TooLarge) else body
                 self._reject(
-                    scope, name, headers, body, received_at, exc.status, exc.code, exc.message
+                    scope, name if source else UNKNOWN_SOURCE, headers, seen, received_at, exc
                 )
             if exc.status == 405:
                 extra = ((b"allow", b"POST"),)
@@ -206,11 +194,11 @@ class IngestApp:
         headers: list[tuple[str, str]],
         body: bytes,
         received_at: float,
-        status: int,
-        code: str,
-        reason: str,
+        error: IngestError,
     ) -> None:
-        if not self.state.rejected.sample(name, code, received_at):
+        """Count the rejection; keep a sample of it in the rejected log. Requests for unknown
+        sources share one name, so made-up paths cannot grow memory or dodge sampling."""
+        if not self.state.rejected.sample(name, error.code, received_at):
             return
         source = self.state.gateway.sources.get(name)
         shown = source.redact(headers) if source else _redact_default(headers)
@@ -219,12 +207,12 @@ class IngestApp:
                 id=new_id("rej"),
                 source=name,
                 received_at=received_at,
-                status=status,
-                code=code,
-                reason=reason,
+                status=error.status,
+                code=error.code,
+                reason=error.message,
                 method=scope["method"],
-                path=scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
+                path=scope["path"][:1000],
+                query=redact_query(scope.get("query_string", b"").decode("latin-1")),
                 headers=orjson.dumps(shown),
                 peer=_peer(scope),
                 body=body[:BODY_SAMPLE],

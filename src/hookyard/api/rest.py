@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from yarl import URL
 
 from hookyard import __version__
 from hookyard.state import AppState
@@ -121,6 +122,17 @@ class DestinationInfo(BaseModel):
     concurrency: int
 
 
+def redact_url(url: str) -> str:
+    """A destination URL fit to show: user info and query values can carry credentials."""
+    parsed = URL(url)
+    shown = str(parsed.with_user(None).with_query(None))
+    if parsed.user or parsed.password:
+        shown = shown.replace("://", "://***@", 1)
+    if parsed.query:
+        shown += "?" + "&".join(f"{key}=***" for key in parsed.query)
+    return shown
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -169,6 +181,11 @@ def build_api(state: AppState) -> FastAPI:
     async def reader(scope: Annotated[str, Depends(scope_of)]) -> str:
         if scope not in ("admin", "read"):
             raise ApiError(403, "forbidden", f"a {scope} token cannot read")
+        return scope
+
+    async def admin(scope: Annotated[str, Depends(scope_of)]) -> str:
+        if scope != "admin":
+            raise ApiError(403, "forbidden", f"this needs the admin token, not a {scope} token")
         return scope
 
     @api.exception_handler(HTTPException)
@@ -249,8 +266,9 @@ def build_api(state: AppState) -> FastAPI:
         tags=["events"],
         responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
     )
-    async def get_raw(event_id: str, _: Annotated[str, Depends(reader)]) -> Response:
-        """The payload exactly as received, with its original content type."""
+    async def get_raw(event_id: str, _: Annotated[str, Depends(admin)]) -> Response:
+        """The payload exactly as received, with its original content type. Admin only: a body
+        can carry credentials that cannot be cut out without breaking its bytes."""
         found = await state.store.get_raw(event_id)
         if found is None:
             raise ApiError(404, "not_found", f"no event {event_id!r}")
@@ -292,7 +310,7 @@ def build_api(state: AppState) -> FastAPI:
         return [
             {
                 "name": d.name,
-                "url": d.url,
+                "url": redact_url(d.url),
                 "timeout": d.timeout,
                 "retry_schedule": list(d.retry_schedule),
                 "concurrency": d.concurrency,

@@ -64,10 +64,16 @@ def outbound_headers(
             destination.signing_key, event.id, timestamp, event.payload
         )
     if event.provider_event_id:
-        headers["hookyard-provider-event-id"] = event.provider_event_id
+        headers["hookyard-provider-event-id"] = _header_safe(event.provider_event_id)
     if event.event_type:
-        headers["hookyard-event-type"] = event.event_type
+        headers["hookyard-event-type"] = _header_safe(event.event_type)
     return headers
+
+
+def _header_safe(value: str) -> str:
+    """Provider-chosen text (ids, types from a JSON body) may hold characters a header cannot;
+    control characters would also let a payload inject headers."""
+    return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
 class HttpSender:
@@ -123,7 +129,7 @@ class HttpSender:
             return Response(None, None, f"timed out after {destination.timeout:g}s", _ms(started))
         except aiohttp.ClientError as exc:
             return Response(None, None, f"{type(exc).__name__}: {exc}", _ms(started))
-        except (OSError, asyncio.IncompleteReadError) as exc:
+        except Exception as exc:  # anything else still ends the attempt, so the delivery moves on
             return Response(None, None, f"{type(exc).__name__}: {exc}", _ms(started))
         return Response(status, excerpt, None, _ms(started), retry_after)
 

@@ -26,8 +26,3 @@ def honour_retry_after(delay: float, retry_after: float | None, most: float) -> 
     if retry_after is None:
         return delay
     return max(delay, min(retry_after, delay + most))
-
-
-def seed(value: int) -> None:
-    """Make jitter reproducible (tests)."""
-    _rng.seed(value)

@@ -59,6 +59,7 @@ class Worker:
             free = min(destination.concurrency - self._in_flight[name], total_free, CLAIM_BATCH)
             if free > 0:
                 limits[name] = free
+                total_free -= free  # max_in_flight bounds all destinations together
         return limits
 
     async def _run(self) -> None:
@@ -75,7 +76,7 @@ class Worker:
                     for claim in claims:
                         self._spawn(claim, events.get(claim.event_id))
                     continue
-                timeout = await self._idle_timeout()
+                timeout = await self._idle_timeout(limits)
             except Exception:
                 log.exception("worker could not claim deliveries; retrying in 1s")
                 timeout = 1.0
@@ -86,9 +87,14 @@ class Worker:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _idle_timeout(self) -> float:
+    async def _idle_timeout(self, limits: dict[str, int]) -> float:
+        """Sleep until the next delivery of a destination with free slots falls due; a full
+        destination wakes the loop through `_slot_free` instead (else its backlog, already
+        due, would make this loop spin)."""
         timeout = self.state.gateway.settings.worker.poll_interval
-        due = await self.state.store.next_due(list(self.state.gateway.destinations))
+        if not limits:
+            return timeout
+        due = await self.state.store.next_due(list(limits))
         if due is not None:
             timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
         return timeout
@@ -108,10 +114,13 @@ class Worker:
         gateway = self.state.gateway
         destination = gateway.destinations.get(claim.destination)
         started_at = time.time()
+        if destination is None:
+            # Removed from the config while claimed: give the delivery back untouched; it waits
+            # (held) until the destination is configured again.
+            await self.state.store.release([claim])
+            return
         if event is None:
             response = Response(None, None, "the event is no longer stored", 0.0)
-        elif destination is None:
-            response = Response(None, None, f"destination {claim.destination!r} is gone", 0.0)
         else:
             response = await self.sender.send(destination, event, gateway.sources.get(event.source))
         code = response.status_code
@@ -119,7 +128,7 @@ class Worker:
             status, next_at = "succeeded", started_at
         else:
             delay = None
-            if destination is not None and event is not None:
+            if event is not None:
                 delay = next_delay(destination.retry_schedule, claim.attempt, destination.jitter)
                 if delay is not None:
                     delay = honour_retry_after(

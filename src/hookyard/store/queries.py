@@ -234,7 +234,7 @@ SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
 LEASE = """
 UPDATE deliveries
 SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
-WHERE id IN (SELECT value ->> 0 FROM json_each(:picked))
+WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:picked))
 """
 
 
@@ -392,6 +392,17 @@ def expire_dedup(conn: sqlite3.Connection, batches: Sequence[tuple[float, int]])
         )
         removed.append(cursor.rowcount)
     return removed
+
+
+def replace_admin_token(conn: sqlite3.Connection, token_hash: str) -> None:
+    """Make `token_hash` the configured admin token, revoking the configured or generated one
+    it replaces (tokens created through the API are left alone)."""
+    conn.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE name IN ('admin (configured)', 'admin (generated)')"
+        " AND hash != ? AND revoked_at IS NULL",
+        (time.time(), token_hash),
+    )
+    ensure_token(conn, "admin (configured)", token_hash, "admin")
 
 
 def has_admin_token(conn: sqlite3.Connection) -> bool:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hookyard.errors import StoreError
-from hookyard.ids import new_id
 from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
 from hookyard.store import queries
 from hookyard.store.checkpoint import Checkpointer
@@ -23,6 +22,7 @@ from hookyard.store.writer import Writer
 
 T = TypeVar("T")
 SCHEMA_VERSION = 2
+MIN_SQLITE = (3, 35, 0)
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # an acked event survives power loss, not just a crash
@@ -59,6 +59,11 @@ class SqliteStore:
     # -- life cycle -------------------------------------------------------------------------
 
     def open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old; Hookyard needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer (UPDATE ... FROM, JSON functions)"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
@@ -189,6 +194,9 @@ class SqliteStore:
     def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
         self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
 
+    def replace_admin_token(self, token_hash: str) -> None:
+        self.writer.call(lambda conn: queries.replace_admin_token(conn, token_hash))
+
     def has_admin_token(self) -> bool:
         return queries.has_admin_token(self._reader())
 
@@ -216,4 +224,4 @@ class SqliteStore:
         return await self.read(lambda conn: queries.next_due(conn, destinations))
 
 
-__all__ = ["SqliteStore", "new_id"]
+__all__ = ["SqliteStore"]

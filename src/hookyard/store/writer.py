@@ -50,6 +50,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="hookyard-writer", daemon=True)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._closed = False
         self.after_commit: Callable[[], None] | None = None  # called in the thread after commits
         self.commit_hook: Callable[[sqlite3.Connection], None] | None = None  # tests inject faults
 
@@ -60,23 +61,38 @@ class Writer:
             raise self._startup_error
 
     def stop(self) -> None:
-        """Finish everything queued so far, then close the connection."""
+        """Finish everything queued so far, then close the connection. Later writes fail."""
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        error = StoreError("the store is closed")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._resolve([item], [None], error)
+
+    def _put(self, op: _Op) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._queue.put(op)
 
     @property
     def pending(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, handler: Handler, payload: Any) -> asyncio.Future[Any]:
+    async def run(self, handler: Handler, payload: Any) -> Any:
+        """Queue `handler(conn, [payload, ...])` and wait until its transaction committed."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put(_Op(handler, payload, loop, future))
-        return future
-
-    async def run(self, handler: Handler, payload: Any) -> Any:
-        return await self.submit(handler, payload)
+        self._put(_Op(handler, payload, loop, future))
+        return await future
 
     def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `fn` in a transaction from synchronous code (start-up, maintenance, tests)."""
@@ -85,7 +101,7 @@ class Writer:
         def handler(conn: sqlite3.Connection, payloads: Sequence[Any]) -> list[Any]:
             return [fn(conn) for _ in payloads]
 
-        self._queue.put(_Op(handler, None, _IMMEDIATE, future))
+        self._put(_Op(handler, None, _IMMEDIATE, future))
         return future.result()
 
     # -- the thread -------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Credentials stay out of storage, API answers and outbound requests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import signal
+import sqlite3
+import time
+import uuid
+
+import httpx
+
+from hookyard.tokens import hash_token, read_token_file
+from tests.conftest import GITHUB_SECRET, basic_config, start_serve, write_config
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "x-hub-signature-256": f"sha256={digest}",
+        "x-github-delivery": str(uuid.uuid4()),
+        "x-github-event": "push",
+    }
+
+
+async def test_credentials_are_redacted_in_events_and_rejections(hookyard_factory, receiver):
+    body = b'{"ok": 1}'
+    secret_headers = {"authorization": "Bearer sk_live_provider", "cookie": "session=abc"}
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        accepted = await hy.client.post(
+            "/in/github?token=t0ps3cret&x=1",
+            content=body,
+            headers={**_signed(body), **secret_headers},
+        )
+        rejected = await hy.client.post(
+            "/in/github?api_key=k3y", content=b"forged", headers=secret_headers
+        )
+        assert rejected.status_code == 401
+        await hy.service.state.rejected.flush()
+        async with hy.api() as api:
+            event = (await api.get(f"/api/v1/events/{accepted.json()['id']}")).json()
+            logged = (await api.get("/api/v1/rejected")).json()["data"]
+    shown = str(event) + str(logged)
+    for secret in ("sk_live_provider", "session=abc", "t0ps3cret", "k3y"):
+        assert secret not in shown
+    assert dict(event["request"]["headers"])["authorization"] == "[redacted]"
+    assert event["request"]["query"] == "token=[redacted]&x=1"
+    assert dict(logged[0]["headers"])["cookie"] == "[redacted]"
+
+
+async def test_raw_bodies_need_the_admin_token(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"private")).json()["id"]
+        hy.service.store.ensure_token("reader", hash_token("hky_reader"), "read")
+        reader = {"authorization": "Bearer hky_reader"}
+        listed = await hy.client.get("/api/v1/events", headers=reader)
+        assert listed.status_code == 200
+        raw = await hy.client.get(f"/api/v1/events/{event_id}/raw", headers=reader)
+        assert raw.status_code == 403
+        assert raw.json()["error"] == "forbidden"
+        async with hy.api() as api:
+            assert (await api.get(f"/api/v1/events/{event_id}/raw")).content == b"private"
+
+
+async def test_destination_urls_are_shown_without_credentials(hookyard_factory, receiver):
+    url = receiver.url.replace("http://", "http://user:pa55@") + "?token=s3cret"
+    async with hookyard_factory(basic_config(url)) as hy, hy.api() as api:
+        shown = (await api.get("/api/v1/destinations")).json()[0]["url"]
+    assert "pa55" not in shown and "s3cret" not in shown
+    assert shown.startswith("http://***@127.0.0.1:")
+
+
+async def test_event_types_cannot_inject_outbound_headers(hookyard_factory, receiver):
+    config = basic_config(receiver.url).replace(
+        'verify = "none"', 'verify = "none"\ntype_field = "type"', 1
+    )
+    async with hookyard_factory(config) as hy:
+        body = b'{"type": "order.paid\\r\\nX-Injected: yes"}'
+        assert (await hy.client.post("/in/open", content=body)).status_code == 200
+        await receiver.wait_for(1)
+    got = receiver.received[0].headers
+    assert "x-injected" not in got
+    assert got["hookyard-event-type"].startswith("order.paid")
+
+
+def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_processes):
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    first = start_serve(config)
+    generated = read_token_file(tmp_path / "hookyard.token")
+    first.stop()
+    config.write_text(
+        config.read_text().replace(
+            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nadmin_token = "hky_configured"', 1
+        )
+    )
+    second = start_serve(config)
+    serve_processes.append(second)
+
+    def status(token: str | None) -> int:
+        headers = {"authorization": f"Bearer {token}"}
+        return httpx.get(f"{second.url}/api/v1/events", headers=headers).status_code
+
+    assert status("hky_configured") == 200
+    assert status(generated) == 401
+
+
+def test_sigterm_gives_leases_back(tmp_path, serve_processes):
+    """Attempts still running after the grace period are released, not left leased."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Hang(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            release.wait(20)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(
+            tmp_path,
+            basic_config(f"http://127.0.0.1:{server.server_port}/h").replace(
+                'timeout = "2s"', 'timeout = "15s"'
+            )
+            + '\n[worker]\nshutdown_grace = "300ms"\n',
+        )
+        hy = start_serve(config)
+        serve_processes.append(hy)
+        assert httpx.post(f"{hy.url}/in/open", content=b"x").status_code == 200
+        db = sqlite3.connect(tmp_path / "hookyard.db")
+        deadline = time.monotonic() + 10
+        while db.execute("SELECT status FROM deliveries").fetchone()[0] != "in_flight":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        hy.proc.send_signal(signal.SIGTERM)
+        assert hy.proc.wait(10) == 0
+        status, attempts, lease = db.execute(
+            "SELECT status, attempts, lease_until FROM deliveries"
+        ).fetchone()
+        db.close()
+        assert (status, attempts, lease) == ("pending", 0, None)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,60 @@
+"""The writer thread: group commit, failure isolation, and a clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from hookyard.errors import StoreError
+from hookyard.store.writer import Writer
+
+
+def _writer(tmp_path: Path) -> Writer:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+        conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT UNIQUE)")
+        return conn
+
+    writer = Writer(connect)
+    writer.start()
+    return writer
+
+
+def insert(conn: sqlite3.Connection, values: Sequence[str]) -> list[str]:
+    for value in values:
+        conn.execute("INSERT INTO t VALUES (?)", (value,))
+    return list(values)
+
+
+async def test_one_failing_operation_fails_only_its_caller(tmp_path: Path) -> None:
+    writer = _writer(tmp_path)
+    try:
+        await writer.run(insert, "taken")
+        # Queued together, these share a transaction until the duplicate breaks it; each is
+        # then retried alone, so the good ones still commit.
+        results = await asyncio.gather(
+            writer.run(insert, "a"),
+            writer.run(insert, "taken"),
+            writer.run(insert, "b"),
+            return_exceptions=True,
+        )
+        assert results[0] == "a" and results[2] == "b"
+        assert isinstance(results[1], StoreError)
+        assert "UNIQUE" in str(results[1])
+        rows = writer.call(lambda conn: conn.execute("SELECT v FROM t ORDER BY v").fetchall())
+        assert rows == [("a",), ("b",), ("taken",)]
+    finally:
+        writer.stop()
+
+
+async def test_writes_after_stop_fail_instead_of_hanging(tmp_path: Path) -> None:
+    writer = _writer(tmp_path)
+    writer.stop()
+    with pytest.raises(StoreError, match="closed"):
+        await writer.run(insert, "late")
+    with pytest.raises(StoreError, match="closed"):
+        writer.call(lambda conn: None)
