@@ -38,6 +38,7 @@ class Received:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     at: float
+    path: str = ""
 
 
 @dataclass
@@ -70,7 +71,10 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         item = Received(
-            {k.lower(): v for k, v in request.headers.items()}, await request.read(), time.time()
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.read(),
+            time.time(),
+            request.path,
         )
         recorder.received.append(item)
         recorder.arrived.set()

@@ -198,8 +198,14 @@ class Api:
 
     def get(self, path: str, **params: Any) -> Any:
         params = {k: v for k, v in params.items() if v is not None}
+        return self._call("GET", path, params)
+
+    def post(self, path: str) -> Any:
+        return self._call("POST", path, {})
+
+    def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:
         try:
-            response = self.client.get(path, params=params)
+            response = self.client.request(method, path, params=params)
         except httpx.HTTPError as exc:
             _fail(f"cannot reach {self.url}: {exc}")
         if not response.is_success:
@@ -299,3 +305,44 @@ def events_show(
                 f"    #{attempt['number']} {attempt['started_at']}  {result}  "
                 f"{attempt['duration_ms']:.1f} ms"
             )
+
+
+@main.group()
+def destinations() -> None:
+    """List destinations; pause, resume, re-enable them; retry their dead deliveries."""
+
+
+@destinations.command("list")
+@api_options
+def destinations_list(
+    config: Path | None, url: str | None, token: str | None, as_json: bool
+) -> None:
+    """Destinations with their state (active, paused, disabled)."""
+    rows = Api(url, token, config).get("/api/v1/destinations").json()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    _table(rows, ["name", "state", "url", "reason"])
+
+
+def _destination_action(action: str, help_text: str) -> None:
+    @destinations.command(action, help=help_text)
+    @api_options
+    @click.argument("name")
+    def command(
+        config: Path | None, url: str | None, token: str | None, as_json: bool, name: str
+    ) -> None:
+        result = Api(url, token, config).post(f"/api/v1/destinations/{name}/{action}").json()
+        if as_json:
+            click.echo(json.dumps(result))
+        elif "retried" in result:
+            click.echo(f"{name}: {result['retried']} dead deliveries scheduled again")
+        else:
+            note = "" if result["changed"] else " (unchanged)"
+            click.echo(f"{name}: {result['state']}{note}")
+
+
+_destination_action("pause", "Hold NAME's deliveries until it is resumed (nothing is dropped).")
+_destination_action("resume", "Deliver to NAME again, at its pace.")
+_destination_action("enable", "Re-enable NAME after it was disabled (410 or failing too long).")
+_destination_action("retry-dead", "Give NAME's dead deliveries a fresh schedule, due now.")

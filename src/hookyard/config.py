@@ -24,6 +24,7 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_DATABASE = "sqlite:///hookyard.db"
 DEFAULT_RETRY_SCHEDULE = ("0", "5s", "5m", "30m", "2h", "5h", "10h", "10h")
 ENV_PREFIX = "HOOKYARD_"
+ALERT_SOURCE = "hookyard"  # the built-in source of Hookyard's own alerts (see alerts.py)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -92,6 +93,7 @@ class DestinationConfig(_Model):
     )
     jitter: float = Field(default=0.2, ge=0, le=1)
     retry_after_max: Duration = 3600.0  # how much a 429/503 Retry-After may lengthen a wait
+    disable_after: Duration = 5 * 86400.0  # failing continuously this long disables it
     concurrency: int = Field(default=32, ge=1, le=1024)
     egress_allow: list[str] = []  # CIDRs this destination may reach beyond [egress] allow
 
@@ -283,8 +285,12 @@ def load_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _describe(exc) from None
+    if ALERT_SOURCE in settings.sources:
+        raise ConfigError(
+            f"sources.{ALERT_SOURCE}", "reserved for Hookyard's own alerts; route from it instead"
+        )
     for index, route in enumerate(settings.routes):
-        if route.source not in settings.sources:
+        if route.source not in settings.sources and route.source != ALERT_SOURCE:
             raise ConfigError(f"routes.{index}.source", f"no source named {route.source!r}")
         for name in route.destinations:
             if name not in settings.destinations:

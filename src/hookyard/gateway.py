@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
-from hookyard.config import DestinationConfig, Settings, SourceConfig, resolve_secret
+from hookyard.config import (
+    ALERT_SOURCE,
+    DestinationConfig,
+    Settings,
+    SourceConfig,
+    resolve_secret,
+)
 from hookyard.deliver.egress import EgressPolicy
 from hookyard.errors import ConfigError
 from hookyard.routing import Route
@@ -86,6 +92,7 @@ class Destination:
     retry_schedule: tuple[float, ...]
     jitter: float
     retry_after_max: float
+    disable_after: float
     concurrency: int
     egress: EgressPolicy
 
@@ -110,7 +117,7 @@ class Gateway:
             name: _destination(name, cfg, settings, base_dir)
             for name, cfg in settings.destinations.items()
         }
-        routes: dict[str, list[Route]] = {name: [] for name in sources}
+        routes: dict[str, list[Route]] = {name: [] for name in [*sources, ALERT_SOURCE]}
         for route in settings.routes:
             routes[route.source].append(
                 Route.build(route.source, route.destinations, route.types, route.where)
@@ -177,6 +184,7 @@ def _destination(
         retry_schedule=tuple(cfg.retry_schedule),
         jitter=cfg.jitter,
         retry_after_max=cfg.retry_after_max,
+        disable_after=cfg.disable_after,
         concurrency=cfg.concurrency,
         egress=EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow]),
     )

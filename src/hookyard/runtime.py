@@ -62,6 +62,8 @@ class Service:
             per_second=settings.server.rejected_samples_per_second,
         )
         state = AppState(gateway=self.gateway, store=store, rejected=rejected)
+        states = await store.destination_states()
+        state.destination_states = {name: row["state"] for name, row in states.items()}
         rejected.start()
         self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
         if settings.worker.enabled:

@@ -66,7 +66,16 @@ def test_serve_send_list_show(tmp_path: Path, serve_processes: list) -> None:
     event_id = json.loads(answer)["id"]
 
     listed = hookyard(
-        "events", "list", "--json", "--config", str(config), "--url", server.url, cwd=tmp_path
+        "events",
+        "list",
+        "--json",
+        "--source",
+        "github",
+        "--config",
+        str(config),
+        "--url",
+        server.url,
+        cwd=tmp_path,
     )
     assert listed.returncode == 0, listed.stderr
     assert [e["id"] for e in json.loads(listed.stdout)["data"]] == [event_id]
@@ -158,3 +167,22 @@ def _eventually(check, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition never held")
         time.sleep(0.05)
+
+
+def test_destination_commands(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    common = ["--config", str(config), "--url", server.url]
+    paused = hookyard("destinations", "pause", "app", *common, cwd=tmp_path)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.strip() == "app: paused"
+    listed = hookyard("destinations", "list", "--json", *common, cwd=tmp_path)
+    assert json.loads(listed.stdout)[0]["state"] == "paused"
+    resumed = hookyard("destinations", "resume", "app", "--json", *common, cwd=tmp_path)
+    assert json.loads(resumed.stdout) == {"destination": "app", "state": "active", "changed": True}
+    retried = hookyard("destinations", "retry-dead", "app", *common, cwd=tmp_path)
+    assert "0 dead deliveries" in retried.stdout
+    missing = hookyard("destinations", "pause", "nope", *common, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no destination named" in missing.stderr

@@ -173,3 +173,11 @@ def test_check_resolves_the_admin_token_reference(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="NOPE_TOKEN"):
         _build(tmp_path, text)
+
+
+def test_hookyard_source_is_reserved_but_routable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+        _build(tmp_path, VALID + '\n[sources.hookyard]\nverify = "none"\n')
+    gateway = _build(tmp_path, VALID + '\n[[routes]]\nsource = "hookyard"\ndestination = "app"\n')
+    assert "hookyard" not in gateway.sources  # nobody can POST to /in/hookyard
+    assert len(gateway.routes["hookyard"]) == 1

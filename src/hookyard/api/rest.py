@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from hookyard import __version__
+from hookyard.deliver.control import set_state
 from hookyard.state import AppState
 from hookyard.tokens import hash_token
 
@@ -117,9 +118,23 @@ class SourceInfo(BaseModel):
 class DestinationInfo(BaseModel):
     name: str
     url: str
+    state: Literal["active", "paused", "disabled"]
+    reason: str | None
+    failing_since: datetime | None
     timeout: float
     retry_schedule: list[float]
     concurrency: int
+
+
+class StateChange(BaseModel):
+    destination: str
+    state: Literal["active", "paused", "disabled"]
+    changed: bool
+
+
+class Retried(BaseModel):
+    destination: str
+    retried: int
 
 
 def redact_url(url: str) -> str:
@@ -305,17 +320,66 @@ def build_api(state: AppState) -> FastAPI:
             for name in gateway.sources
         ]
 
-    @api.get(f"{API_PREFIX}/destinations", response_model=list[DestinationInfo], tags=["config"])
+    @api.get(
+        f"{API_PREFIX}/destinations", response_model=list[DestinationInfo], tags=["destinations"]
+    )
     async def list_destinations(_: Annotated[str, Depends(reader)]) -> list[dict[str, Any]]:
+        """Configured destinations with their state (credentials in URLs masked)."""
+        states = await state.store.destination_states()
         return [
             {
                 "name": d.name,
                 "url": redact_url(d.url),
+                "state": states.get(d.name, {}).get("state", "active"),
+                "reason": states.get(d.name, {}).get("reason"),
+                "failing_since": _time(states.get(d.name, {}).get("failing_since")),
                 "timeout": d.timeout,
                 "retry_schedule": list(d.retry_schedule),
                 "concurrency": d.concurrency,
             }
             for d in state.gateway.destinations.values()
         ]
+
+    def destination_named(name: str) -> str:
+        if name not in state.gateway.destinations:
+            raise ApiError(404, "not_found", f"no destination named {name!r}")
+        return name
+
+    async def change(name: str, new: str, reason: str) -> dict[str, Any]:
+        changed = await set_state(state, destination_named(name), new, reason)
+        return {"destination": name, "state": new, "changed": changed}
+
+    action = {
+        "response_model": StateChange,
+        "tags": ["destinations"],
+        "responses": {404: {"model": ErrorBody}},
+    }
+
+    @api.post(f"{API_PREFIX}/destinations/{{name}}/pause", **action)  # type: ignore[arg-type]
+    async def pause(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        """Hold the destination's deliveries until it is resumed; nothing is dropped."""
+        return await change(name, "paused", "paused by an operator")
+
+    @api.post(f"{API_PREFIX}/destinations/{{name}}/resume", **action)  # type: ignore[arg-type]
+    async def resume(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        """Deliver again, at the destination's pace (a paused or disabled destination)."""
+        return await change(name, "active", "resumed by an operator")
+
+    @api.post(f"{API_PREFIX}/destinations/{{name}}/enable", **action)  # type: ignore[arg-type]
+    async def enable(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        """Re-enable a destination that was disabled (after a 410 or failing too long)."""
+        return await change(name, "active", "re-enabled by an operator")
+
+    @api.post(
+        f"{API_PREFIX}/destinations/{{name}}/retry-dead",
+        response_model=Retried,
+        tags=["destinations"],
+        responses={404: {"model": ErrorBody}},
+    )
+    async def retry_dead(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        """Give every dead delivery of the destination a fresh schedule, due now."""
+        retried = await state.store.retry_dead(destination_named(name))
+        state.work_ready.set()
+        return {"destination": name, "retried": retried}
 
     return api

@@ -12,9 +12,13 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
+from hookyard import alerts
+from hookyard.deliver.control import set_state
 from hookyard.deliver.http import HttpSender, Response
 from hookyard.deliver.retry import honour_retry_after, next_delay
+from hookyard.gateway import Destination
 from hookyard.models import Claim, EventData, Outcome
 from hookyard.state import AppState
 
@@ -55,7 +59,10 @@ class Worker:
         settings = self.state.gateway.settings.worker
         total_free = settings.max_in_flight - len(self._tasks)
         limits = {}
+        paused_or_disabled = self.state.destination_states
         for name, destination in self.state.gateway.destinations.items():
+            if paused_or_disabled.get(name, "active") != "active":
+                continue  # its deliveries are held
             free = min(destination.concurrency - self._in_flight[name], total_free, CLAIM_BATCH)
             if free > 0:
                 limits[name] = free
@@ -150,6 +157,37 @@ class Worker:
             next_attempt_at=next_at,
         )
         try:
-            await self.state.store.finish(outcome)
+            failing_since = await self.state.store.finish(outcome)
         except Exception as exc:  # the lease will expire and the delivery be tried again
             log.error("could not record attempt of %s: %s", claim.delivery_id, exc)
+            return
+        await self._after(outcome, destination, failing_since, event)
+
+    async def _after(
+        self,
+        outcome: Outcome,
+        destination: Destination,
+        failing_since: float | None,
+        event: EventData | None,
+    ) -> None:
+        """Disable a destination that answered 410 Gone or kept failing too long; raise an
+        alert for a delivery that went dead (except deliveries of alerts themselves)."""
+        name = destination.name
+        if outcome.status_code == 410:
+            await set_state(self.state, name, "disabled", "the destination answered 410 Gone")
+        elif failing_since is not None and time.time() - failing_since >= destination.disable_after:
+            since = datetime.fromtimestamp(failing_since, UTC).isoformat(timespec="seconds")
+            await set_state(self.state, name, "disabled", f"failing continuously since {since}")
+        if outcome.status == "dead" and (event is None or event.source != alerts.SOURCE):
+            await alerts.emit(
+                self.state,
+                "delivery.dead",
+                {
+                    "delivery_id": outcome.claim.delivery_id,
+                    "event_id": outcome.claim.event_id,
+                    "destination": name,
+                    "attempts": outcome.claim.attempt,
+                    "last_status_code": outcome.status_code,
+                    "last_error": outcome.error,
+                },
+            )

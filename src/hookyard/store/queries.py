@@ -296,10 +296,11 @@ def _finish_sql(rows: int) -> str:
     )
 
 
-def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
+def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[float | None]:
     """Record attempts and move each delivery on, in two statements for the whole group. A
     delivery whose lease was lost meanwhile keeps its new owner's state; the attempt is still
-    recorded."""
+    recorded. Returns, per outcome, since when its destination has been failing (None: its
+    last attempt succeeded)."""
     now = time.time()
     insert_rows(
         conn,
@@ -335,7 +336,71 @@ def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[None]:
                 o.claim.lease_until,
             )
         conn.execute(_finish_sql(len(chunk)), [*params, now])
-    return [None] * len(outcomes)
+    failing: dict[str, float | None] = {}
+    for o in outcomes:  # in order: the last outcome of a destination decides
+        failing[o.claim.destination] = None if o.status == "succeeded" else o.started_at
+    names = orjson.dumps(failing)
+    conn.execute(
+        "INSERT INTO destination_state (name, state, changed_at, failing_since)"
+        " SELECT key, 'active', ?, value FROM json_each(?) WHERE true"
+        " ON CONFLICT (name) DO UPDATE SET failing_since = CASE"
+        "  WHEN excluded.failing_since IS NULL THEN NULL"
+        "  ELSE coalesce(destination_state.failing_since, excluded.failing_since) END",
+        (now, names),
+    )
+    since = orjson.loads(
+        conn.execute(
+            "SELECT json_group_object(name, failing_since) FROM destination_state"
+            " WHERE name IN (SELECT key FROM json_each(?))",
+            (names,),
+        ).fetchone()[0]
+    )
+    return [since.get(o.claim.destination) for o in outcomes]
+
+
+def destination_states(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT name, state, reason, changed_at, failing_since FROM destination_state"
+    )
+    return {
+        name: {"state": state, "reason": reason, "changed_at": changed, "failing_since": since}
+        for name, state, reason, changed, since in rows
+    }
+
+
+def set_destination_state(
+    conn: sqlite3.Connection, changes: Sequence[tuple[str, str, str | None]]
+) -> list[bool]:
+    """Move destinations to a state (active, paused, disabled); True where it changed.
+    Becoming active forgets past failures, so a re-enabled destination starts afresh."""
+    now = time.time()
+    changed = []
+    for name, state, reason in changes:
+        before = conn.total_changes
+        conn.execute(
+            "INSERT INTO destination_state (name, state, reason, changed_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET state = excluded.state, reason = excluded.reason,"
+            " changed_at = excluded.changed_at,"
+            " failing_since = CASE WHEN excluded.state = 'active' THEN NULL"
+            "  ELSE destination_state.failing_since END"
+            " WHERE destination_state.state != excluded.state",
+            (name, state, reason, now),
+        )
+        changed.append(conn.total_changes > before)
+    return changed
+
+
+def retry_dead(conn: sqlite3.Connection, destinations: Sequence[str]) -> list[int]:
+    """Give dead deliveries a fresh schedule, due now. Their attempts stay recorded."""
+    now = time.time()
+    return [
+        conn.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+            " updated_at = ? WHERE destination = ? AND status = 'dead'",
+            (now, now, name),
+        ).rowcount
+        for name in destinations
+    ]
 
 
 def record_rejected(
@@ -522,6 +587,14 @@ DELIVERY_COLUMNS = (
     "last_status_code",
     "last_error",
 )
+# Deliveries of a paused or disabled destination wait: they are shown as held.
+DELIVERY_SELECT = tuple(
+    "CASE WHEN d.status IN ('pending', 'retrying') AND coalesce(s.state, 'active') != 'active'"
+    " THEN 'held' ELSE d.status END"
+    if column == "status"
+    else f"d.{column}"
+    for column in DELIVERY_COLUMNS
+)
 ATTEMPT_COLUMNS = (
     "id",
     "delivery_id",
@@ -560,7 +633,9 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
     deliveries = [
         dict(zip(DELIVERY_COLUMNS, r, strict=True))
         for r in conn.execute(
-            f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM deliveries WHERE event_id = ? ORDER BY id",
+            f"SELECT {', '.join(DELIVERY_SELECT)} FROM deliveries d"
+            " LEFT JOIN destination_state s ON s.name = d.destination"
+            " WHERE d.event_id = ? ORDER BY d.id",
             (event_id,),
         )
     ]

@@ -180,8 +180,21 @@ class SqliteStore:
     async def release(self, claims: list[Claim]) -> None:
         await self.writer.run(queries.release, claims)
 
-    async def finish(self, outcome: Outcome) -> None:
-        await self.writer.run(queries.finish, outcome)
+    async def finish(self, outcome: Outcome) -> float | None:
+        """Record an attempt; returns since when its destination has been failing, if it is."""
+        failing_since: float | None = await self.writer.run(queries.finish, outcome)
+        return failing_since
+
+    async def set_destination_state(self, name: str, state: str, reason: str | None) -> bool:
+        changed: bool = await self.writer.run(queries.set_destination_state, (name, state, reason))
+        return changed
+
+    async def retry_dead(self, destination: str) -> int:
+        count: int = await self.writer.run(queries.retry_dead, destination)
+        return count
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        return await self.read(queries.destination_states)
 
     async def record_rejected(self, rows: list[Rejected], keep: int) -> None:
         await self.writer.run(queries.record_rejected, (rows, keep))
