@@ -16,11 +16,9 @@ import hmac
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -30,20 +28,26 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-BIN = ROOT / ".venv" / "bin"
-RESULTS = BENCH / "results"  # git-ignored; also holds the scratch directory during a run
+from common import (
+    BENCH,
+    BIN,
+    BODY_SIZE,
+    RESULTS,
+    ROOT,
+    UVICORN_FLAGS,
+    build_body,
+    free_port,
+    machine,
+    query,
+    start,
+    start_sink,
+    stop,
+)
+
 SECRET = "bench-secret"
 TARGET_SECRET = "another-secret"  # the flooded source's; the flood never signs with it
-BODY_SIZE = 1024
 WARMUP_S = 1
 DRAIN_TIMEOUT_S = 120
-UVICORN_FLAGS = [
-    "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools",
-    "--no-access-log", "--log-level", "warning", "--workers", "1",
-]  # fmt: skip
-
 LABELS = {
     "bare": "bare ASGI (ceiling)",
     "handwritten": "hand-written FastAPI",
@@ -85,18 +89,6 @@ class Result:
 
 
 # --- the pre-signed requests ------------------------------------------------------------------
-
-
-def build_body(seq: int, delivery: str) -> bytes:
-    """A push-like JSON document of exactly BODY_SIZE bytes with a distinct id."""
-    head = (
-        f'{{"id":{seq},"delivery":"{delivery}","ref":"refs/heads/main",'
-        f'"repository":{{"id":1296269,"full_name":"hookyard/bench","private":false}},'
-        f'"pusher":{{"name":"bench","email":"bench@example.com"}},"head_commit":{{"id":"'
-        f'{hashlib.sha1(str(seq).encode()).hexdigest()}","message":"'
-    )
-    tail = '"}}'
-    return (head + "x" * (BODY_SIZE - len(head) - len(tail)) + tail).encode()
 
 
 def build_request(seq: int) -> bytes:
@@ -146,47 +138,6 @@ class Pool:
 # --- servers ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(
-    argv: list[str], cwd: Path, env: dict[str, str], port: int, log: Path
-) -> subprocess.Popen[bytes]:
-    # A session of its own, so stop() can end the process and any children it forked.
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{argv[0]} exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    stop(proc)
-    raise RuntimeError(f"{argv[0]} not listening on port {port} after 30 s:\n{log.read_text()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def hookyard_config(work: Path, sink_port: int | None, target: bool) -> Path:
     config = work / "hookyard.toml"
     text = f'[sources.bench]\nverify = "github"\nsecrets = ["{SECRET}"]\n'
@@ -200,26 +151,6 @@ def hookyard_config(work: Path, sink_port: int | None, target: bool) -> Path:
         )
     config.write_text(text)
     return config
-
-
-def start_sink(work: Path) -> tuple[subprocess.Popen[bytes], int, str]:
-    """nginx answering 200 when installed (bench/run tries to install it), else the bare app."""
-    port = free_port()
-    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-    if nginx:
-        conf = work / "nginx.conf"
-        conf.write_text(
-            f"daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\n"
-            f"error_log {work}/nginx.err warn;\nevents {{ worker_connections 4096; }}\n"
-            "http {\n  access_log off;\n  keepalive_requests 1000000;\n"
-            f"  client_body_temp_path {work};\n"
-            f"  server {{ listen 127.0.0.1:{port}; location / {{ return 200 'ok'; }} }}\n}}\n"
-        )
-        argv = [nginx, "-p", str(work), "-c", str(conf)]
-        return start(argv, work, {}, port, work / "sink.log"), port, "nginx"
-    argv = [str(BIN / "uvicorn"), "bare_app:app", "--app-dir", str(BENCH), *UVICORN_FLAGS]
-    argv += ["--port", str(port)]
-    return start(argv, work, {}, port, work / "sink.log"), port, "uvicorn bare app"
 
 
 def server_argv(
@@ -241,14 +172,6 @@ def server_argv(
 
 def database(name: str, work: Path) -> Path | None:
     return {"handwritten": work / "handwritten.db", "bare": None}.get(name, work / "bench.db")
-
-
-def query(db: Path, sql: str) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    finally:
-        conn.close()
 
 
 def probe(port: int, pool: Pool) -> str | None:
@@ -438,23 +361,6 @@ def summarise(result: Result, warm: dict[str, int], run: dict[str, int]) -> None
 
 
 # --- report -----------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    banner = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()
-    version = " ".join(banner[:2])  # "wrk debian/4.1.0-3+b2"
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "wrk": version.strip(),
-    }
 
 
 def ratio(value: float, base: Result | None) -> str:

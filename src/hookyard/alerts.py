@@ -22,7 +22,6 @@ import orjson
 from hookyard.config import ALERT_SOURCE
 from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest
-from hookyard.routing import destinations_for
 from hookyard.state import AppState
 
 SOURCE = ALERT_SOURCE
@@ -34,7 +33,6 @@ async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | 
     stored: alerts are best effort and never fail the work that raised them)."""
     now = time.time()
     payload = orjson.dumps({"type": event_type, "created_at": now, "data": data})
-    routes = state.gateway.routes.get(SOURCE, ())
     event = NewEvent(
         id=new_id("evt"),
         source=SOURCE,
@@ -45,7 +43,7 @@ async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | 
         dedup_keys=(),
         content_type="application/json",
         payload=payload,
-        destinations=tuple(destinations_for(routes, event_type, lambda: orjson.loads(payload))),
+        destinations=state.gateway.targets(SOURCE, event_type, lambda: orjson.loads(payload)),
     )
     request = NewRequest(
         id=new_id("req"),

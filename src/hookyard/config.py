@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hookyard.errors import ConfigError
 from hookyard.units import parse_duration, parse_size
@@ -84,13 +92,57 @@ class SourceConfig(_Model):
     forward_headers: list[str] = []  # glob patterns added to the default allow-list
 
 
+class BackoffConfig(_Model):
+    """Exponential backoff instead of a schedule: at once, then initial, initial * factor, ...
+    each capped at `max`, for `attempts` attempts in all."""
+
+    initial: Duration = 5.0
+    factor: float = Field(default=2.0, gt=1)
+    max: Duration = 36000.0
+    attempts: int = Field(default=8, ge=1, le=1000)
+
+    def schedule(self) -> list[float]:
+        return [0.0] + [
+            min(self.initial * self.factor**i, self.max) for i in range(self.attempts - 1)
+        ]
+
+
+RATE_UNITS = {"s": 1.0, "m": 60.0}
+
+
+def parse_rate(value: str) -> float:
+    """Requests per second from "10/s" or "600/m"."""
+    count, sep, unit = value.replace(" ", "").partition("/")
+    if not sep or unit not in RATE_UNITS:
+        raise ValueError(f"expected N/s or N/m, got {value!r}")
+    try:
+        rate = float(count) / RATE_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"expected N/s or N/m, got {value!r}") from None
+    if rate <= 0:
+        raise ValueError("a rate must be positive")
+    return rate
+
+
 class DestinationConfig(_Model):
     url: str
-    secret: str | None = None  # whsec_... reference for Hookyard's outbound signature
+    # whsec_... references for Hookyard's outbound signature; during a rotation list several
+    # and every signature is sent.
+    secret: str | list[str] | None = None
+    headers: dict[str, str] = {}  # static headers; values may be env:/file: references
+    bearer_token: str | None = None  # reference; sent as Authorization: Bearer
+    basic_auth: str | None = None  # reference to "user:password"
+    ca_file: str | None = None  # trust this CA (PEM) for https
+    client_cert: str | None = None  # PEM certificate (mTLS); client_key if not in the same file
+    client_key: str | None = None
+    proxy: str | None = None  # http://host:port; the proxy then enforces egress for names
     timeout: Duration = 30.0
     retry_schedule: list[Duration] = Field(
         default_factory=lambda: [parse_duration(d) for d in DEFAULT_RETRY_SCHEDULE], min_length=1
     )
+    backoff: BackoffConfig | None = None
+    rate_limit: Annotated[float, BeforeValidator(parse_rate)] | None = None  # "10/s", "600/m"
+    ordering: str | None = None  # "source", or "field:<dotted.path>": one in flight per key
     jitter: float = Field(default=0.2, ge=0, le=1)
     retry_after_max: Duration = 3600.0  # how much a 429/503 Retry-After may lengthen a wait
     disable_after: Duration = 5 * 86400.0  # failing continuously this long disables it
@@ -101,6 +153,28 @@ class DestinationConfig(_Model):
     @classmethod
     def _egress(cls, value: list[str]) -> list[str]:
         return _cidrs(value)
+
+    @field_validator("ordering")
+    @classmethod
+    def _ordering(cls, value: str | None) -> str | None:
+        if value is not None and value != "source" and not value.startswith("field:"):
+            raise ValueError('expected "source" or "field:<dotted.path>"')
+        if value == "field:":
+            raise ValueError("field: needs a dotted path into the payload")
+        return value
+
+    @model_validator(mode="after")
+    def _one_retry_policy(self) -> DestinationConfig:
+        if self.backoff is not None and "retry_schedule" in self.model_fields_set:
+            raise ValueError("set either retry_schedule or backoff, not both")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set either bearer_token or basic_auth, not both")
+        return self
+
+    def schedule(self) -> list[float]:
+        return self.backoff.schedule() if self.backoff is not None else self.retry_schedule
 
     @field_validator("url")
     @classmethod

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from hookyard.config import (
@@ -22,7 +25,7 @@ from hookyard.config import (
 )
 from hookyard.deliver.egress import EgressPolicy
 from hookyard.errors import ConfigError
-from hookyard.routing import Route
+from hookyard.routing import Route, destinations_for, ordering_key
 from hookyard.verify import Verifier, VerifyOptions, build_verifier
 
 # Original headers forwarded to destinations unless a source extends the list. A source's own
@@ -87,13 +90,18 @@ class Source:
 class Destination:
     name: str
     url: str
-    signing_key: bytes | None
+    signing_keys: tuple[bytes, ...]  # several during a rotation: each signature is sent
+    headers: tuple[tuple[str, str], ...]  # static headers and authorization, resolved
+    ssl: ssl.SSLContext | None  # a custom CA or a client certificate
+    proxy: str | None
     timeout: float
     retry_schedule: tuple[float, ...]
     jitter: float
     retry_after_max: float
     disable_after: float
     concurrency: int
+    rate_limit: float | None  # attempts per second
+    ordering: str | None  # "source" or "field:<path>"
     egress: EgressPolicy
 
 
@@ -124,6 +132,16 @@ class Gateway:
             )
         return cls(
             settings, base_dir, sources, destinations, {k: tuple(v) for k, v in routes.items()}
+        )
+
+    def targets(
+        self, source: str, event_type: str | None, document: Callable[[], Any]
+    ) -> tuple[tuple[str, str | None], ...]:
+        """The destinations an event of `source` goes to, each with its ordering key."""
+        names = destinations_for(self.routes.get(source, ()), event_type, document)
+        return tuple(
+            (name, ordering_key(self.destinations[name].ordering, source, document))
+            for name in names
         )
 
     @property
@@ -172,22 +190,58 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
 def _destination(
     name: str, cfg: DestinationConfig, settings: Settings, base_dir: Path
 ) -> Destination:
-    key = None
-    if cfg.secret is not None:
-        raw = resolve_secret(cfg.secret, key=f"destinations.{name}.secret", base_dir=base_dir)
-        key = decode_whsec(raw, key=f"destinations.{name}.secret")
+    prefix = f"destinations.{name}"
+
+    def secret(reference: str, key: str) -> str:
+        return resolve_secret(reference, key=f"{prefix}.{key}", base_dir=base_dir)
+
+    references = [cfg.secret] if isinstance(cfg.secret, str) else cfg.secret or []
+    keys = tuple(
+        decode_whsec(secret(ref, f"secret.{i}"), key=f"{prefix}.secret")
+        for i, ref in enumerate(references)
+    )
+    headers = [(k.lower(), secret(v, f"headers.{k}")) for k, v in cfg.headers.items()]
+    if cfg.bearer_token is not None:
+        headers.append(("authorization", "Bearer " + secret(cfg.bearer_token, "bearer_token")))
+    if cfg.basic_auth is not None:
+        pair = secret(cfg.basic_auth, "basic_auth")
+        if ":" not in pair:
+            raise ConfigError(f"{prefix}.basic_auth", "expected user:password")
+        headers.append(("authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
     return Destination(
         name=name,
         url=cfg.url,
-        signing_key=key,
+        signing_keys=keys,
+        headers=tuple(headers),
+        ssl=_ssl_context(cfg, prefix, base_dir),
+        proxy=cfg.proxy,
         timeout=cfg.timeout,
-        retry_schedule=tuple(cfg.retry_schedule),
+        retry_schedule=tuple(cfg.schedule()),
         jitter=cfg.jitter,
         retry_after_max=cfg.retry_after_max,
         disable_after=cfg.disable_after,
         concurrency=cfg.concurrency,
+        rate_limit=cfg.rate_limit,
+        ordering=cfg.ordering,
         egress=EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow]),
     )
+
+
+def _ssl_context(cfg: DestinationConfig, prefix: str, base_dir: Path) -> ssl.SSLContext | None:
+    if cfg.ca_file is None and cfg.client_cert is None:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=str(base_dir / cfg.ca_file) if cfg.ca_file else None
+        )
+        if cfg.client_cert is not None:
+            context.load_cert_chain(
+                base_dir / cfg.client_cert,
+                base_dir / cfg.client_key if cfg.client_key else None,
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(prefix, f"cannot load the TLS files: {exc}") from None
+    return context
 
 
 def decode_whsec(secret: str, *, key: str) -> bytes:

@@ -1,4 +1,4 @@
-"""prepare(source, routes, request) -> the request's events, dedup keys and destinations.
+"""prepare(gateway, source, request) -> the request's events, dedup keys and destinations.
 
 Pure: no HTTP and no I/O. The ASGI handler (api/ingest.py) reads the request, calls `prepare`,
 and commits what it returns.
@@ -11,10 +11,9 @@ from typing import Any
 
 import orjson
 
-from hookyard.gateway import Source
+from hookyard.gateway import Gateway, Source
 from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest
-from hookyard.routing import Route, destinations_for
 from hookyard.verify import Handshake, Inbound
 
 _UNPARSED = object()
@@ -35,8 +34,8 @@ def dedup_keys(
 
 
 def prepare(
+    gateway: Gateway,
     source: Source,
-    routes: tuple[Route, ...],
     inbound: Inbound,
     *,
     headers: list[tuple[str, str]],
@@ -73,7 +72,7 @@ def prepare(
         ),
         content_type=inbound.headers.get("content-type"),
         payload=body,
-        destinations=tuple(destinations_for(routes, verified.event_type, document)),
+        destinations=gateway.targets(source.name, verified.event_type, document),
     )
     return NewRequest(
         id=new_id("req"),

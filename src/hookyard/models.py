@@ -20,7 +20,7 @@ class NewEvent:
     dedup_keys: tuple[str, ...]  # all must be new for the event to be new
     content_type: str | None
     payload: bytes
-    destinations: tuple[str, ...]
+    destinations: tuple[tuple[str, str | None], ...]  # (name, ordering key)
 
 
 @dataclass(slots=True)

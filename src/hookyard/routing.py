@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,19 @@ class Route:
             parsed = document()
             return all(c.holds(parsed) for c in self.conditions)
         return True
+
+
+def ordering_key(ordering: str | None, source: str, document: Callable[[], Any]) -> str | None:
+    """The key a destination keeps deliveries in order by: the source, or a payload field
+    (missing fields share the empty key; non-string values their JSON text)."""
+    if ordering is None:
+        return None
+    if ordering == "source":
+        return source
+    found = _lookup(document(), ordering.removeprefix("field:"))
+    if found is _MISSING:
+        return ""
+    return found if isinstance(found, str) else json.dumps(found, sort_keys=True)
 
 
 def destinations_for(

@@ -181,3 +181,24 @@ def test_hookyard_source_is_reserved_but_routable(tmp_path: Path) -> None:
     gateway = _build(tmp_path, VALID + '\n[[routes]]\nsource = "hookyard"\ndestination = "app"\n')
     assert "hookyard" not in gateway.sources  # nobody can POST to /in/hookyard
     assert len(gateway.routes["hookyard"]) == 1
+
+
+def test_exponential_backoff_and_exclusive_options(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"',
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n'
+        'backoff = { initial = "1s", factor = 3, max = "20s", attempts = 5 }\n'
+        'rate_limit = "600/m"\nordering = "source"',
+    )
+    destination = _build(tmp_path, text).destinations["app"]
+    assert destination.retry_schedule == (0, 1, 3, 9, 20)
+    assert destination.rate_limit == 10
+    both = text.replace("rate_limit", 'retry_schedule = ["0"]\nrate_limit')
+    with pytest.raises(ConfigError, match="either retry_schedule or backoff"):
+        _build(tmp_path, both)
+    for bad, words in (
+        ('rate_limit = "600/m"', 'rate_limit = "fast"'),
+        ('ordering = "source"', 'ordering = "colour"'),
+    ):
+        with pytest.raises(ConfigError):
+            _build(tmp_path, text.replace(bad, words))

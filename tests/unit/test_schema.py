@@ -12,13 +12,20 @@ from hookyard.errors import StoreError
 from hookyard.store.sqlite import SCHEMA_VERSION, SqliteStore, _read_sql, migrations
 
 
-def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, object]]:
+    """Tables by their columns (ALTER TABLE rewrites the stored SQL text), indexes by SQL."""
+
     def normal(sql: str) -> str:
         sql = re.sub(r"--[^\n]*", "", sql or "")
         return re.sub(r"\s+", " ", sql).strip()
 
     rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
-    return [(kind, name, normal(sql)) for kind, name, sql in rows]
+    return [
+        (kind, name, conn.execute(f"PRAGMA table_xinfo({name})").fetchall())
+        if kind == "table"
+        else (kind, name, normal(sql))
+        for kind, name, sql in rows
+    ]
 
 
 def test_every_migration_in_order_gives_the_reference_schema() -> None:
@@ -46,7 +53,7 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
     store.open()
     try:
         conn = sqlite3.connect(path)
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
         assert conn.execute("SELECT name FROM tokens").fetchone()[0] == "kept"
         conn.execute("SELECT * FROM destination_state")
     finally:

@@ -140,8 +140,8 @@ class IngestApp:
                 received_at=received_at,
             )
             prepared = prepare(
+                gateway,
                 source,
-                gateway.routes[name],
                 inbound,
                 headers=headers,
                 path=scope["path"],

@@ -55,13 +55,15 @@ def outbound_headers(
     if source is not None:
         for name, value in source.forwarded(event.headers):
             headers[name] = value
+    headers.update(destination.headers)  # static headers and authorization; ours follow
     headers["user-agent"] = USER_AGENT
     headers["content-type"] = event.content_type or "application/octet-stream"
     headers["webhook-id"] = event.id
     headers["webhook-timestamp"] = str(timestamp)
-    if destination.signing_key is not None:
-        headers["webhook-signature"] = standard_signature(
-            destination.signing_key, event.id, timestamp, event.payload
+    if destination.signing_keys:
+        headers["webhook-signature"] = " ".join(
+            standard_signature(key, event.id, timestamp, event.payload)
+            for key in destination.signing_keys
         )
     if event.provider_event_id:
         headers["hookyard-provider-event-id"] = _header_safe(event.provider_event_id)
@@ -117,6 +119,8 @@ class HttpSender:
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=destination.timeout),
+                ssl=destination.ssl if destination.ssl is not None else True,
+                proxy=destination.proxy,
             ) as response:
                 excerpt = (await response.content.read(EXCERPT)).decode("utf-8", "replace")
                 status = response.status

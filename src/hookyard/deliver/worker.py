@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from hookyard import alerts
 from hookyard.deliver.control import set_state
 from hookyard.deliver.http import HttpSender, Response
+from hookyard.deliver.pace import TokenBucket
 from hookyard.deliver.retry import honour_retry_after, next_delay
 from hookyard.gateway import Destination
 from hookyard.models import Claim, EventData, Outcome
@@ -34,6 +35,8 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], Claim] = {}
         self._slot_free = asyncio.Event()
         self._stopping = False
+        self._buckets: dict[str, TokenBucket] = {}
+        self._rate_wait: float | None = None  # until the next token of a rate-limited one
         self._main: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,18 +59,38 @@ class Worker:
         await self.sender.close()
 
     def _free_slots(self) -> dict[str, int]:
+        """How many deliveries each destination may take now: its free concurrency slots,
+        within its rate limit and the worker's overall max_in_flight."""
         settings = self.state.gateway.settings.worker
         total_free = settings.max_in_flight - len(self._tasks)
         limits = {}
         paused_or_disabled = self.state.destination_states
+        self._rate_wait = None
         for name, destination in self.state.gateway.destinations.items():
             if paused_or_disabled.get(name, "active") != "active":
                 continue  # its deliveries are held
             free = min(destination.concurrency - self._in_flight[name], total_free, CLAIM_BATCH)
+            bucket = self._bucket(destination)
+            if bucket is not None and free > 0:
+                free = min(free, bucket.available())
+                if free == 0:
+                    wait = bucket.wait()
+                    self._rate_wait = (
+                        wait if self._rate_wait is None else min(self._rate_wait, wait)
+                    )
             if free > 0:
                 limits[name] = free
                 total_free -= free  # max_in_flight bounds all destinations together
         return limits
+
+    def _bucket(self, destination: Destination) -> TokenBucket | None:
+        if destination.rate_limit is None:
+            self._buckets.pop(destination.name, None)
+            return None
+        bucket = self._buckets.get(destination.name)
+        if bucket is None or bucket.rate != destination.rate_limit:  # new, or changed on reload
+            bucket = self._buckets[destination.name] = TokenBucket(destination.rate_limit)
+        return bucket
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -78,6 +101,10 @@ class Worker:
                 claims = (
                     await self.state.store.claim(limits, self.state.gateway.lease) if limits else []
                 )
+                for claim in claims:
+                    bucket = self._buckets.get(claim.destination)
+                    if bucket is not None:
+                        bucket.take(1)
                 if claims:
                     events = await self.state.store.event_data([c.event_id for c in claims])
                     for claim in claims:
@@ -99,6 +126,8 @@ class Worker:
         destination wakes the loop through `_slot_free` instead (else its backlog, already
         due, would make this loop spin)."""
         timeout = self.state.gateway.settings.worker.poll_interval
+        if self._rate_wait is not None:  # a rate-limited destination gets a token then
+            timeout = min(timeout, self._rate_wait + 0.001)
         if not limits:
             return timeout
         due = await self.state.store.next_due(list(limits))

@@ -23,7 +23,7 @@ INSERT_REQUEST = "INSERT INTO requests VALUES "
 INSERT_EVENT = "INSERT INTO events VALUES "
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
-    " updated_at) VALUES "
+    " updated_at, ordering_key) VALUES "
 )
 MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32
 
@@ -127,7 +127,10 @@ def ingest_rows(request: NewRequest) -> IngestRows:
             [(event.source, key_digest(k)) for k in event.dedup_keys] for event in request.events
         ],
         deliveries=[
-            [(new_id("dlv"), event.id, d, "pending", now, now, now) for d in event.destinations]
+            [
+                (new_id("dlv"), event.id, name, "pending", now, now, now, key)
+                for name, key in event.destinations
+            ]
             for event in request.events
         ],
     )
@@ -223,12 +226,17 @@ SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
     ORDER BY lease_until LIMIT :limit
 )
 """
+# A delivery with an ordering key waits while an earlier one with the same key is unfinished.
 PICK_DUE = """
 SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
-    SELECT id, event_id, attempts, replay FROM deliveries
-    WHERE status IN ('pending', 'retrying') AND destination = :destination
-      AND next_attempt_at <= :now
-    ORDER BY next_attempt_at LIMIT :limit
+    SELECT d.id, d.event_id, d.attempts, d.replay FROM deliveries d
+    WHERE d.status IN ('pending', 'retrying') AND d.destination = :destination
+      AND d.next_attempt_at <= :now
+      AND (d.ordering_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM deliveries earlier
+          WHERE earlier.destination = d.destination AND earlier.ordering_key = d.ordering_key
+            AND earlier.id < d.id AND earlier.status IN ('pending', 'retrying', 'in_flight')))
+    ORDER BY d.next_attempt_at LIMIT :limit
 )
 """
 LEASE = """

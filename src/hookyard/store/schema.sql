@@ -1,4 +1,4 @@
--- Hookyard schema, version 2 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 3 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -60,12 +60,15 @@ CREATE TABLE deliveries (
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
     last_status_code INTEGER,
-    last_error       TEXT
+    last_error       TEXT,
+    ordering_key     TEXT               -- set for destinations that deliver in order
 );
 CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at)
     WHERE status IN ('pending', 'retrying');
 CREATE INDEX deliveries_leased ON deliveries (destination, lease_until) WHERE status = 'in_flight';
 CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_ordered ON deliveries (destination, ordering_key, id)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying', 'in_flight');
 
 CREATE TABLE attempts (
     id               TEXT PRIMARY KEY,
@@ -117,4 +120,4 @@ CREATE TABLE destination_state (
     failing_since REAL                  -- first failure since the last success
 );
 
-INSERT INTO schema_version (version) VALUES (2);
+INSERT INTO schema_version (version) VALUES (3);
