@@ -5,7 +5,9 @@ wrk walks (walk.lua); each server runs alone in one process on the same uvicorn 
 httptools stack with a fresh directory and database; each figure is reported as a ratio to the
 baselines measured in the same run, because machines are noisy. The flood phase measures the
 same valid load with and without a second wrk (flood.lua) sending a fixed rate of badly signed
-requests to another source. Run it through bench/run.
+requests to another source. The delivery phase (delivery.py) measures the worker: a queue drain
+next to a raw aiohttp loop, and end-to-end latency under an open-loop load. Run it through
+bench/run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import delivery
 from common import (
     BENCH,
     BIN,
@@ -56,7 +59,10 @@ LABELS = {
     "flood-alone": "valid ingest alone",
     "flood": "valid ingest + flood",
 }
-PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route"]  # flood: 2 servers
+PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery"]
+FLOOD_NAMES = {"flood": ["flood-alone", "flood"]}  # the flood phase runs two servers
+QUEUED = 50_000  # deliveries the delivery drain empties (delivery.py)
+QUICK_QUEUED = 10_000
 BANNER = ("Hookyard listening on", "Generated an admin token")
 TARGETS = {"vs_bare": 0.5, "vs_handwritten": 3.0, "p99_ms": 15.0}
 FLOOD_RATE = 5_000  # bad requests/s on the second source
@@ -417,7 +423,12 @@ def report_flood(results: dict[str, Result], args: argparse.Namespace) -> None:
         )
 
 
-def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str, str]) -> None:
+def report(
+    results: dict[str, Result],
+    args: argparse.Namespace,
+    info: dict[str, str],
+    delivered: delivery.DeliveryResult | None,
+) -> None:
     table = {name: r for name, r in results.items() if not name.startswith("flood")}
     if table:
         print(
@@ -454,6 +465,8 @@ def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str,
             )
         )
     report_flood(results, args)
+    if delivered is not None:
+        delivery.report(delivered)
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
         f"Linux {info['kernel']}, {info['wrk']}"
@@ -465,42 +478,74 @@ def report(results: dict[str, Result], args: argparse.Namespace, info: dict[str,
             print(f"{'!!! ' if loud else ''}{LABELS[name]}: {problem}")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per server")
+    parser.add_argument(
+        "--duration", type=float, default=10,
+        help="seconds per ingest server, and of the delivery open loop",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--quick", action="store_true", help="3 s runs")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help=f"3 s runs, {QUICK_QUEUED:,} queued deliveries",
+    )  # fmt: skip
     parser.add_argument("--only", action="append", choices=PHASES, help="repeatable")
     parser.add_argument(
         "--pool-rate", type=int, default=40_000,
         help="requests/s the distinct-request pool is sized for (default 40000)",
     )  # fmt: skip
+    parser.add_argument(
+        "--queued", type=int, default=None,
+        help=f"deliveries the delivery drain empties (default {QUEUED:,})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rate", type=int, default=1_000,
+        help="events/s of the delivery open loop (default 1000)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.duration = 3
+    if args.queued is None:
+        args.queued = QUICK_QUEUED if args.quick else QUEUED
+    return args
+
+
+def run_ingest(names: list[str], args: argparse.Namespace, scratch: Path) -> dict[str, Result]:
+    """The wrk-driven phases, all walking one pool of pre-signed requests."""
+    if not names:
+        return {}
+    warm_n = WARMUP_S * args.pool_rate
+    run_n = math.ceil(args.duration * args.pool_rate)
+    print(f"generating {warm_n + run_n + 1:,} signed requests ...", file=sys.stderr)
+    path = scratch / "requests.bin"
+    record = write_requests(path, warm_n + run_n + 1)
+    pool = Pool(path, record, (0, warm_n), (warm_n, run_n), warm_n + run_n)
+    results: dict[str, Result] = {}
+    for name in names:
+        print(f"measuring {LABELS[name]} ...", file=sys.stderr)
+        results[name] = measure(name, pool, args, scratch)
+    return results
+
+
+def main() -> int:
+    args = parse_args()
     phases = args.only or PHASES
-    names = [n for p in phases for n in (["flood-alone", "flood"] if p == "flood" else [p])]
+    names = [n for p in phases if p != "delivery" for n in FLOOD_NAMES.get(p, [p])]
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     scratch = RESULTS / f".scratch-{stamp}"
     scratch.mkdir()
+    delivered = None
     try:
-        warm_n = WARMUP_S * args.pool_rate
-        run_n = math.ceil(args.duration * args.pool_rate)
-        print(f"generating {warm_n + run_n + 1:,} signed requests ...", file=sys.stderr)
-        path = scratch / "requests.bin"
-        record = write_requests(path, warm_n + run_n + 1)
-        pool = Pool(path, record, (0, warm_n), (warm_n, run_n), warm_n + run_n)
-        results: dict[str, Result] = {}
-        for name in names:
-            print(f"measuring {LABELS[name]} ...", file=sys.stderr)
-            results[name] = measure(name, pool, args, scratch)
+        results = run_ingest(names, args, scratch)
+        if "delivery" in phases:
+            delivered = delivery.run(args.queued, args.rate, args.duration, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     info = machine()
-    report(results, args, info)
+    report(results, args, info, delivered)
     out = RESULTS / f"{stamp}.json"
     out.write_text(
         json.dumps(
@@ -512,12 +557,15 @@ def main() -> int:
                 "body_bytes": BODY_SIZE,
                 "results": {name: asdict(r) for name, r in results.items()},
                 "flood": flood_summary(results),
+                "delivery": asdict(delivered) if delivered is not None else None,
             },
             indent=2,
         )
     )
     print(f"results: {out.relative_to(ROOT)}")
     loud = [p for r in results.values() for p in r.problems if not p.startswith("(info)")]
+    if delivered is not None:
+        loud += delivered.problems
     return 1 if loud else 0
 
 
