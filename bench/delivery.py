@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +56,7 @@ class DeliveryResult:
     drain_s: float | None = None  # resume until every delivery succeeded, polled every 100 ms
     drain_db_s: float | None = None  # resume until the last delivery's updated_at
     drain_per_s: float | None = None
+    drain_cpu_s: float | None = None  # CPU time hookyard's process used while draining
     vs_ceiling: float | None = None
     statuses: dict[str, int] = field(default_factory=dict)  # deliveries by status afterwards
     attempts: int = 0
@@ -216,6 +218,12 @@ def admin(port: int, work: Path, action: str) -> None:
         answer.read()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_succeeded(db: Path, target: int, since: float, limit_s: float) -> tuple[int, float]:
     """Poll (read-only, every POLL_S) until `target` deliveries succeeded or `limit_s` passed
     since the monotonic time `since`; returns (succeeded, seconds since `since`)."""
@@ -303,9 +311,11 @@ def measure_drain(result: DeliveryResult, scratch: Path, bodies: Sequence[bytes]
                 f"before resume: {queued:,} deliveries queued (expected {len(bodies):,}), "
                 f"{early:,} already succeeded (expected 0: the destination was paused)"
             )
+        cpu_before = cpu_seconds(server.pid)
         resumed_at, since = time.time(), time.monotonic()
         admin(port, work, "resume")
         done, elapsed = wait_succeeded(db, queued, since, LOAD_LIMIT_S)
+        result.drain_cpu_s = cpu_seconds(server.pid) - cpu_before
         result.drain_s = elapsed
         result.drain_per_s = done / elapsed
         result.drain_db_s = last_update(db) - resumed_at
@@ -441,6 +451,11 @@ def report(result: DeliveryResult) -> None:
             f"{'hookyard drain':26}{result.drain_per_s:>14,.0f}{result.vs_ceiling:>17.2f}"
             f"   target >= {DRAIN_TARGET:.2f}: {met}"
         )
+        if result.drain_s is not None and result.drain_cpu_s is not None:
+            print(
+                f"  (drain {result.drain_s:.1f} s from resume, polled every {POLL_S:g} s; "
+                f"hookyard used {result.drain_cpu_s / result.drain_s:.0%} of a core)"
+            )
     head = f"end-to-end at {result.rate:,} events/s open loop, {result.open_loop_s:g} s"
     matched = f"({result.matched:,} of {result.sent:,} matched)"
     if result.p50_ms is None or result.p99_ms is None or result.max_ms is None:

@@ -7,7 +7,9 @@ Users route them like any other event, for example:
     destination = "chat"
     types = ["delivery.dead", "destination.*"]
 
-Types: `delivery.dead`, `destination.disabled`, `destination.enabled`. Alerts about the
+Types: `delivery.dead`, `destination.disabled`, `destination.enabled`,
+`source.verification_failures` (a source's verification failures in a minute reached
+`[server] alert_verification_failures`). Alerts about the
 deliveries of alerts are not raised, so a failing alert destination cannot feed itself.
 """
 

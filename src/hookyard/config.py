@@ -54,6 +54,9 @@ class ServerConfig(_Model):
     max_pending: int = Field(default=20_000, ge=1)  # queued writes before ingest answers 503
     rejected_log_size: int = Field(default=10_000, ge=0)
     rejected_samples_per_second: int = Field(default=20, ge=0)
+    # Verification failures per minute on one source that raise a source.verification_failures
+    # alert (0: never).
+    alert_verification_failures: int = Field(default=100, ge=0)
     # Dedup keys are kept this long: longer than any provider's retry horizon.
     dedup_window: Duration = 7 * 86400
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hookyard.models import Rejected
@@ -24,8 +26,24 @@ class _Sink(Protocol):
     async def record_rejected(self, rows: list[Rejected], keep: int) -> None: ...
 
 
+VERIFICATION_CODES = frozenset(
+    {"missing_signature", "bad_signature", "stale_timestamp", "bad_credentials"}
+)
+SpikeHandler = Callable[[str, int, float], Awaitable[None]]  # source, failures, window seconds
+
+
 class RejectedLog:
-    def __init__(self, sink: _Sink, *, keep: int, per_second: int, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        sink: _Sink,
+        *,
+        keep: int,
+        per_second: int,
+        interval: float = 0.5,
+        spike_threshold: int = 0,
+        spike_window: float = 60.0,
+        on_spike: SpikeHandler | None = None,
+    ) -> None:
         self._sink = sink
         self.keep = keep
         self.per_second = per_second
@@ -36,11 +54,20 @@ class RejectedLog:
         self._taken_total = 0
         self.counts: Counter[tuple[str, str]] = Counter()  # (source, code) -> rejections
         self._task: asyncio.Task[None] | None = None
+        # Verification failures per source in the current window, for the spike alert.
+        self.spike_threshold = spike_threshold  # 0: no alert
+        self._spike_window = spike_window
+        self._on_spike = on_spike
+        self._failures: Counter[str] = Counter()
+        self._window_start = time.monotonic()
+        self._alerted: dict[str, float] = {}
 
     def sample(self, source: str, code: str, received_at: float) -> bool:
         """Count a rejection; True when it should be kept (then pass its row to `add`). Asked
         first so that a flood costs no more than a counter for the rejections not kept."""
         self.counts[(source, code)] += 1
+        if code in VERIFICATION_CODES:
+            self._failures[source] += 1
         if self.keep == 0:
             return False
         second = int(received_at)
@@ -83,3 +110,23 @@ class RejectedLog:
         while True:
             await asyncio.sleep(self._interval)
             await self.flush()
+            await self.check_spikes()
+
+    async def check_spikes(self, now: float | None = None) -> None:
+        """At the end of each window, alert for sources whose verification failures reached
+        the threshold: once per source per ten windows, so a sustained attack is one alert."""
+        now = time.monotonic() if now is None else now
+        if now - self._window_start < self._spike_window:
+            return
+        failures, self._failures = self._failures, Counter()
+        window, self._window_start = now - self._window_start, now
+        if not self.spike_threshold or self._on_spike is None:
+            return
+        for source, count in failures.items():
+            quiet_since = self._alerted.get(source)
+            if count < self.spike_threshold or (
+                quiet_since is not None and now - quiet_since < 10 * self._spike_window
+            ):
+                continue
+            self._alerted[source] = now
+            await self._on_spike(source, count, window)

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from hookyard import alerts
 from hookyard.app import HookyardApp
 from hookyard.config import Settings, load_config, parse_listen
 from hookyard.deliver.worker import Worker
@@ -60,6 +61,8 @@ class Service:
             store,
             keep=settings.server.rejected_log_size,
             per_second=settings.server.rejected_samples_per_second,
+            spike_threshold=settings.server.alert_verification_failures,
+            on_spike=self._verification_spike,
         )
         state = AppState(gateway=self.gateway, store=store, rejected=rejected)
         states = await store.destination_states()
@@ -71,6 +74,14 @@ class Service:
             self.worker.start()
         self.state = state
         return state
+
+    async def _verification_spike(self, source: str, failures: int, window: float) -> None:
+        if self.state is not None:
+            await alerts.emit(
+                self.state,
+                "source.verification_failures",
+                {"source": source, "failures": failures, "window_seconds": round(window)},
+            )
 
     async def stop(self) -> None:
         if self._maintenance is not None:

@@ -165,3 +165,27 @@ async def test_actions_need_the_admin_token(hookyard_factory, receiver):
 
 async def _has_alert(receiver: Any, kind: str) -> bool:
     return any(a["type"] == kind for a in _alerts(receiver.received))
+
+
+async def test_verification_failure_spike_raises_one_alert(hookyard_factory, receiver):
+    import time as clock
+
+    config = with_alerts(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nalert_verification_failures = 5', 1
+    )
+    async with hookyard_factory(config) as hy:
+        for _ in range(6):
+            forged = await hy.client.post("/in/github", content=b"{}")
+            assert forged.status_code == 401
+        log = hy.service.state.rejected
+        later = clock.monotonic() + 61  # the end of the one-minute window
+        await log.check_spikes(now=later)
+        for _ in range(6):
+            await hy.client.post("/in/github", content=b"{}")
+        await log.check_spikes(now=later + 61)  # still attacked: no second alert yet
+        await _until(lambda: _has_alert(receiver, "source.verification_failures"))
+        await asyncio.sleep(0.3)
+    spikes = [a for a in _alerts(receiver.received) if a["type"] == "source.verification_failures"]
+    assert len(spikes) == 1
+    assert spikes[0]["data"]["source"] == "github"
+    assert spikes[0]["data"]["failures"] == 6
