@@ -17,6 +17,7 @@ class AppState:
     store: Store
     rejected: RejectedLog
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)  # set after commits with work
-    counts: Counter[str] = field(default_factory=Counter)  # ingest outcomes
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (destination, class)
     # Destinations that are not active (paused or disabled); absent means active.
     destination_states: dict[str, str] = field(default_factory=dict)

@@ -332,4 +332,4 @@ async def test_same_event_fifty_times_at_once_fans_out_once(
     assert len(deliveries) == 1
     assert receiver.ids() == [event_id]
     assert receiver.received[0].body == body
-    assert hookyard.service.state.counts["duplicate"] == 49
+    assert hookyard.service.state.counts[("github", "duplicate")] == 49

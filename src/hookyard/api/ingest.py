@@ -149,7 +149,7 @@ class IngestApp:
                 peer=_peer(scope),
             )
             if isinstance(prepared, Handshake):
-                state.counts["handshake"] += 1
+                state.counts[(name, "handshake")] += 1
                 await _answer(
                     send, prepared.status, prepared.body, prepared.content_type.encode("latin-1")
                 )
@@ -164,7 +164,7 @@ class IngestApp:
             extra: tuple[Any, ...] = ()
             if isinstance(exc, Unavailable):
                 extra = ((b"retry-after", str(exc.retry_after).encode()),)
-                state.counts["unavailable"] += 1
+                state.counts[(name, "unavailable")] += 1
             else:
                 seen = exc.partial if isinstance(exc, _TooLarge) else body
                 self._reject(
@@ -176,9 +176,9 @@ class IngestApp:
             return
         first = accepted[0]
         if first.duplicate:
-            state.counts["duplicate"] += 1
+            state.counts[(name, "duplicate")] += 1
         else:
-            state.counts["accepted"] += 1
+            state.counts[(name, "accepted")] += 1
             if any(event.destinations for event in prepared.events):
                 state.work_ready.set()  # committed deliveries: wake the worker now
         if len(accepted) == 1:

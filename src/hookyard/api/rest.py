@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from hookyard import __version__
+from hookyard.api.metrics import render as render_metrics
 from hookyard.deliver.control import set_state
 from hookyard.state import AppState
 from hookyard.tokens import hash_token
@@ -226,6 +227,12 @@ def build_api(state: AppState) -> FastAPI:
         if state.store.pending_writes >= state.gateway.settings.server.max_pending:
             return JSONResponse({"status": "overloaded"}, 503)
         return JSONResponse({"status": "ready"})
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics(_: Annotated[str, Depends(reader)]) -> Response:
+        """Prometheus metrics; the admin or a read-only token."""
+        text = await render_metrics(state)
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     @api.get(f"{API_PREFIX}/events", response_model=EventPage, tags=["events"])
     async def list_events(

@@ -160,6 +160,7 @@ class Worker:
         else:
             response = await self.sender.send(destination, event, gateway.sources.get(event.source))
         code = response.status_code
+        self.state.attempts[(destination.name, f"{code // 100}xx" if code else "error")] += 1
         if code is not None and 200 <= code < 300:
             status, next_at = "succeeded", started_at
         else:

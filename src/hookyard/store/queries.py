@@ -492,6 +492,15 @@ def token_scope(conn: sqlite3.Connection, token_hash: str) -> str | None:
     return row[0] if row else None
 
 
+def queue_figures(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(destination, status) -> (count, earliest next attempt) of unfinished deliveries."""
+    rows = conn.execute(
+        "SELECT destination, status, count(*), min(next_attempt_at) FROM deliveries"
+        " WHERE status IN ('pending', 'retrying', 'in_flight') GROUP BY destination, status"
+    )
+    return {(d, s): (n, t) for d, s, n, t in rows}
+
+
 def next_due(conn: sqlite3.Connection, destinations: Sequence[str]) -> float | None:
     """When the earliest waiting delivery or lease of these destinations falls due."""
     times = []

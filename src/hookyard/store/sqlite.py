@@ -193,6 +193,9 @@ class SqliteStore:
         count: int = await self.writer.run(queries.retry_dead, destination)
         return count
 
+    async def queue_figures(self) -> dict[tuple[str, str], tuple[int, float | None]]:
+        return await self.read(queries.queue_figures)
+
     async def destination_states(self) -> dict[str, dict[str, Any]]:
         return await self.read(queries.destination_states)
 

@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -51,6 +52,10 @@ class Writer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._closed = False
+        # Group-commit figures for /metrics (written by the writer thread only).
+        self.commits = 0
+        self.committed_ops = 0
+        self.commit_seconds = 0.0
         self.after_commit: Callable[[], None] | None = None  # called in the thread after commits
         self.commit_hook: Callable[[sqlite3.Connection], None] | None = None  # tests inject faults
 
@@ -134,6 +139,7 @@ class Writer:
         conn.close()
 
     def _execute(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        started = time.perf_counter()
         try:
             results = self._transaction(conn, ops)
         except Exception as exc:
@@ -148,6 +154,9 @@ class Writer:
             )
             self._resolve(ops, [None], error)
             return
+        self.commits += 1
+        self.committed_ops += len(ops)
+        self.commit_seconds += time.perf_counter() - started
         self._resolve(ops, results, None)
         if self.after_commit is not None:
             self.after_commit()

@@ -1,0 +1,100 @@
+"""GET /metrics in the Prometheus text format, from counters kept in memory and a few queries.
+
+Counters restart at zero with the process, as Prometheus expects; queue figures are read from
+the database at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from hookyard.state import AppState
+
+Sample = tuple[dict[str, str], float]
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+        lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+    return lines
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def render(state: AppState) -> str:
+    writer = state.store.writer
+    queue = await state.store.queue_figures()
+    now = time.time()
+    lines = [
+        *_family(
+            "hookyard_ingest_total",
+            "counter",
+            "Requests answered by ingest, by source and outcome.",
+            [({"source": s, "outcome": o}, n) for (s, o), n in sorted(state.counts.items())],
+        ),
+        *_family(
+            "hookyard_rejected_total",
+            "counter",
+            "Requests rejected by ingest, by source and reason.",
+            [
+                ({"source": s, "reason": r}, n)
+                for (s, r), n in sorted(state.rejected.counts.items())
+            ],
+        ),
+        *_family("hookyard_commits_total", "counter", "Group commits.", [({}, writer.commits)]),
+        *_family(
+            "hookyard_committed_operations_total",
+            "counter",
+            "Writes committed; divided by commits, the mean group size.",
+            [({}, writer.committed_ops)],
+        ),
+        *_family(
+            "hookyard_commit_seconds_total",
+            "counter",
+            "Time spent in write transactions; divided by commits, the mean commit latency.",
+            [({}, writer.commit_seconds)],
+        ),
+        *_family(
+            "hookyard_pending_writes",
+            "gauge",
+            "Writes queued for the writer (ingest answers 503 at server.max_pending).",
+            [({}, writer.pending)],
+        ),
+        *_family(
+            "hookyard_deliveries",
+            "gauge",
+            "Unfinished deliveries, by destination and status.",
+            [({"destination": d, "status": s}, n) for (d, s), (n, _) in sorted(queue.items())],
+        ),
+        *_family(
+            "hookyard_oldest_due_delivery_seconds",
+            "gauge",
+            "Age of the oldest delivery that is due and not yet attempted, by destination.",
+            (
+                ({"destination": d}, max(0.0, now - oldest))
+                for (d, s), (_, oldest) in sorted(queue.items())
+                if s in ("pending", "retrying") and oldest is not None and oldest <= now
+            ),
+        ),
+        *_family(
+            "hookyard_attempts_total",
+            "counter",
+            "Delivery attempts, by destination and status class (2xx ... 5xx, error).",
+            [({"destination": d, "class": c}, n) for (d, c), n in sorted(state.attempts.items())],
+        ),
+        *_family(
+            "hookyard_destination_state",
+            "gauge",
+            "1 for each destination's current state (active, paused, disabled).",
+            (
+                ({"destination": d, "state": state.destination_states.get(d, "active")}, 1)
+                for d in sorted(state.gateway.destinations)
+            ),
+        ),
+    ]
+    return "\n".join(lines) + "\n"
