@@ -178,6 +178,9 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: int) -> tuple[list[
             await asyncio.wait(set(tasks), timeout=REQUEST_TIMEOUT_S + 5)
         for task in list(tasks):  # bounded: whatever has not answered by now is abandoned
             task.cancel()
+    for ack in acks:
+        if ack.sent_at and ack.arrived_at is None and ack.failure is None:
+            ack.failure = "no answer"
     return acks, lag
 
 

@@ -196,16 +196,15 @@ class Api:
             base_url=self.url, headers={"authorization": f"Bearer {token}"}, timeout=30
         )
 
-    def get(self, path: str, **params: Any) -> Any:
-        params = {k: v for k, v in params.items() if v is not None}
-        return self._call("GET", path, params)
+    def get(self, path: str, params: Any = None) -> Any:
+        return self._call("GET", path, params=params)
 
-    def post(self, path: str) -> Any:
-        return self._call("POST", path, {})
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._call("POST", path, json=body)
 
-    def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:
+    def _call(self, method: str, path: str, **request: Any) -> Any:
         try:
-            response = self.client.request(method, path, params=params)
+            response = self.client.request(method, path, **request)
         except httpx.HTTPError as exc:
             _fail(f"cannot reach {self.url}: {exc}")
         if not response.is_success:
@@ -240,19 +239,67 @@ def events() -> None:
     """List and inspect events."""
 
 
+def filter_options(fn: Any) -> Any:
+    """The event filters, shared by list, replay and export."""
+    for option in reversed(
+        [
+            click.option("--source", help="Only this source."),
+            click.option("--type", "type_", help="Event type glob, e.g. 'invoice.*'."),
+            click.option("--origin", help="webhook, poll, reconcile, backfill, publish, ..."),
+            click.option("--status", help="Events with a delivery in this status (dead, ...)."),
+            click.option("--destination", help="Events with a delivery to this destination."),
+            click.option("--since", help="Received at or after (ISO 8601 or unix seconds)."),
+            click.option("--until", help="Received before (ISO 8601 or unix seconds)."),
+            click.option("--provider-event-id", help="The provider's event id."),
+            click.option(
+                "--field",
+                "fields",
+                multiple=True,
+                metavar="PATH=VALUE",
+                help="A JSON payload field equals VALUE (repeatable), e.g. data.status=paid.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def filter_params(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query parameters for the filter options (field.<path> for each --field)."""
+    params = [
+        ("type" if key == "type_" else key, str(value))
+        for key, value in filters.items()
+        if value is not None and key != "fields"
+    ]
+    for item in filters.get("fields", ()):
+        path, sep, value = item.partition("=")
+        if not sep or not path:
+            _fail(f"--field takes PATH=VALUE, got {item!r}", 2)
+        params.append((f"field.{path}", value))
+    return params
+
+
 @events.command("list")
 @api_options
-@click.option("--source", help="Only this source.")
-@click.option("--since", help="Received at or after (ISO 8601 or unix seconds).")
-@click.option("--until", help="Received before (ISO 8601 or unix seconds).")
+@filter_options
 @click.option("--order", type=click.Choice(["asc", "desc"]), default="desc", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after this cursor (printed with each page).")
 def events_list(
-    config: Path | None, url: str | None, token: str | None, as_json: bool, **filters: Any
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+    order: str,
+    limit: int,
+    cursor: str | None,
+    **filters: Any,
 ) -> None:
     """List events, newest first."""
-    page = Api(url, token, config).get("/api/v1/events", **filters).json()
+    params = [*filter_params(filters), ("order", order), ("limit", str(limit))]
+    if cursor:
+        params.append(("cursor", cursor))
+    page = Api(url, token, config).get("/api/v1/events", params=params).json()
     if as_json:
         click.echo(json.dumps(page))
         return

@@ -99,3 +99,18 @@ class Outcome:
     error: str | None
     status: DeliveryStatus  # succeeded, retrying or dead
     next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """The event list's filters, shared by listing, bulk replay and export."""
+
+    source: str | None = None
+    type: str | None = None  # a glob: "invoice.*"
+    origin: str | None = None
+    status: str | None = None  # events with a delivery in this status
+    destination: str | None = None  # events with a delivery to this destination
+    since: float | None = None
+    until: float | None = None
+    provider_event_id: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()  # (dotted path, value) equalities on JSON payloads

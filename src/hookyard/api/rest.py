@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from yarl import URL
 
 from hookyard import __version__
 from hookyard.api.metrics import render as render_metrics
 from hookyard.deliver.control import set_state
+from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.tokens import hash_token
 
@@ -127,6 +128,55 @@ class DestinationInfo(BaseModel):
     concurrency: int
 
 
+class Replayed(BaseModel):
+    event_id: str
+    deliveries: int
+
+
+class ReplayRequest(BaseModel):
+    """Bulk replay: the event list's filters, a page of matching events per call."""
+
+    source: str | None = None
+    type: str | None = None
+    origin: Origin | None = None
+    status: DeliveryStatus | None = None
+    destination: str | None = None
+    since: str | None = None
+    until: str | None = None
+    provider_event_id: str | None = None
+    fields: dict[str, str] = {}
+    to: str | None = None  # replay to this destination instead of the earlier ones
+    dry_run: bool = False
+    limit: int = Field(default=1000, ge=1, le=10_000)
+    cursor: str | None = None  # next_cursor of the previous call
+
+
+class BulkReplayed(BaseModel):
+    matched: int  # events matching the filters in all (counted on the first call only)
+    replayed: int  # events replayed by this call
+    deliveries: int
+    next_cursor: str | None
+
+
+class DeliveryRow(BaseModel):
+    id: str
+    event_id: str
+    destination: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    replay: bool
+    created_at: datetime
+    updated_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryPage(BaseModel):
+    data: list[DeliveryRow]
+    next_cursor: str | None
+
+
 class StateChange(BaseModel):
     destination: str
     state: Literal["active", "paused", "disabled"]
@@ -172,6 +222,35 @@ def parse_time(value: str | None, name: str) -> float | None:
             422, "invalid_parameter", f"{name}: expected ISO 8601 or unix seconds, got {value!r}"
         ) from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def event_filter(
+    request: Request,
+    source: str | None = None,
+    type: Annotated[str | None, Query(description="event type glob, e.g. invoice.*")] = None,
+    origin: Origin | None = None,
+    status: DeliveryStatus | None = None,
+    destination: str | None = None,
+    since: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+    provider_event_id: str | None = None,
+) -> EventFilter:
+    fields = tuple(
+        (key.removeprefix("field."), value)
+        for key, value in request.query_params.multi_items()
+        if key.startswith("field.") and len(key) > 6
+    )
+    return EventFilter(
+        source=source,
+        type=type,
+        origin=origin,
+        status=status,
+        destination=destination,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
+        provider_event_id=provider_event_id,
+        fields=fields,
+    )
 
 
 def build_api(state: AppState) -> FastAPI:
@@ -237,23 +316,15 @@ def build_api(state: AppState) -> FastAPI:
     @api.get(f"{API_PREFIX}/events", response_model=EventPage, tags=["events"])
     async def list_events(
         _: Annotated[str, Depends(reader)],
-        source: str | None = None,
-        since: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
-        until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        filters: Annotated[EventFilter, Depends(event_filter)],
         order: Literal["asc", "desc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Events, newest first by default. Pass `next_cursor` back as `cursor` for the next
-        page; pages stay correct while new events arrive."""
-        rows = await state.store.list_events(
-            source=source,
-            since=parse_time(since, "since"),
-            until=parse_time(until, "until"),
-            cursor=cursor,
-            limit=limit + 1,
-            order=order,
-        )
+        page; pages stay correct while new events arrive. Besides the listed filters,
+        `field.<dotted.path>=value` matches a JSON payload field (repeatable)."""
+        rows = await state.store.list_events(filters, cursor=cursor, limit=limit + 1, order=order)
         more = len(rows) > limit
         rows = rows[:limit]
         return {
@@ -298,6 +369,120 @@ def build_api(state: AppState) -> FastAPI:
         if payload is None:
             raise ApiError(410, "payload_removed", "retention removed this event's payload")
         return Response(payload, media_type=content_type or "application/octet-stream")
+
+    def known_destination(name: str | None) -> str | None:
+        if name is not None and name not in state.gateway.destinations:
+            raise ApiError(422, "invalid_parameter", f"no destination named {name!r}")
+        return name
+
+    @api.post(
+        f"{API_PREFIX}/events/replay",
+        response_model=BulkReplayed,
+        tags=["events"],
+        responses={422: {"model": ErrorBody}},
+    )
+    async def replay_matching(
+        body: ReplayRequest, _: Annotated[str, Depends(admin)]
+    ) -> dict[str, Any]:
+        """Replay every event matching the filters, a page (`limit`) per call, oldest first:
+        call again with `next_cursor` until it is null. `dry_run` only counts."""
+        filters = EventFilter(
+            source=body.source,
+            type=body.type,
+            origin=body.origin,
+            status=body.status,
+            destination=body.destination,
+            since=parse_time(body.since, "since"),
+            until=parse_time(body.until, "until"),
+            provider_event_id=body.provider_event_id,
+            fields=tuple(body.fields.items()),
+        )
+        to = known_destination(body.to)
+        matched = await state.store.count_events(filters) if body.cursor is None else 0
+        if body.dry_run:
+            return {"matched": matched, "replayed": 0, "deliveries": 0, "next_cursor": None}
+        rows = await state.store.list_events(
+            filters, cursor=body.cursor, limit=body.limit, order="asc"
+        )
+        ids = [row["id"] for row in rows]
+        created = await state.store.replay(ids, to) if ids else 0
+        if created:
+            state.work_ready.set()
+        return {
+            "matched": matched,
+            "replayed": len(ids),
+            "deliveries": created,
+            "next_cursor": ids[-1] if len(ids) == body.limit else None,
+        }
+
+    @api.post(
+        f"{API_PREFIX}/events/{{event_id}}/replay",
+        response_model=Replayed,
+        tags=["events"],
+        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    )
+    async def replay_event(
+        event_id: str,
+        _: Annotated[str, Depends(admin)],
+        destination: Annotated[
+            str | None, Query(description="only this destination (default: the earlier ones)")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Deliver the event again: new deliveries with the same webhook-id, marked replay."""
+        if await state.store.get_raw(event_id) is None:
+            raise ApiError(404, "not_found", f"no event {event_id!r}")
+        created = await state.store.replay([event_id], known_destination(destination))
+        if created:
+            state.work_ready.set()
+        return {"event_id": event_id, "deliveries": created}
+
+    @api.get(f"{API_PREFIX}/deliveries", response_model=DeliveryPage, tags=["deliveries"])
+    async def list_deliveries(
+        _: Annotated[str, Depends(reader)],
+        status: DeliveryStatus | None = None,
+        destination: str | None = None,
+        event_id: str | None = None,
+        since: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        order: Literal["asc", "desc"] = "desc",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Deliveries, newest first by default, with the event list's paging."""
+        rows = await state.store.list_deliveries(
+            status=status,
+            destination=destination,
+            event_id=event_id,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            cursor=cursor,
+            limit=limit + 1,
+            order=order,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "data": [_times(r, "next_attempt_at", "created_at", "updated_at") for r in rows],
+            "next_cursor": rows[-1]["id"] if more else None,
+        }
+
+    @api.post(
+        f"{API_PREFIX}/deliveries/{{delivery_id}}/retry",
+        response_model=DeliveryRow,
+        tags=["deliveries"],
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    )
+    async def retry_delivery(delivery_id: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+        """Try a dead or retrying delivery again now (a dead one with a fresh schedule)."""
+        before = await state.store.retry_delivery(delivery_id)
+        if before is None:
+            raise ApiError(404, "not_found", f"no delivery {delivery_id!r}")
+        if before not in ("dead", "retrying"):
+            hint = "replay its event instead" if before == "succeeded" else "it is queued"
+            raise ApiError(409, "conflict", f"the delivery is {before}; {hint}")
+        state.work_ready.set()
+        row = await state.store.get_delivery(delivery_id)
+        return _times(row or {}, "next_attempt_at", "created_at", "updated_at")
 
     @api.get(f"{API_PREFIX}/rejected", response_model=RejectedPage, tags=["rejected"])
     async def list_rejected(

@@ -14,7 +14,15 @@ from typing import Any
 import orjson
 
 from hookyard.ids import id_floor, new_id
-from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
+from hookyard.models import (
+    Accepted,
+    Claim,
+    EventData,
+    EventFilter,
+    NewRequest,
+    Outcome,
+    Rejected,
+)
 
 INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
 INSERT_DEDUP_IGNORE = "INSERT OR IGNORE INTO dedup (source, key, event_id, first_seen) VALUES "
@@ -24,6 +32,10 @@ INSERT_EVENT = "INSERT INTO events VALUES "
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
     " updated_at, ordering_key) VALUES "
+)
+INSERT_REPLAY = (
+    "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
+    " updated_at, ordering_key, replay) VALUES "
 )
 MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32
 
@@ -411,6 +423,50 @@ def retry_dead(conn: sqlite3.Connection, destinations: Sequence[str]) -> list[in
     ]
 
 
+def replay(conn: sqlite3.Connection, requests: Sequence[tuple[list[str], str | None]]) -> list[int]:
+    """New deliveries (replay=1) of these events: to `destination`, or to every destination
+    they were delivered to before (keeping each delivery's ordering key). Returns how many."""
+    now = time.time()
+    created = []
+    for event_ids, destination in requests:
+        rows = conn.execute(
+            "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM json_each(?) j"
+            " JOIN events e ON e.id = j.value"
+            " LEFT JOIN deliveries d ON d.event_id = e.id AND d.replay = 0"
+            " AND (? IS NULL OR d.destination = ?)",
+            (orjson.dumps(event_ids), destination, destination),
+        ).fetchall()
+        targets = {(event_id, name or destination, key) for event_id, name, key in rows}
+        insert_rows(
+            conn,
+            INSERT_REPLAY,
+            [
+                (new_id("dlv"), event_id, name, "pending", now, now, now, key, 1)
+                for event_id, name, key in sorted(targets)
+                if name is not None
+            ],
+        )
+        created.append(sum(1 for t in targets if t[1] is not None))
+    return created
+
+
+def retry_delivery(conn: sqlite3.Connection, delivery_ids: Sequence[str]) -> list[str | None]:
+    """Make a dead or retrying delivery due now (a dead one with a fresh schedule). Returns
+    its status before, or None if there is no such delivery; only dead and retrying move."""
+    now = time.time()
+    results: list[str | None] = []
+    for delivery_id in delivery_ids:
+        row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        if row is not None and row[0] in ("dead", "retrying"):
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,"
+                " attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END WHERE id = ?",
+                (now, now, delivery_id),
+            )
+        results.append(row[0] if row else None)
+    return results
+
+
 def record_rejected(
     conn: sqlite3.Connection, batches: Sequence[tuple[list[Rejected], int]]
 ) -> list[None]:
@@ -557,39 +613,98 @@ EVENT_COLUMNS = (
 )
 
 
+def _delivery_status(alias: str) -> str:
+    """A delivery's status as shown: pending or retrying deliveries of a destination that is
+    not active are held."""
+    return (
+        f"CASE WHEN {alias}.status IN ('pending', 'retrying') AND EXISTS (SELECT 1 FROM"
+        f" destination_state s WHERE s.name = {alias}.destination AND s.state != 'active')"
+        f" THEN 'held' ELSE {alias}.status END"
+    )
+
+
+def _field_value(text: str) -> list[Any]:
+    """A query value compared with a JSON field: as text, and as the JSON scalar it spells
+    (so field.amount=5 matches 5 and field.live=true matches true)."""
+    candidates: list[Any] = [text]
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return candidates
+    if isinstance(parsed, bool):
+        candidates.append(int(parsed))
+    elif isinstance(parsed, int | float | str):
+        candidates.append(parsed)
+    return candidates
+
+
+def event_where(f: EventFilter) -> tuple[str, list[Any]]:
+    """SQL conditions on `events e` for a filter."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("source", f.source),
+        ("origin", f.origin),
+        ("provider_event_id", f.provider_event_id),
+    ):
+        if value is not None:
+            where.append(f"e.{column} = ?")
+            params.append(value)
+    if f.type is not None:
+        where.append("e.event_type GLOB ?")
+        params.append(f.type)
+    if f.since is not None:
+        where.append("e.id >= ?")
+        params.append(id_floor("evt", f.since))
+    if f.until is not None:
+        where.append("e.id < ?")
+        params.append(id_floor("evt", f.until))
+    if f.status is not None or f.destination is not None:
+        conditions = ["d.event_id = e.id"]
+        if f.status is not None:
+            conditions.append(f"{_delivery_status('d')} = ?")
+            params.append(f.status)
+        if f.destination is not None:
+            conditions.append("d.destination = ?")
+            params.append(f.destination)
+        where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(conditions)})")
+    for path, value in f.fields:
+        candidates = _field_value(value)
+        where.append(
+            "CASE WHEN json_valid(CAST(e.payload AS TEXT)) THEN json_extract(CAST(e.payload AS"
+            f" TEXT), ?) END IN ({','.join('?' * len(candidates))})"
+        )
+        params += ["$." + path, *candidates]
+    return " AND ".join(where) or "1", params
+
+
 def list_events(
     conn: sqlite3.Connection,
+    filters: EventFilter,
     *,
-    source: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
     cursor: str | None = None,
     limit: int = 50,
     order: str = "desc",
 ) -> list[dict[str, Any]]:
     """Events by id order (ids sort by time); the cursor is the last id of the previous page,
     so pages stay correct while new events arrive."""
-    where = []
-    params: list[Any] = []
-    if source is not None:
-        where.append("source = ?")
-        params.append(source)
-    if since is not None:
-        where.append("id >= ?")
-        params.append(id_floor("evt", since))
-    if until is not None:
-        where.append("id < ?")
-        params.append(id_floor("evt", until))
+    clause, params = event_where(filters)
     if cursor is not None:
-        where.append("id < ?" if order == "desc" else "id > ?")
+        clause += " AND e.id < ?" if order == "desc" else " AND e.id > ?"
         params.append(cursor)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
     direction = "DESC" if order == "desc" else "ASC"
     rows = conn.execute(
-        f"SELECT {', '.join(EVENT_COLUMNS)} FROM events {clause} ORDER BY id {direction} LIMIT ?",
+        f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)} FROM events e WHERE {clause}"
+        f" ORDER BY e.id {direction} LIMIT ?",
         [*params, limit],
     ).fetchall()
     return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
+
+
+def count_events(conn: sqlite3.Connection, filters: EventFilter) -> int:
+    clause, params = event_where(filters)
+    count: int = conn.execute(f"SELECT count(*) FROM events e WHERE {clause}", params).fetchone()[0]
+    return count
 
 
 DELIVERY_COLUMNS = (
@@ -604,13 +719,50 @@ DELIVERY_COLUMNS = (
     "last_status_code",
     "last_error",
 )
-# Deliveries of a paused or disabled destination wait: they are shown as held.
+
+
+def list_deliveries(
+    conn: sqlite3.Connection,
+    *,
+    delivery_id: str | None = None,
+    status: str | None = None,
+    destination: str | None = None,
+    event_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    order: str = "desc",
+) -> list[dict[str, Any]]:
+    where, params = ["1"], []
+    for condition, value in (
+        ("d.id = ?", delivery_id),
+        (f"{_delivery_status('d')} = ?", status),
+        ("d.destination = ?", destination),
+        ("d.event_id = ?", event_id),
+        ("d.id >= ?", None if since is None else id_floor("dlv", since)),
+        ("d.id < ?", None if until is None else id_floor("dlv", until)),
+        ("d.id < ?" if order == "desc" else "d.id > ?", cursor),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    rows = conn.execute(
+        f"SELECT {', '.join(DELIVERY_SELECT)}, d.event_id FROM deliveries d"
+        f" WHERE {' AND '.join(where)} ORDER BY d.id {'DESC' if order == 'desc' else 'ASC'}"
+        " LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    result = []
+    for row in rows:
+        item = dict(zip((*DELIVERY_COLUMNS, "event_id"), row, strict=True))
+        item["replay"] = bool(item["replay"])
+        result.append(item)
+    return result
+
+
 DELIVERY_SELECT = tuple(
-    "CASE WHEN d.status IN ('pending', 'retrying') AND coalesce(s.state, 'active') != 'active'"
-    " THEN 'held' ELSE d.status END"
-    if column == "status"
-    else f"d.{column}"
-    for column in DELIVERY_COLUMNS
+    _delivery_status("d") if column == "status" else f"d.{column}" for column in DELIVERY_COLUMNS
 )
 ATTEMPT_COLUMNS = (
     "id",
@@ -651,7 +803,6 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
         dict(zip(DELIVERY_COLUMNS, r, strict=True))
         for r in conn.execute(
             f"SELECT {', '.join(DELIVERY_SELECT)} FROM deliveries d"
-            " LEFT JOIN destination_state s ON s.name = d.destination"
             " WHERE d.event_id = ? ORDER BY d.id",
             (event_id,),
         )

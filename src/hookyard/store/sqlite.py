@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hookyard.errors import StoreError
-from hookyard.models import Accepted, Claim, EventData, NewRequest, Outcome, Rejected
+from hookyard.models import (
+    Accepted,
+    Claim,
+    EventData,
+    EventFilter,
+    NewRequest,
+    Outcome,
+    Rejected,
+)
 from hookyard.store import queries
 from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
@@ -193,6 +201,22 @@ class SqliteStore:
         count: int = await self.writer.run(queries.retry_dead, destination)
         return count
 
+    async def replay(self, event_ids: list[str], destination: str | None) -> int:
+        """New deliveries of these events; returns how many were created."""
+        created: int = await self.writer.run(queries.replay, (event_ids, destination))
+        return created
+
+    async def retry_delivery(self, delivery_id: str) -> str | None:
+        before: str | None = await self.writer.run(queries.retry_delivery, delivery_id)
+        return before
+
+    async def list_deliveries(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_deliveries(conn, **filters))
+
+    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        rows = await self.list_deliveries(delivery_id=delivery_id, limit=1)
+        return rows[0] if rows else None
+
     async def queue_figures(self) -> dict[tuple[str, str], tuple[int, float | None]]:
         return await self.read(queries.queue_figures)
 
@@ -224,8 +248,11 @@ class SqliteStore:
     async def event_data(self, event_ids: Sequence[str]) -> dict[str, EventData]:
         return await self.read(lambda conn: queries.event_data(conn, event_ids))
 
-    async def list_events(self, **filters: Any) -> list[dict[str, Any]]:
-        return await self.read(lambda conn: queries.list_events(conn, **filters))
+    async def list_events(self, filters: EventFilter, **page: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_events(conn, filters, **page))
+
+    async def count_events(self, filters: EventFilter) -> int:
+        return await self.read(lambda conn: queries.count_events(conn, filters))
 
     async def get_event(self, event_id: str) -> dict[str, Any] | None:
         return await self.read(lambda conn: queries.get_event(conn, event_id))

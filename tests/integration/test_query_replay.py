@@ -1,0 +1,141 @@
+"""Querying the log with filters, replaying events (one, or in bulk), retrying deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import basic_config
+
+STRIPE_LIKE = """
+[sources.shop]
+verify = "none"
+type_field = "type"
+id_header = "x-event-id"
+
+[[routes]]
+source = "shop"
+destination = "app"
+"""
+
+
+async def _ids(api: Any, **params: Any) -> list[str]:
+    page = (await api.get("/api/v1/events", params=params)).json()
+    assert "data" in page, page
+    return [e["id"] for e in page["data"]]
+
+
+async def test_filters_on_type_origin_status_destination_id_and_fields(hookyard_factory, receiver):
+    receiver.behaviour = lambda item: 500 if b"fail" in item.body else 204
+    async with hookyard_factory(basic_config(receiver.url) + STRIPE_LIKE) as hy:
+        posted = {}
+        for name, body in [
+            ("paid", {"type": "invoice.paid", "data": {"status": "paid", "amount": 5}}),
+            ("failed", {"type": "invoice.failed", "data": {"status": "fail", "amount": 7}}),
+            ("charge", {"type": "charge.ok", "data": {"live": True}}),
+        ]:
+            answer = await hy.client.post(
+                "/in/shop", content=json.dumps(body).encode(), headers={"x-event-id": name}
+            )
+            posted[name] = answer.json()["id"]
+        await receiver.wait_for(3 + 2)  # the failing one is tried three times
+        await asyncio.sleep(0.3)
+        async with hy.api() as api:
+            assert set(await _ids(api, type="invoice.*")) == {posted["paid"], posted["failed"]}
+            assert await _ids(api, provider_event_id="charge") == [posted["charge"]]
+            assert await _ids(api, **{"field.data.status": "paid"}) == [posted["paid"]]
+            assert await _ids(api, **{"field.data.amount": "7"}) == [posted["failed"]]
+            assert await _ids(api, **{"field.data.live": "true"}) == [posted["charge"]]
+            assert await _ids(api, status="dead") == [posted["failed"]]
+            assert len(await _ids(api, status="succeeded", destination="app")) == 2
+            assert await _ids(api, destination="nowhere") == []
+            assert len(await _ids(api, origin="webhook")) == 3
+            bad = await api.get("/api/v1/events", params={"status": "lost"})
+            assert bad.status_code == 422
+
+
+async def test_replay_one_event_with_the_same_webhook_id(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"again")).json()["id"]
+        await receiver.wait_for(1)
+        async with hy.api() as api:
+            replayed = await api.post(f"/api/v1/events/{event_id}/replay")
+            assert replayed.json() == {"event_id": event_id, "deliveries": 1}
+            await receiver.wait_for(2)
+            deliveries = (await api.get(f"/api/v1/events/{event_id}")).json()["deliveries"]
+            missing = await api.post("/api/v1/events/evt_nope/replay")
+            assert missing.status_code == 404
+            unknown = await api.post(
+                f"/api/v1/events/{event_id}/replay", params={"destination": "nope"}
+            )
+            assert unknown.status_code == 422
+    assert receiver.ids() == [event_id, event_id]
+    assert [d["replay"] for d in deliveries] == [False, True]
+
+
+async def test_retry_a_dead_delivery(hookyard_factory, receiver):
+    receiver.behaviour = lambda _: 500
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"x")).json()["id"]
+        async with hy.api() as api:
+            deadline = time.monotonic() + 10
+            while True:
+                page = (await api.get("/api/v1/deliveries", params={"status": "dead"})).json()
+                if page["data"]:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            delivery = page["data"][0]
+            assert delivery["event_id"] == event_id
+            receiver.behaviour = None
+            retried = await api.post(f"/api/v1/deliveries/{delivery['id']}/retry")
+            assert retried.status_code == 200
+            assert retried.json()["status"] == "pending"
+            await receiver.wait_for(4)
+            await asyncio.sleep(0.2)
+            again = await api.post(f"/api/v1/deliveries/{delivery['id']}/retry")
+            assert again.status_code == 409
+            assert "replay" in again.json()["message"]
+            assert (await api.post("/api/v1/deliveries/dlv_nope/retry")).status_code == 404
+
+
+@pytest.mark.slow
+async def test_bulk_replay_of_ten_thousand_events_with_a_dry_run(hookyard_factory, receiver):
+    count = 10_000
+    config = basic_config(receiver.url, destination="concurrency = 64")
+    async with hookyard_factory(config) as hy:
+        async with hy.api() as api:
+            await api.post("/api/v1/destinations/app/pause")  # keep the first round queued
+
+        async def post(start: int) -> None:
+            for i in range(start, count, 32):
+                assert (await hy.client.post("/in/open", content=f"{i}".encode())).is_success
+
+        await asyncio.gather(*(post(s) for s in range(32)))
+        async with hy.api() as api:
+            dry = await api.post("/api/v1/events/replay", json={"source": "open", "dry_run": True})
+            assert dry.json() == {
+                "matched": count,
+                "replayed": 0,
+                "deliveries": 0,
+                "next_cursor": None,
+            }
+            assert receiver.received == []
+            cursor, total = None, 0
+            while True:
+                body = {"source": "open", "limit": 3000, "cursor": cursor}
+                page = (await api.post("/api/v1/events/replay", json=body)).json()
+                total += page["deliveries"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert total == count
+            await api.post("/api/v1/destinations/app/resume")
+        await receiver.wait_for(2 * count, timeout=120)
+    ids = receiver.ids()
+    assert len(set(ids)) == count
+    assert all(ids.count(i) == 2 for i in list(set(ids))[:100])  # original + replay
