@@ -199,8 +199,8 @@ class Api:
     def get(self, path: str, params: Any = None) -> Any:
         return self._call("GET", path, params=params)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self._call("POST", path, json=body)
+    def post(self, path: str, body: Any = None, params: Any = None) -> Any:
+        return self._call("POST", path, json=body, params=params)
 
     def _call(self, method: str, path: str, **request: Any) -> Any:
         try:
@@ -393,3 +393,95 @@ _destination_action("pause", "Hold NAME's deliveries until it is resumed (nothin
 _destination_action("resume", "Deliver to NAME again, at its pace.")
 _destination_action("enable", "Re-enable NAME after it was disabled (410 or failing too long).")
 _destination_action("retry-dead", "Give NAME's dead deliveries a fresh schedule, due now.")
+
+
+@events.command("replay")
+@api_options
+@click.argument("event_id", required=False)
+@filter_options
+@click.option("--to", help="Replay to this destination instead of the earlier ones.")
+@click.option("--dry-run", is_flag=True, help="Only count the matching events.")
+@click.option("--yes", is_flag=True, help="Do not ask before replaying many events.")
+def events_replay(
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+    event_id: str | None,
+    to: str | None,
+    dry_run: bool,
+    yes: bool,
+    **filters: Any,
+) -> None:
+    """Deliver EVENT_ID again, or every event matching the filters (same webhook-id)."""
+    api = Api(url, token, config)
+    if event_id:
+        params = {"destination": to} if to else None
+        result = api.post(f"/api/v1/events/{event_id}/replay", params=params).json()
+        click.echo(
+            json.dumps(result) if as_json else f"{event_id}: {result['deliveries']} new deliveries"
+        )
+        return
+    body: dict[str, Any] = {"to": to}
+    for key, value in filter_params(filters):
+        if key.startswith("field."):
+            body.setdefault("fields", {})[key[6:]] = value
+        else:
+            body[key] = value
+    matched = api.post("/api/v1/events/replay", {**body, "dry_run": True}).json()["matched"]
+    if dry_run or matched == 0:
+        click.echo(json.dumps({"matched": matched}) if as_json else f"{matched} events match")
+        return
+    if not yes and not as_json:
+        click.confirm(f"Replay {matched} events?", abort=True)
+    cursor, replayed, created = None, 0, 0
+    with click.progressbar(length=matched, label="replaying", file=sys.stderr) as bar:
+        while True:
+            page = api.post("/api/v1/events/replay", {**body, "cursor": cursor}).json()
+            replayed += page["replayed"]
+            created += page["deliveries"]
+            bar.update(page["replayed"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    summary = {"matched": matched, "replayed": replayed, "deliveries": created}
+    click.echo(
+        json.dumps(summary) if as_json else f"{replayed} events replayed, {created} new deliveries"
+    )
+
+
+@main.group()
+def deliveries() -> None:
+    """List deliveries and retry one."""
+
+
+@deliveries.command("list")
+@api_options
+@click.option("--status", help="pending, in_flight, retrying, held, succeeded or dead.")
+@click.option("--destination", help="Only this destination.")
+@click.option("--event", "event_id", help="Only this event's deliveries.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after this cursor.")
+def deliveries_list(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, **filters: Any
+) -> None:
+    """Deliveries, newest first."""
+    params = {k: v for k, v in filters.items() if v is not None}
+    page = Api(url, token, config).get("/api/v1/deliveries", params=params).json()
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    _table(page["data"], ["id", "event_id", "destination", "status", "attempts", "last_error"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@deliveries.command("retry")
+@api_options
+@click.argument("delivery_id")
+def deliveries_retry(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, delivery_id: str
+) -> None:
+    """Try a dead or retrying delivery again now."""
+    row = Api(url, token, config).post(f"/api/v1/deliveries/{delivery_id}/retry").json()
+    click.echo(json.dumps(row) if as_json else f"{delivery_id}: {row['status']}")

@@ -186,3 +186,25 @@ def test_destination_commands(tmp_path: Path, serve_processes: list) -> None:
     missing = hookyard("destinations", "pause", "nope", *common, cwd=tmp_path)
     assert missing.returncode == 1
     assert "no destination named" in missing.stderr
+
+
+def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    common = ["--config", str(config), "--url", server.url]
+    for body in (b'{"k": "a"}', b'{"k": "b"}'):
+        assert httpx.post(f"{server.url}/in/open", content=body).status_code == 200
+    dry = hookyard(
+        "events", "replay", "--source", "open", "--field", "k=a", "--dry-run", *common, cwd=tmp_path
+    )
+    assert dry.stdout.strip() == "1 events match", dry.stderr
+    done = hookyard(
+        "events", "replay", "--source", "open", "--yes", "--json", *common, cwd=tmp_path
+    )
+    assert json.loads(done.stdout) == {"matched": 2, "replayed": 2, "deliveries": 2}
+    listed = hookyard("deliveries", "list", "--json", *common, cwd=tmp_path)
+    rows = json.loads(listed.stdout)["data"]
+    assert len(rows) == 4
+    bad = hookyard("events", "replay", "--field", "nonsense", *common, cwd=tmp_path)
+    assert bad.returncode == 2
