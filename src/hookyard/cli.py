@@ -202,6 +202,9 @@ class Api:
     def post(self, path: str, body: Any = None, params: Any = None) -> Any:
         return self._call("POST", path, json=body, params=params)
 
+    def delete(self, path: str) -> Any:
+        return self._call("DELETE", path)
+
     def _call(self, method: str, path: str, **request: Any) -> Any:
         try:
             response = self.client.request(method, path, **request)
@@ -485,3 +488,60 @@ def deliveries_retry(
     """Try a dead or retrying delivery again now."""
     row = Api(url, token, config).post(f"/api/v1/deliveries/{delivery_id}/retry").json()
     click.echo(json.dumps(row) if as_json else f"{delivery_id}: {row['status']}")
+
+
+@main.group()
+def tokens() -> None:
+    """Create, list and revoke API tokens (admin, read, publish:SOURCE, relay:DESTINATION)."""
+
+
+@tokens.command("create")
+@api_options
+@click.option("--name", required=True, help="Who or what will use it.")
+@click.option("--scope", required=True, help="admin, read, publish:SOURCE or relay:DESTINATION.")
+def tokens_create(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, name: str, scope: str
+) -> None:
+    """Create a token. It is printed once; Hookyard keeps only its hash."""
+    made = Api(url, token, config).post("/api/v1/tokens", {"name": name, "scope": scope}).json()
+    if as_json:
+        click.echo(json.dumps(made))
+        return
+    click.echo(f"created {made['id']} ({made['scope']}); the token, shown only now:")
+    click.echo(made["token"])
+
+
+@tokens.command("list")
+@api_options
+def tokens_list(config: Path | None, url: str | None, token: str | None, as_json: bool) -> None:
+    """Every token with its scope (never the token itself)."""
+    rows = Api(url, token, config).get("/api/v1/tokens").json()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    _table(rows, ["id", "name", "scope", "created_at", "revoked_at"])
+
+
+@tokens.command("revoke")
+@api_options
+@click.argument("token_id")
+def tokens_revoke(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, token_id: str
+) -> None:
+    """Revoke TOKEN_ID; requests carrying it are refused from now on."""
+    Api(url, token, config).delete(f"/api/v1/tokens/{token_id}")
+    click.echo(json.dumps({"revoked": token_id}) if as_json else f"revoked {token_id}")
+
+
+@main.command()
+@api_options
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def audit(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, limit: int
+) -> None:
+    """Administrative actions, newest first: who, what, when."""
+    page = Api(url, token, config).get("/api/v1/audit", params={"limit": limit}).json()
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    _table(page["data"], ["at", "token_name", "action", "target"])

@@ -208,3 +208,28 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
     assert len(rows) == 4
     bad = hookyard("events", "replay", "--field", "nonsense", *common, cwd=tmp_path)
     assert bad.returncode == 2
+
+
+def test_token_commands(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    common = ["--config", str(config), "--url", server.url]
+    made = hookyard(
+        "tokens", "create", "--name", "ci", "--scope", "read", "--json", *common, cwd=tmp_path
+    )
+    token = json.loads(made.stdout)
+    listed = hookyard("tokens", "list", *common, cwd=tmp_path)
+    assert "ci" in listed.stdout and token["token"] not in listed.stdout
+    as_reader = hookyard(
+        "events", "list", "--url", server.url, "--token", token["token"], cwd=tmp_path
+    )
+    assert as_reader.returncode == 0
+    assert hookyard("tokens", "revoke", token["id"], *common, cwd=tmp_path).returncode == 0
+    refused = hookyard(
+        "events", "list", "--url", server.url, "--token", token["token"], cwd=tmp_path
+    )
+    assert refused.returncode == 1
+    assert "revoked" in refused.stderr
+    trail = hookyard("audit", *common, cwd=tmp_path)
+    assert "token.revoke" in trail.stdout

@@ -7,9 +7,12 @@ Every route needs a bearer token: the admin token for everything, a read-only to
 Errors have one shape: {"error": "<code>", "message": "..."}.
 """
 
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -21,7 +24,7 @@ from hookyard.api.metrics import render as render_metrics
 from hookyard.deliver.control import set_state
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
-from hookyard.tokens import hash_token
+from hookyard.tokens import hash_token, new_token
 
 API_PREFIX = "/api/v1"
 
@@ -177,6 +180,38 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
+class TokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scope: str = Field(description="admin, read, publish:SOURCE or relay:DESTINATION")
+
+
+class TokenInfo(BaseModel):
+    id: str
+    name: str
+    scope: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewToken(TokenInfo):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class AuditEntry(BaseModel):
+    id: str
+    at: datetime
+    token_id: str | None
+    token_name: str | None
+    action: str
+    target: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEntry]
+    next_cursor: str | None
+
+
 class StateChange(BaseModel):
     destination: str
     state: Literal["active", "paused", "disabled"]
@@ -186,6 +221,13 @@ class StateChange(BaseModel):
 class Retried(BaseModel):
     destination: str
     retried: int
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    id: str
+    name: str
+    scope: str  # admin | read | publish:SOURCE | relay:DESTINATION
 
 
 def redact_url(url: str) -> str:
@@ -263,25 +305,39 @@ def build_api(state: AppState) -> FastAPI:
         responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
     )
 
-    async def scope_of(request: Request) -> str:
+    async def caller(request: Request) -> Caller:
+        """The token's owner; looked up on every request, so a revoked token stops at once."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
-        scope = await state.store.token_scope(hash_token(token.strip()))
-        if scope is None:
+        found = await state.store.find_token(hash_token(token.strip()))
+        if found is None:
             raise ApiError(401, "unauthorized", "unknown or revoked token")
-        return scope
+        return Caller(*found)
 
-    async def reader(scope: Annotated[str, Depends(scope_of)]) -> str:
-        if scope not in ("admin", "read"):
-            raise ApiError(403, "forbidden", f"a {scope} token cannot read")
-        return scope
+    async def reader(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.scope not in ("admin", "read"):
+            raise ApiError(403, "forbidden", f"a {who.scope} token cannot read")
+        return who
 
-    async def admin(scope: Annotated[str, Depends(scope_of)]) -> str:
-        if scope != "admin":
-            raise ApiError(403, "forbidden", f"this needs the admin token, not a {scope} token")
-        return scope
+    async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.scope != "admin":
+            raise ApiError(403, "forbidden", f"this needs the admin token, not a {who.scope} token")
+        return who
+
+    async def audit(who: Caller, action: str, target: str | None, **detail: Any) -> None:
+        """Record an administrative action: who (token), what, when."""
+        await state.store.record_audit(
+            (
+                time.time(),
+                who.id,
+                who.name,
+                action,
+                target,
+                orjson.dumps(detail) if detail else None,
+            )
+        )
 
     @api.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -308,14 +364,14 @@ def build_api(state: AppState) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     @api.get("/metrics", include_in_schema=False)
-    async def metrics(_: Annotated[str, Depends(reader)]) -> Response:
+    async def metrics(_: Annotated[Caller, Depends(reader)]) -> Response:
         """Prometheus metrics; the admin or a read-only token."""
         text = await render_metrics(state)
         return Response(text, media_type="text/plain; version=0.0.4")
 
     @api.get(f"{API_PREFIX}/events", response_model=EventPage, tags=["events"])
     async def list_events(
-        _: Annotated[str, Depends(reader)],
+        _: Annotated[Caller, Depends(reader)],
         filters: Annotated[EventFilter, Depends(event_filter)],
         order: Literal["asc", "desc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -338,7 +394,7 @@ def build_api(state: AppState) -> FastAPI:
         tags=["events"],
         responses={404: {"model": ErrorBody}},
     )
-    async def get_event(event_id: str, _: Annotated[str, Depends(reader)]) -> dict[str, Any]:
+    async def get_event(event_id: str, _: Annotated[Caller, Depends(reader)]) -> dict[str, Any]:
         """One event with the request that carried it (credentials redacted), its deliveries
         and their attempts."""
         event = await state.store.get_event(event_id)
@@ -359,7 +415,7 @@ def build_api(state: AppState) -> FastAPI:
         tags=["events"],
         responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
     )
-    async def get_raw(event_id: str, _: Annotated[str, Depends(admin)]) -> Response:
+    async def get_raw(event_id: str, _: Annotated[Caller, Depends(admin)]) -> Response:
         """The payload exactly as received, with its original content type. Admin only: a body
         can carry credentials that cannot be cut out without breaking its bytes."""
         found = await state.store.get_raw(event_id)
@@ -382,7 +438,7 @@ def build_api(state: AppState) -> FastAPI:
         responses={422: {"model": ErrorBody}},
     )
     async def replay_matching(
-        body: ReplayRequest, _: Annotated[str, Depends(admin)]
+        body: ReplayRequest, who: Annotated[Caller, Depends(admin)]
     ) -> dict[str, Any]:
         """Replay every event matching the filters, a page (`limit`) per call, oldest first:
         call again with `next_cursor` until it is null. `dry_run` only counts."""
@@ -408,6 +464,14 @@ def build_api(state: AppState) -> FastAPI:
         created = await state.store.replay(ids, to) if ids else 0
         if created:
             state.work_ready.set()
+        await audit(
+            who,
+            "events.replay",
+            None,
+            events=len(ids),
+            deliveries=created,
+            filters=body.model_dump(exclude={"dry_run", "cursor", "limit"}),
+        )
         return {
             "matched": matched,
             "replayed": len(ids),
@@ -423,7 +487,7 @@ def build_api(state: AppState) -> FastAPI:
     )
     async def replay_event(
         event_id: str,
-        _: Annotated[str, Depends(admin)],
+        who: Annotated[Caller, Depends(admin)],
         destination: Annotated[
             str | None, Query(description="only this destination (default: the earlier ones)")
         ] = None,
@@ -434,11 +498,12 @@ def build_api(state: AppState) -> FastAPI:
         created = await state.store.replay([event_id], known_destination(destination))
         if created:
             state.work_ready.set()
+        await audit(who, "event.replay", event_id, destination=destination, deliveries=created)
         return {"event_id": event_id, "deliveries": created}
 
     @api.get(f"{API_PREFIX}/deliveries", response_model=DeliveryPage, tags=["deliveries"])
     async def list_deliveries(
-        _: Annotated[str, Depends(reader)],
+        _: Annotated[Caller, Depends(reader)],
         status: DeliveryStatus | None = None,
         destination: str | None = None,
         event_id: str | None = None,
@@ -472,7 +537,9 @@ def build_api(state: AppState) -> FastAPI:
         tags=["deliveries"],
         responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
     )
-    async def retry_delivery(delivery_id: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+    async def retry_delivery(
+        delivery_id: str, who: Annotated[Caller, Depends(admin)]
+    ) -> dict[str, Any]:
         """Try a dead or retrying delivery again now (a dead one with a fresh schedule)."""
         before = await state.store.retry_delivery(delivery_id)
         if before is None:
@@ -481,12 +548,80 @@ def build_api(state: AppState) -> FastAPI:
             hint = "replay its event instead" if before == "succeeded" else "it is queued"
             raise ApiError(409, "conflict", f"the delivery is {before}; {hint}")
         state.work_ready.set()
+        await audit(who, "delivery.retry", delivery_id, was=before)
         row = await state.store.get_delivery(delivery_id)
         return _times(row or {}, "next_attempt_at", "created_at", "updated_at")
 
+    def valid_scope(scope: str) -> str:
+        kind, _, name = scope.partition(":")
+        if scope in ("admin", "read"):
+            return scope
+        if kind == "publish" and name in state.gateway.sources:
+            return scope
+        if kind == "relay" and name in state.gateway.destinations:
+            return scope
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"scope {scope!r}: expected admin, read, publish:<source> or relay:<destination>"
+            " naming a configured source or destination",
+        )
+
+    @api.post(
+        f"{API_PREFIX}/tokens",
+        response_model=NewToken,
+        status_code=201,
+        tags=["tokens"],
+        responses={422: {"model": ErrorBody}},
+    )
+    async def create_token(
+        body: TokenRequest, who: Annotated[Caller, Depends(admin)]
+    ) -> dict[str, Any]:
+        """A new scoped token. The token is in this answer only; Hookyard keeps its hash."""
+        token = new_token()
+        token_id = await state.store.create_token(
+            body.name, hash_token(token), valid_scope(body.scope)
+        )
+        await audit(who, "token.create", token_id, name=body.name, scope=body.scope)
+        row = next(t for t in await state.store.list_tokens() if t["id"] == token_id)
+        return {**_times(row, "created_at", "revoked_at"), "token": token}
+
+    @api.get(f"{API_PREFIX}/tokens", response_model=list[TokenInfo], tags=["tokens"])
+    async def list_tokens(_: Annotated[Caller, Depends(admin)]) -> list[dict[str, Any]]:
+        """Every token with its scope (never the token itself)."""
+        return [_times(t, "created_at", "revoked_at") for t in await state.store.list_tokens()]
+
+    @api.delete(
+        f"{API_PREFIX}/tokens/{{token_id}}",
+        status_code=204,
+        tags=["tokens"],
+        responses={404: {"model": ErrorBody}},
+    )
+    async def revoke_token(token_id: str, who: Annotated[Caller, Depends(admin)]) -> Response:
+        """Revoke a token; requests carrying it are refused from now on."""
+        if not await state.store.revoke_token(token_id):
+            raise ApiError(404, "not_found", f"no live token {token_id!r}")
+        await audit(who, "token.revoke", token_id)
+        return Response(status_code=204)
+
+    @api.get(f"{API_PREFIX}/audit", response_model=AuditPage, tags=["audit"])
+    async def list_audit(
+        _: Annotated[Caller, Depends(reader)],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Administrative actions, newest first: who (token), what, when."""
+        rows = await state.store.list_audit(cursor=cursor, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "data": [_times(r, "at") for r in rows],
+            "next_cursor": rows[-1]["id"] if more else None,
+        }
+
     @api.get(f"{API_PREFIX}/rejected", response_model=RejectedPage, tags=["rejected"])
     async def list_rejected(
-        _: Annotated[str, Depends(reader)],
+        _: Annotated[Caller, Depends(reader)],
         source: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: str | None = None,
@@ -501,7 +636,7 @@ def build_api(state: AppState) -> FastAPI:
         }
 
     @api.get(f"{API_PREFIX}/sources", response_model=list[SourceInfo], tags=["config"])
-    async def list_sources(_: Annotated[str, Depends(reader)]) -> list[dict[str, Any]]:
+    async def list_sources(_: Annotated[Caller, Depends(reader)]) -> list[dict[str, Any]]:
         gateway = state.gateway
         return [
             {
@@ -515,7 +650,7 @@ def build_api(state: AppState) -> FastAPI:
     @api.get(
         f"{API_PREFIX}/destinations", response_model=list[DestinationInfo], tags=["destinations"]
     )
-    async def list_destinations(_: Annotated[str, Depends(reader)]) -> list[dict[str, Any]]:
+    async def list_destinations(_: Annotated[Caller, Depends(reader)]) -> list[dict[str, Any]]:
         """Configured destinations with their state (credentials in URLs masked)."""
         states = await state.store.destination_states()
         return [
@@ -537,8 +672,9 @@ def build_api(state: AppState) -> FastAPI:
             raise ApiError(404, "not_found", f"no destination named {name!r}")
         return name
 
-    async def change(name: str, new: str, reason: str) -> dict[str, Any]:
+    async def change(who: Caller, name: str, new: str, reason: str) -> dict[str, Any]:
         changed = await set_state(state, destination_named(name), new, reason)
+        await audit(who, f"destination.{new}", name, changed=changed)
         return {"destination": name, "state": new, "changed": changed}
 
     action = {
@@ -548,19 +684,19 @@ def build_api(state: AppState) -> FastAPI:
     }
 
     @api.post(f"{API_PREFIX}/destinations/{{name}}/pause", **action)  # type: ignore[arg-type]
-    async def pause(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+    async def pause(name: str, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Hold the destination's deliveries until it is resumed; nothing is dropped."""
-        return await change(name, "paused", "paused by an operator")
+        return await change(who, name, "paused", f"paused by {who.name}")
 
     @api.post(f"{API_PREFIX}/destinations/{{name}}/resume", **action)  # type: ignore[arg-type]
-    async def resume(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+    async def resume(name: str, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Deliver again, at the destination's pace (a paused or disabled destination)."""
-        return await change(name, "active", "resumed by an operator")
+        return await change(who, name, "active", f"resumed by {who.name}")
 
     @api.post(f"{API_PREFIX}/destinations/{{name}}/enable", **action)  # type: ignore[arg-type]
-    async def enable(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+    async def enable(name: str, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Re-enable a destination that was disabled (after a 410 or failing too long)."""
-        return await change(name, "active", "re-enabled by an operator")
+        return await change(who, name, "active", f"re-enabled by {who.name}")
 
     @api.post(
         f"{API_PREFIX}/destinations/{{name}}/retry-dead",
@@ -568,10 +704,11 @@ def build_api(state: AppState) -> FastAPI:
         tags=["destinations"],
         responses={404: {"model": ErrorBody}},
     )
-    async def retry_dead(name: str, _: Annotated[str, Depends(admin)]) -> dict[str, Any]:
+    async def retry_dead(name: str, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Give every dead delivery of the destination a fresh schedule, due now."""
         retried = await state.store.retry_dead(destination_named(name))
         state.work_ready.set()
+        await audit(who, "destination.retry_dead", name, retried=retried)
         return {"destination": name, "retried": retried}
 
     return api

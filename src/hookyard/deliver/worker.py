@@ -36,6 +36,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = False
         self._buckets: dict[str, TokenBucket] = {}
+        self._sending: set[str] = set()  # deliveries holding a destination slot
         self._rate_wait: float | None = None  # until the next token of a rate-limited one
         self._main: asyncio.Task[None] | None = None
 
@@ -62,7 +63,7 @@ class Worker:
         """How many deliveries each destination may take now: its free concurrency slots,
         within its rate limit and the worker's overall max_in_flight."""
         settings = self.state.gateway.settings.worker
-        total_free = settings.max_in_flight - len(self._tasks)
+        total_free = settings.max_in_flight - len(self._sending)
         limits = {}
         paused_or_disabled = self.state.destination_states
         self._rate_wait = None
@@ -137,14 +138,21 @@ class Worker:
 
     def _spawn(self, claim: Claim, event: EventData | None) -> None:
         self._in_flight[claim.destination] += 1
+        self._sending.add(claim.delivery_id)
         task = asyncio.create_task(self._attempt(claim, event))
         self._tasks[task] = claim
         task.add_done_callback(self._done)
 
+    def _free_slot(self, claim: Claim) -> None:
+        """The destination's slot is free once its answer is in: the attempt's record is
+        committed afterwards without holding the slot (the lease still guards the row)."""
+        if claim.delivery_id in self._sending:
+            self._sending.discard(claim.delivery_id)
+            self._in_flight[claim.destination] -= 1
+            self._slot_free.set()
+
     def _done(self, task: asyncio.Task[None]) -> None:
-        claim = self._tasks.pop(task)
-        self._in_flight[claim.destination] -= 1
-        self._slot_free.set()
+        self._free_slot(self._tasks.pop(task))
 
     async def _attempt(self, claim: Claim, event: EventData | None) -> None:
         gateway = self.state.gateway
@@ -159,6 +167,7 @@ class Worker:
             response = Response(None, None, "the event is no longer stored", 0.0)
         else:
             response = await self.sender.send(destination, event, gateway.sources.get(event.source))
+        self._free_slot(claim)
         code = response.status_code
         self.state.attempts[(destination.name, f"{code // 100}xx" if code else "error")] += 1
         if code is not None and 200 <= code < 300:

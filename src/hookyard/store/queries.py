@@ -541,11 +541,68 @@ def has_admin_token(conn: sqlite3.Connection) -> bool:
     return row is not None
 
 
-def token_scope(conn: sqlite3.Connection, token_hash: str) -> str | None:
+def find_token(conn: sqlite3.Connection, token_hash: str) -> tuple[str, str, str] | None:
+    """(id, name, scope) of a live token."""
     row = conn.execute(
-        "SELECT scope FROM tokens WHERE hash = ? AND revoked_at IS NULL", (token_hash,)
+        "SELECT id, name, scope FROM tokens WHERE hash = ? AND revoked_at IS NULL", (token_hash,)
     ).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1], row[2]) if row else None
+
+
+TOKEN_COLUMNS = ("id", "name", "scope", "created_at", "revoked_at")
+
+
+def create_token(conn: sqlite3.Connection, requests: Sequence[tuple[str, str, str]]) -> list[str]:
+    now = time.time()
+    ids = []
+    for name, token_hash, scope in requests:
+        token_id = new_id("tok")
+        conn.execute(
+            "INSERT INTO tokens (id, name, hash, scope, created_at) VALUES (?, ?, ?, ?, ?)",
+            (token_id, name, token_hash, scope, now),
+        )
+        ids.append(token_id)
+    return ids
+
+
+def revoke_token(conn: sqlite3.Connection, token_ids: Sequence[str]) -> list[bool]:
+    now = time.time()
+    return [
+        conn.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
+        ).rowcount
+        == 1
+        for token_id in token_ids
+    ]
+
+
+def list_tokens(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY id")
+    return [dict(zip(TOKEN_COLUMNS, row, strict=True)) for row in rows]
+
+
+AUDIT_COLUMNS = ("id", "at", "token_id", "token_name", "action", "target", "detail")
+
+
+def record_audit(conn: sqlite3.Connection, entries: Sequence[tuple[Any, ...]]) -> list[None]:
+    insert_rows(conn, "INSERT INTO audit VALUES ", [(new_id("aud"), *e) for e in entries])
+    return [None] * len(entries)
+
+
+def list_audit(
+    conn: sqlite3.Connection, *, cursor: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE (? IS NULL OR id < ?)"
+        " ORDER BY id DESC LIMIT ?",
+        (cursor, cursor, limit),
+    )
+    result = []
+    for row in rows:
+        item = dict(zip(AUDIT_COLUMNS, row, strict=True))
+        item["detail"] = orjson.loads(item["detail"]) if item["detail"] else None
+        result.append(item)
+    return result
 
 
 def queue_figures(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:

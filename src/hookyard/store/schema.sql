@@ -1,4 +1,4 @@
--- Hookyard schema, version 3 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 4 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -120,4 +120,15 @@ CREATE TABLE destination_state (
     failing_since REAL                  -- first failure since the last success
 );
 
-INSERT INTO schema_version (version) VALUES (3);
+-- The audit log of administrative actions (who, what, when).
+CREATE TABLE audit (
+    id         TEXT PRIMARY KEY,
+    at         REAL NOT NULL,
+    token_id   TEXT,
+    token_name TEXT,
+    action     TEXT NOT NULL,          -- e.g. destination.pause, events.replay, token.create
+    target     TEXT,
+    detail     TEXT                    -- JSON
+);
+
+INSERT INTO schema_version (version) VALUES (4);

@@ -29,7 +29,7 @@ from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIN_SQLITE = (3, 35, 0)
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -242,8 +242,25 @@ class SqliteStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def token_scope(self, token_hash: str) -> str | None:
-        return await self.read(lambda conn: queries.token_scope(conn, token_hash))
+    async def find_token(self, token_hash: str) -> tuple[str, str, str] | None:
+        return await self.read(lambda conn: queries.find_token(conn, token_hash))
+
+    async def create_token(self, name: str, token_hash: str, scope: str) -> str:
+        token_id: str = await self.writer.run(queries.create_token, (name, token_hash, scope))
+        return token_id
+
+    async def revoke_token(self, token_id: str) -> bool:
+        revoked: bool = await self.writer.run(queries.revoke_token, token_id)
+        return revoked
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        return await self.read(queries.list_tokens)
+
+    async def record_audit(self, entry: tuple[Any, ...]) -> None:
+        await self.writer.run(queries.record_audit, entry)
+
+    async def list_audit(self, **page: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_audit(conn, **page))
 
     async def event_data(self, event_ids: Sequence[str]) -> dict[str, EventData]:
         return await self.read(lambda conn: queries.event_data(conn, event_ids))
