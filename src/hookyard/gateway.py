@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from yarl import URL
+
 from hookyard.config import (
     ALERT_SOURCE,
     DestinationConfig,
@@ -23,7 +25,7 @@ from hookyard.config import (
     SourceConfig,
     resolve_secret,
 )
-from hookyard.deliver.egress import EgressPolicy
+from hookyard.deliver.egress import EgressPolicy, EgressRefused
 from hookyard.errors import ConfigError
 from hookyard.routing import Route, destinations_for, ordering_key
 from hookyard.verify import Verifier, VerifyOptions, build_verifier
@@ -103,6 +105,7 @@ class Destination:
     rate_limit: float | None  # attempts per second
     ordering: str | None  # "source" or "field:<path>"
     egress: EgressPolicy
+    refused: str | None  # why the egress policy refuses the URL's literal IP, if it does
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,7 @@ def _destination(
         if ":" not in pair:
             raise ConfigError(f"{prefix}.basic_auth", "expected user:password")
         headers.append(("authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
+    egress = EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow])
     return Destination(
         name=name,
         url=cfg.url,
@@ -223,8 +227,18 @@ def _destination(
         concurrency=cfg.concurrency,
         rate_limit=cfg.rate_limit,
         ordering=cfg.ordering,
-        egress=EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow]),
+        egress=egress,
+        refused=_literal_refusal(egress, cfg.url),
     )
+
+
+def _literal_refusal(egress: EgressPolicy, url: str) -> str | None:
+    """Checked once here: a URL naming an IP literal never reaches the resolver."""
+    try:
+        egress.check_literal(URL(url).host or "")
+    except EgressRefused as exc:
+        return str(exc)
+    return None
 
 
 def _ssl_context(cfg: DestinationConfig, prefix: str, base_dir: Path) -> ssl.SSLContext | None:

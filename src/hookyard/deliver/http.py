@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from yarl import URL
 
 from hookyard import __version__
 from hookyard.deliver.egress import EgressPolicy, GuardedResolver
@@ -110,9 +109,10 @@ class HttpSender:
         self, destination: Destination, event: EventData, source: Source | None
     ) -> Response:
         started = time.perf_counter()
+        if destination.refused is not None:
+            return Response(None, None, f"EgressRefused: {destination.refused}", 0.0)
         headers = outbound_headers(event, destination, source, int(time.time()))
         try:
-            destination.egress.check_literal(URL(destination.url).host or "")
             async with self._client(destination).post(
                 destination.url,
                 data=event.payload,
