@@ -22,8 +22,7 @@ from typing import Any
 import orjson
 
 from hookyard.config import ALERT_SOURCE
-from hookyard.ids import new_id
-from hookyard.models import NewEvent, NewRequest
+from hookyard.ingest import published
 from hookyard.state import AppState
 
 SOURCE = ALERT_SOURCE
@@ -33,32 +32,17 @@ log = logging.getLogger("hookyard.alerts")
 async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | None:
     """Commit an alert event and its deliveries; returns its id (None if it could not be
     stored: alerts are best effort and never fail the work that raised them)."""
-    now = time.time()
-    payload = orjson.dumps({"type": event_type, "created_at": now, "data": data})
-    event = NewEvent(
-        id=new_id("evt"),
-        source=SOURCE,
-        origin="publish",
-        received_at=now,
-        provider_event_id=None,
-        event_type=event_type,
-        dedup_keys=(),
+    payload = orjson.dumps({"type": event_type, "created_at": time.time(), "data": data})
+    request = published(
+        state.gateway,
+        SOURCE,
+        payload,
         content_type="application/json",
-        payload=payload,
-        destinations=state.gateway.targets(SOURCE, event_type, lambda: orjson.loads(payload)),
-    )
-    request = NewRequest(
-        id=new_id("req"),
-        source=SOURCE,
-        received_at=now,
+        event_type=event_type,
         method="PUBLISH",
         path=f"/{SOURCE}/alerts",
-        query="",
-        headers=b"[]",
-        peer=None,
-        body=None,
-        events=[event],
     )
+    event = request.events[0]
     try:
         await state.store.ingest(request)
     except Exception as exc:

@@ -77,7 +77,10 @@ class ServerConfig(_Model):
 
 
 class SourceConfig(_Model):
-    verify: str
+    # webhook: providers POST to /in/NAME and `verify` checks them; api: applications publish
+    # through POST /api/v1/sources/NAME/events with a publish token.
+    kind: Literal["webhook", "api"] = "webhook"
+    verify: str | None = None
     secrets: list[str] = []
     tolerance: Duration | None = None
     signature_header: str | None = None
@@ -93,6 +96,14 @@ class SourceConfig(_Model):
     dedup_body: bool | None = None  # None: the scheme decides (HMAC without a signed timestamp)
     max_body: Size | None = None
     forward_headers: list[str] = []  # glob patterns added to the default allow-list
+
+    @model_validator(mode="after")
+    def _verify_for_webhooks(self) -> SourceConfig:
+        if self.kind == "webhook" and self.verify is None:
+            raise ValueError('a webhook source needs `verify` (a scheme, or "none")')
+        if self.kind == "api" and self.verify is not None:
+            raise ValueError("an api source is authenticated by publish tokens; drop `verify`")
+        return self
 
 
 class BackoffConfig(_Model):

@@ -66,6 +66,7 @@ def redact_query(query: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Source:
     name: str
+    kind: str  # webhook | api
     verifier: Verifier
     dedup_body: bool | None  # None: as the verifier decides per request
     max_body: int
@@ -175,13 +176,14 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         token_header=cfg.token_header,
     )
     try:
-        verifier = build_verifier(cfg.verify, secrets, options)
+        verifier = build_verifier(cfg.verify or "none", secrets, options)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}" if exc.key else key, exc.reason) from None
     patterns = [*DEFAULT_FORWARD, *(p.lower() for p in cfg.forward_headers)]
     forward = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
     return Source(
         name=name,
+        kind=cfg.kind,
         verifier=verifier,
         dedup_body=cfg.dedup_body,
         max_body=cfg.max_body or settings.server.max_body,

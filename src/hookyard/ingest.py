@@ -7,6 +7,7 @@ and commits what it returns.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import orjson
@@ -82,6 +83,59 @@ def prepare(
         path=path,
         query=query,
         headers=orjson.dumps(source.redact(headers)),
+        peer=peer,
+        body=None,
+        events=[event],
+    )
+
+
+def published(
+    gateway: Gateway,
+    source: str,
+    payload: bytes,
+    *,
+    content_type: str | None,
+    event_type: str | None,
+    dedup_key: str | None = None,
+    method: str = "POST",
+    path: str,
+    headers: bytes = b"[]",
+    peer: str | None = None,
+) -> NewRequest:
+    """An event published into `source` by an application (or by Hookyard, for alerts),
+    routed like a webhook."""
+    now = time.time()
+    parsed: Any = _UNPARSED
+
+    def document() -> Any:
+        nonlocal parsed
+        if parsed is _UNPARSED:
+            try:
+                parsed = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                parsed = None
+        return parsed
+
+    event = NewEvent(
+        id=new_id("evt"),
+        source=source,
+        origin="publish",
+        received_at=now,
+        provider_event_id=None,
+        event_type=event_type,
+        dedup_keys=(f"idempotency:{dedup_key}",) if dedup_key else (),
+        content_type=content_type,
+        payload=payload,
+        destinations=gateway.targets(source, event_type, document),
+    )
+    return NewRequest(
+        id=new_id("req"),
+        source=source,
+        received_at=now,
+        method=method,
+        path=path,
+        query="",
+        headers=headers,
         peer=peer,
         body=None,
         events=[event],

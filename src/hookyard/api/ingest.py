@@ -109,9 +109,14 @@ class IngestApp:
                     code="headers_too_large",
                     status=431,
                 )
-            if source is None:
+            if source is None or source.kind != "webhook":
+                hint = (
+                    ""
+                    if source is None
+                    else (f"; source {name!r} takes events at POST /api/v1/sources/{name}/events")
+                )
                 raise IngestError(
-                    f"no source named {name[:100]!r} is configured",
+                    f"no webhook source named {name[:100]!r} is configured{hint}",
                     code="unknown_source",
                     status=404,
                 )

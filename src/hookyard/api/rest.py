@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -22,6 +22,8 @@ from yarl import URL
 from hookyard import __version__
 from hookyard.api.metrics import render as render_metrics
 from hookyard.deliver.control import set_state
+from hookyard.errors import StoreError
+from hookyard.ingest import published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.tokens import hash_token, new_token
@@ -210,6 +212,11 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     data: list[AuditEntry]
     next_cursor: str | None
+
+
+class Published(BaseModel):
+    id: str
+    duplicate: bool
 
 
 class StateChange(BaseModel):
@@ -551,6 +558,72 @@ def build_api(state: AppState) -> FastAPI:
         await audit(who, "delivery.retry", delivery_id, was=before)
         row = await state.store.get_delivery(delivery_id)
         return _times(row or {}, "next_attempt_at", "created_at", "updated_at")
+
+    async def publisher(source: str, who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.scope not in ("admin", f"publish:{source}"):
+            raise ApiError(403, "forbidden", f"a {who.scope} token cannot publish to {source!r}")
+        return who
+
+    @api.post(
+        f"{API_PREFIX}/sources/{{source}}/events",
+        response_model=Published,
+        status_code=201,
+        tags=["publish"],
+        responses={
+            200: {"model": Published, "description": "a repeat of an Idempotency-Key"},
+            404: {"model": ErrorBody},
+            409: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+        },
+        openapi_extra={
+            "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+        },
+    )
+    async def publish(
+        source: str,
+        request: Request,
+        _: Annotated[Caller, Depends(publisher)],
+        hookyard_event_type: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> JSONResponse:
+        """Publish an event into a source of kind `api`: the body is the payload, kept byte for
+        byte with its content type. It routes, delivers and replays like a webhook. A repeated
+        Idempotency-Key answers 200 with the original id; reused with another body, 409."""
+        found = state.gateway.sources.get(source)
+        if found is None or found.kind != "api":
+            raise ApiError(404, "not_found", f"no source of kind api named {source!r}")
+        body = await request.body()
+        if len(body) > found.max_body:
+            raise ApiError(413, "body_too_large", f"the body exceeds {found.max_body} bytes")
+        prepared = published(
+            state.gateway,
+            source,
+            body,
+            content_type=request.headers.get("content-type"),
+            event_type=hookyard_event_type,
+            dedup_key=idempotency_key,
+            path=request.url.path,
+            peer=request.client.host if request.client else None,
+        )
+        try:
+            accepted = (await state.store.ingest(prepared))[0]
+        except StoreError:
+            raise ApiError(
+                503, "unavailable", "the event could not be stored; retry later"
+            ) from None
+        if not accepted.duplicate:
+            if prepared.events[0].destinations:
+                state.work_ready.set()
+            return JSONResponse({"id": accepted.event_id, "duplicate": False}, 201)
+        original = await state.store.get_raw(accepted.event_id)
+        if original is None or original[0] != body:
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                f"Idempotency-Key {idempotency_key!r} was used for another body "
+                f"(event {accepted.event_id})",
+            )
+        return JSONResponse({"id": accepted.event_id, "duplicate": True}, 200)
 
     def valid_scope(scope: str) -> str:
         kind, _, name = scope.partition(":")

@@ -1,0 +1,69 @@
+"""Applications publish events into a source of kind `api`."""
+
+from __future__ import annotations
+
+from tests.conftest import basic_config
+
+API_SOURCE = """
+[sources.orders]
+kind = "api"
+
+[[routes]]
+source = "orders"
+destination = "app"
+types = ["order.*"]
+"""
+
+
+async def test_publish_idempotency_and_routing(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url) + API_SOURCE) as hy:
+        async with hy.api() as api:
+            made = await api.post(
+                "/api/v1/tokens", json={"name": "shop", "scope": "publish:orders"}
+            )
+        token = {"authorization": f"Bearer {made.json()['token']}"}
+        headers = {
+            **token,
+            "content-type": "application/json",
+            "hookyard-event-type": "order.created",
+            "idempotency-key": "order-42",
+        }
+        body = b'{"order": 42,  "total": 9.5}'
+        first = await hy.client.post("/api/v1/sources/orders/events", content=body, headers=headers)
+        assert first.status_code == 201
+        assert first.json()["duplicate"] is False
+        repeat = await hy.client.post(
+            "/api/v1/sources/orders/events", content=body, headers=headers
+        )
+        assert repeat.status_code == 200
+        assert repeat.json() == {"id": first.json()["id"], "duplicate": True}
+        reused = await hy.client.post(
+            "/api/v1/sources/orders/events", content=b'{"order": 43}', headers=headers
+        )
+        assert reused.status_code == 409
+        assert reused.json()["error"] == "idempotency_key_reused"
+
+        # Without a key every call is a new event; an unrouted type is stored, not delivered.
+        other = {**token, "hookyard-event-type": "audit.note"}
+        a = await hy.client.post("/api/v1/sources/orders/events", content=b"x", headers=other)
+        b = await hy.client.post("/api/v1/sources/orders/events", content=b"x", headers=other)
+        assert a.json()["id"] != b.json()["id"]
+
+        # A publish token reaches its own source only, and reads nothing.
+        elsewhere = await hy.client.post("/api/v1/sources/open/events", content=b"x", headers=token)
+        assert elsewhere.status_code == 403
+        assert (await hy.client.get("/api/v1/events", headers=token)).status_code == 403
+        # An api source takes no webhooks, and a webhook source takes no publishing.
+        webhook = await hy.client.post("/in/orders", content=b"x")
+        assert webhook.status_code == 404
+        assert "/api/v1/sources/orders/events" in webhook.json()["message"]
+        async with hy.api() as api:
+            not_api = await api.post("/api/v1/sources/open/events", content=b"x")
+            assert not_api.status_code == 404
+            event = (await api.get(f"/api/v1/events/{first.json()['id']}")).json()
+        await receiver.wait_for(1)
+    assert event["origin"] == "publish" and event["event_type"] == "order.created"
+    got = receiver.received[0]
+    assert got.body == body
+    assert got.headers["webhook-id"] == first.json()["id"]
+    assert len(receiver.received) == 1
