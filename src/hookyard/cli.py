@@ -267,9 +267,12 @@ def filter_options(fn: Any) -> Any:
     return fn
 
 
-def filter_params(filters: dict[str, Any]) -> list[tuple[str, str]]:
+QueryParams = list[tuple[str, str | int | float | bool | None]]
+
+
+def filter_params(filters: dict[str, Any]) -> QueryParams:
     """Query parameters for the filter options (field.<path> for each --field)."""
-    params = [
+    params: QueryParams = [
         ("type" if key == "type_" else key, str(value))
         for key, value in filters.items()
         if value is not None and key != "fields"
@@ -545,3 +548,65 @@ def audit(
         click.echo(json.dumps(page))
         return
     _table(page["data"], ["at", "token_name", "action", "target"])
+
+
+@events.command("export")
+@api_options
+@filter_options
+@click.option("--output", "-o", type=click.File("wb"), default="-", help="File (default stdout).")
+def events_export(
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+    output: Any,
+    **filters: Any,
+) -> None:
+    """Stream matching events as NDJSON, bodies base64-encoded (lossless), oldest first."""
+    api = Api(url, token, config)
+    lines = 0
+    try:
+        with api.client.stream(
+            "GET", "/api/v1/events/export", params=filter_params(filters)
+        ) as response:
+            if not response.is_success:
+                response.read()
+                _fail(f"{response.status_code}: {response.text}")
+            for chunk in response.iter_bytes():
+                output.write(chunk)
+                lines += chunk.count(b"\n")
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {api.url}: {exc}")
+    click.echo(f"exported {lines} events", err=True)
+
+
+@events.command("import")
+@api_options
+@click.argument("file", type=click.File("rb"))
+def events_import(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, file: Any
+) -> None:
+    """Load an NDJSON export (events already present are skipped; no deliveries are made)."""
+    api = Api(url, token, config)
+
+    def chunks() -> Any:
+        while block := file.read(1 << 20):
+            yield block
+
+    try:
+        response = api.client.post(
+            "/api/v1/events/import",
+            content=chunks(),
+            headers={"content-type": "application/x-ndjson"},
+            timeout=None,
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {api.url}: {exc}")
+    if not response.is_success:
+        _fail(f"{response.status_code}: {response.json().get('message', response.text)}")
+    result = response.json()
+    click.echo(
+        json.dumps(result)
+        if as_json
+        else f"imported {result['imported']} events, skipped {result['skipped']} already here"
+    )

@@ -233,3 +233,18 @@ def test_token_commands(tmp_path: Path, serve_processes: list) -> None:
     assert "revoked" in refused.stderr
     trail = hookyard("audit", *common, cwd=tmp_path)
     assert "token.revoke" in trail.stdout
+
+
+def test_export_import_commands(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    common = ["--config", str(config), "--url", server.url]
+    httpx.post(f"{server.url}/in/open", content=b"\x00binary\xff")
+    out = tmp_path / "log.ndjson"
+    exported = hookyard(
+        "events", "export", "--source", "open", "-o", str(out), *common, cwd=tmp_path
+    )
+    assert exported.returncode == 0 and "exported 1 events" in exported.stderr
+    loaded = hookyard("events", "import", str(out), "--json", *common, cwd=tmp_path)
+    assert json.loads(loaded.stdout) == {"imported": 0, "skipped": 1}

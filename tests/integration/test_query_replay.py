@@ -94,7 +94,8 @@ async def test_retry_a_dead_delivery(hookyard_factory, receiver):
             receiver.behaviour = None
             retried = await api.post(f"/api/v1/deliveries/{delivery['id']}/retry")
             assert retried.status_code == 200
-            assert retried.json()["status"] == "pending"
+            # Due at once: the worker may already have claimed it when we read it back.
+            assert retried.json()["status"] in ("pending", "in_flight", "succeeded")
             await receiver.wait_for(4)
             await asyncio.sleep(0.2)
             again = await api.post(f"/api/v1/deliveries/{delivery['id']}/retry")

@@ -62,7 +62,8 @@ def test_valid_config_builds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "key", "words"),
     [
-        (('verify = "github"', 'verfy = "github"'), "sources.gh", "verify"),
+        (('verify = "github"', 'verfy = "github"'), "sources.gh.verfy", "unknown key"),
+        (('verify = "github"', 'kind = "webhook"'), "sources.gh", "needs `verify`"),
         (('types = ["push"]', 'types = ["push"]\ncolour = 1'), "routes.0.colour", "unknown key"),
         (('verify = "github"', 'verify = "gitbub"'), "sources.gh.verify", "github"),
         (('listen = "127.0.0.1:8787"', 'listen = "localhost"'), "server.listen", "HOST:PORT"),

@@ -7,7 +7,9 @@ Every route needs a bearer token: the admin token for everything, a read-only to
 Errors have one shape: {"error": "<code>", "message": "..."}.
 """
 
+import base64
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -15,7 +17,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from yarl import URL
 
@@ -26,6 +28,7 @@ from hookyard.errors import StoreError
 from hookyard.ingest import published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
+from hookyard.store.queries import EXPORT_COLUMNS
 from hookyard.tokens import hash_token, new_token
 
 API_PREFIX = "/api/v1"
@@ -273,6 +276,34 @@ def parse_time(value: str | None, name: str) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
+class Imported(BaseModel):
+    imported: int
+    skipped: int  # already present
+
+
+def export_line(row: tuple[Any, ...]) -> bytes:
+    record = dict(zip(EXPORT_COLUMNS, row, strict=True))
+    payload = record.pop("payload")
+    record["payload_base64"] = None if payload is None else base64.b64encode(payload).decode()
+    return orjson.dumps(record) + b"\n"
+
+
+def import_row(line: bytes, number: int) -> tuple[Any, ...]:
+    try:
+        record = orjson.loads(line)
+        payload = record["payload_base64"]
+        return (
+            *(record[column] for column in EXPORT_COLUMNS[:-1]),
+            None if payload is None else base64.b64decode(payload, validate=True),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ApiError(
+            422,
+            "invalid_import",
+            f"line {number}: not an exported event ({exc!r}); the lines before it were imported",
+        ) from None
+
+
 def event_filter(
     request: Request,
     source: str | None = None,
@@ -394,6 +425,69 @@ def build_api(state: AppState) -> FastAPI:
             "data": [_times(r, "received_at") for r in rows],
             "next_cursor": rows[-1]["id"] if more else None,
         }
+
+    @api.get(
+        f"{API_PREFIX}/events/export",
+        tags=["events"],
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    async def export(
+        _: Annotated[Caller, Depends(admin)],
+        filters: Annotated[EventFilter, Depends(event_filter)],
+    ) -> StreamingResponse:
+        """Every matching event, oldest first, as NDJSON (one JSON object a line), streamed in
+        constant memory. Payloads travel base64-encoded, so any bytes survive; `events/import`
+        on another instance loads the file."""
+
+        async def lines() -> AsyncIterator[bytes]:
+            cursor = None
+            while True:
+                rows = await state.store.export_events(filters, cursor=cursor, limit=500)
+                if not rows:
+                    return
+                yield b"".join(export_line(row) for row in rows)
+                cursor = rows[-1][0]
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @api.post(
+        f"{API_PREFIX}/events/import",
+        response_model=Imported,
+        tags=["events"],
+        responses={422: {"model": ErrorBody}},
+        openapi_extra={
+            "requestBody": {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+        },
+    )
+    async def import_(request: Request, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
+        """Load an NDJSON export. Events already here (same id) are skipped; imported events
+        keep their ids and get no deliveries (replay them to deliver)."""
+        imported = skipped = number = 0
+        batch: list[tuple[Any, ...]] = []
+        buffer = b""
+
+        async def flush() -> None:
+            nonlocal imported, skipped, batch
+            if batch:
+                new = await state.store.import_events(batch)
+                imported += new
+                skipped += len(batch) - new
+                batch = []
+
+        async for chunk in request.stream():
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                number += 1
+                if line.strip():
+                    batch.append(import_row(line, number))
+            if len(batch) >= 500:
+                await flush()
+        if buffer.strip():
+            batch.append(import_row(buffer, number + 1))
+        await flush()
+        await audit(who, "events.import", None, imported=imported, skipped=skipped)
+        return {"imported": imported, "skipped": skipped}
 
     @api.get(
         f"{API_PREFIX}/events/{{event_id}}",

@@ -758,6 +758,50 @@ def list_events(
     return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
 
 
+EXPORT_COLUMNS = (
+    "id",
+    "source",
+    "origin",
+    "received_at",
+    "provider_event_id",
+    "event_type",
+    "dedup_key",
+    "content_type",
+    "payload",
+)
+
+
+def export_events(
+    conn: sqlite3.Connection, filters: EventFilter, *, cursor: str | None, limit: int
+) -> list[tuple[Any, ...]]:
+    """Whole events (payload included), oldest first, for export."""
+    clause, params = event_where(filters)
+    if cursor is not None:
+        clause += " AND e.id > ?"
+        params.append(cursor)
+    return conn.execute(
+        f"SELECT {', '.join('e.' + c for c in EXPORT_COLUMNS)} FROM events e WHERE {clause}"
+        " ORDER BY e.id LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+
+
+def import_events(conn: sqlite3.Connection, batches: Sequence[list[tuple[Any, ...]]]) -> list[int]:
+    """Insert exported events that are not here yet (by id); no deliveries. Returns how many
+    were new per batch."""
+    results = []
+    for rows in batches:
+        before = conn.total_changes
+        insert_rows(
+            conn,
+            "INSERT OR IGNORE INTO events (id, source, origin, received_at, provider_event_id,"
+            " event_type, dedup_key, content_type, payload, payload_size) VALUES ",
+            [(*row, len(row[-1]) if row[-1] is not None else 0) for row in rows],
+        )
+        results.append(conn.total_changes - before)
+    return results
+
+
 def count_events(conn: sqlite3.Connection, filters: EventFilter) -> int:
     clause, params = event_where(filters)
     count: int = conn.execute(f"SELECT count(*) FROM events e WHERE {clause}", params).fetchone()[0]

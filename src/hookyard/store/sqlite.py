@@ -268,6 +268,17 @@ class SqliteStore:
     async def list_events(self, filters: EventFilter, **page: Any) -> list[dict[str, Any]]:
         return await self.read(lambda conn: queries.list_events(conn, filters, **page))
 
+    async def export_events(
+        self, filters: EventFilter, *, cursor: str | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        return await self.read(
+            lambda conn: queries.export_events(conn, filters, cursor=cursor, limit=limit)
+        )
+
+    async def import_events(self, rows: list[tuple[Any, ...]]) -> int:
+        imported: int = await self.writer.run(queries.import_events, rows)
+        return imported
+
     async def count_events(self, filters: EventFilter) -> int:
         return await self.read(lambda conn: queries.count_events(conn, filters))
 
