@@ -237,7 +237,7 @@ def start_serve(config: Path, *args: str, timeout: float = 20.0) -> ServeProcess
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        match = re.search(r"listening on (http://\S+)", log_path.read_text(errors="replace"))
+        match = re.search(r"listening on (https?://\S+)", log_path.read_text(errors="replace"))
         if match:
             return ServeProcess(proc, match.group(1), log_path)
         if proc.poll() is not None:

@@ -59,6 +59,17 @@ class ServerConfig(_Model):
     alert_verification_failures: int = Field(default=100, ge=0)
     # Dedup keys are kept this long: longer than any provider's retry horizon.
     dedup_window: Duration = 7 * 86400
+    tls_cert: str | None = None  # PEM certificate (chain) to serve HTTPS; reloaded on SIGHUP
+    tls_key: str | None = None
+    # Proxies whose X-Forwarded-For/-Proto are believed (IPs or CIDRs); nobody else's.
+    trusted_proxies: list[str] = []
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
 
     @field_validator("listen")
     @classmethod

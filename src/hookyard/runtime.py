@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from hookyard import alerts
+from hookyard import alerts, logs
 from hookyard.app import HookyardApp
 from hookyard.config import Settings, load_config, parse_listen
 from hookyard.deliver.worker import Worker
@@ -146,6 +147,7 @@ class _Server(uvicorn.Server):
 
 async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
     settings, base_dir = load_config(config_path, overrides=overrides)
+    logs.configure(settings.server.log_format)
     service = Service(settings, base_dir, config_path=config_path, overrides=overrides)
     state = await service.start()
     gc.freeze()
@@ -155,29 +157,50 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
             file=sys.stderr,
         )
     host, port = parse_listen(settings.server.listen)
-    server = _Server(
-        uvicorn.Config(
-            HookyardApp(state),
-            host=host,
-            port=port,
-            lifespan="off",
-            http="httptools",
-            loop="none",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
+    tls = settings.server.tls_cert is not None
+    cert = str(base_dir / settings.server.tls_cert) if settings.server.tls_cert else None
+    key = str(base_dir / settings.server.tls_key) if settings.server.tls_key else None
+    trusted = settings.server.trusted_proxies
+    config = uvicorn.Config(
+        HookyardApp(state),
+        host=host,
+        port=port,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_level="warning",
+        log_config=None,  # keep our logging setup
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        # Forwarded headers only from configured proxies: the client address and the scheme
+        # (which signed URLs depend on) cannot be spoofed by anyone else.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else "",
     )
+    server = _Server(config)
+
+    def on_hangup() -> None:
+        service.reload()
+        if config.ssl is not None and cert is not None:
+            try:  # new connections get the renewed certificate; open ones keep theirs
+                config.ssl.load_cert_chain(cert, key)
+                log.info("TLS certificate reloaded from %s", cert)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("TLS certificate reload refused, keeping the current one: %s", exc)
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, service.reload)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:
         bound = server.servers[0].sockets[0].getsockname()
         print(
-            f"Hookyard listening on http://{host}:{bound[1]} (database {settings.server.database})",
+            f"Hookyard listening on {'https' if tls else 'http'}://{host}:{bound[1]} "
+            f"(database {settings.server.database})",
             file=sys.stderr,
             flush=True,
         )
@@ -200,7 +223,4 @@ def run(config_path: Path | None, overrides: dict[str, Any]) -> None:
     # the benchmark's p99 (29 ms -> 12-17 ms with this). gc.freeze() in `serve` keeps the
     # long-lived start-up objects out of every later collection.
     gc.set_threshold(50_000, 20, 100)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     uvloop.run(serve(config_path, overrides))
