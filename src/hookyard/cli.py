@@ -610,3 +610,27 @@ def events_import(
         if as_json
         else f"imported {result['imported']} events, skipped {result['skipped']} already here"
     )
+
+
+@main.group()
+def rejected() -> None:
+    """The sampled log of rejected requests, with the reason for each."""
+
+
+@rejected.command("list")
+@api_options
+@click.option("--source", help="Only this source ('(unknown)' for paths naming none).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after this cursor.")
+def rejected_list(
+    config: Path | None, url: str | None, token: str | None, as_json: bool, **filters: Any
+) -> None:
+    """Rejected requests, newest first: status, reason, path."""
+    params = {k: v for k, v in filters.items() if v is not None}
+    page = Api(url, token, config).get("/api/v1/rejected", params=params).json()
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    _table(page["data"], ["received_at", "source", "status", "code", "reason"])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")

@@ -248,3 +248,14 @@ def test_export_import_commands(tmp_path: Path, serve_processes: list) -> None:
     assert exported.returncode == 0 and "exported 1 events" in exported.stderr
     loaded = hookyard("events", "import", str(out), "--json", *common, cwd=tmp_path)
     assert json.loads(loaded.stdout) == {"imported": 0, "skipped": 1}
+
+
+def test_rejected_list_command(tmp_path: Path, serve_processes: list) -> None:
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    server = start_serve(config)
+    serve_processes.append(server)
+    assert httpx.post(f"{server.url}/in/github", content=b"forged").status_code == 401
+    time.sleep(0.8)  # the log is written off the request path, every half second
+    shown = hookyard("rejected", "list", "--config", str(config), "--url", server.url, cwd=tmp_path)
+    assert shown.returncode == 0
+    assert "missing_signature" in shown.stdout and "X-Hub-Signature-256" in shown.stdout

@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import Received, basic_config
 
 ALERTS = """
@@ -45,6 +47,7 @@ def _alerts(received: list[Received]) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in received if r.path == "/alerts"]
 
 
+@pytest.mark.slow
 async def test_paused_destination_holds_then_delivers_everything_at_its_pace(
     hookyard_factory, receiver
 ):
@@ -58,7 +61,8 @@ async def test_paused_destination_holds_then_delivers_everything_at_its_pace(
         return 204
 
     receiver.behaviour = measured
-    async with hookyard_factory(basic_config(receiver.url, destination="concurrency = 4")) as hy:
+    pace = 'concurrency = 4\nrate_limit = "400/s"'
+    async with hookyard_factory(basic_config(receiver.url, destination=pace)) as hy:
         async with hy.api() as api:
             paused = await api.post("/api/v1/destinations/app/pause")
             assert paused.json() == {"destination": "app", "state": "paused", "changed": True}
@@ -66,7 +70,7 @@ async def test_paused_destination_holds_then_delivers_everything_at_its_pace(
             assert again.json()["changed"] is False
         ids = [
             (await hy.client.post("/in/open", content=f"{i}".encode())).json()["id"]
-            for i in range(300)
+            for i in range(1000)
         ]
         await asyncio.sleep(0.5)
         assert receiver.received == []
@@ -75,9 +79,12 @@ async def test_paused_destination_holds_then_delivers_everything_at_its_pace(
             listed = (await api.get("/api/v1/destinations")).json()
             assert listed[0]["state"] == "paused"
             assert (await api.post("/api/v1/destinations/app/resume")).json()["changed"]
-        await receiver.wait_for(300, timeout=30)
+        await receiver.wait_for(1000, timeout=60)
     assert sorted(receiver.ids()) == sorted(ids)
     assert in_flight["most"] <= 4
+    times = sorted(r.at for r in receiver.received)
+    # One second's worth of tokens (400) at once, then 400 a second: 1,000 take >= 1.5 s.
+    assert times[-1] - times[0] >= 1.4
 
 
 async def test_410_disables_the_destination_and_raises_an_alert(hookyard_factory, receiver):
