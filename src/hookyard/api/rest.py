@@ -8,8 +8,10 @@ Errors have one shape: {"error": "<code>", "message": "..."}.
 """
 
 import base64
+import math
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -19,6 +21,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from yarl import URL
 
 from hookyard import __version__
@@ -121,7 +124,8 @@ class RejectedPage(BaseModel):
 
 class SourceInfo(BaseModel):
     name: str
-    verify: str
+    kind: Literal["webhook", "api"]
+    verify: str | None  # None for api sources
     destinations: list[str]
 
 
@@ -263,17 +267,37 @@ def parse_time(value: str | None, name: str) -> float | None:
     """ISO 8601 (a missing offset means UTC) or unix seconds."""
     if value is None:
         return None
+    problem = ApiError(
+        422, "invalid_parameter", f"{name}: expected ISO 8601 or unix seconds, got {value!r}"
+    )
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            422, "invalid_parameter", f"{name}: expected ISO 8601 or unix seconds, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise problem from None
+        seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(seconds) or not 0 <= seconds < 2**47 / 1000:  # ids hold 48-bit ms
+        raise problem
+    return seconds
+
+
+FIELD_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def field_filters(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """`field.<dotted.path>=value` filters, with paths checked (they become JSON paths)."""
+    checked = []
+    for path, value in pairs:
+        if not FIELD_PATH.match(path):
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                f"field.{path}: expected a dotted path of names or indexes, like data.items.0.id",
+            )
+        checked.append((path, value))
+    return tuple(checked)
 
 
 class Imported(BaseModel):
@@ -315,10 +339,10 @@ def event_filter(
     until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
     provider_event_id: str | None = None,
 ) -> EventFilter:
-    fields = tuple(
+    fields = field_filters(
         (key.removeprefix("field."), value)
         for key, value in request.query_params.multi_items()
-        if key.startswith("field.") and len(key) > 6
+        if key.startswith("field.")
     )
     return EventFilter(
         source=source,
@@ -340,7 +364,12 @@ def build_api(state: AppState) -> FastAPI:
         openapi_url="/api/openapi.json",
         docs_url=None,
         redoc_url=None,
-        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+        responses={
+            400: {"model": ErrorBody},
+            401: {"model": ErrorBody},
+            403: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
     )
 
     async def caller(request: Request) -> Caller:
@@ -377,11 +406,13 @@ def build_api(state: AppState) -> FastAPI:
             )
         )
 
-    @api.exception_handler(HTTPException)
+    @api.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, "error"
-        )
+        code = getattr(exc, "code", None) or {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "error")
         return JSONResponse({"error": code, "message": str(exc.detail)}, exc.status_code)
 
     @api.exception_handler(RequestValidationError)
@@ -514,7 +545,11 @@ def build_api(state: AppState) -> FastAPI:
     @api.get(
         f"{API_PREFIX}/events/{{event_id}}/raw",
         tags=["events"],
-        responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}},
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            404: {"model": ErrorBody},
+            410: {"model": ErrorBody},
+        },
     )
     async def get_raw(event_id: str, _: Annotated[Caller, Depends(admin)]) -> Response:
         """The payload exactly as received, with its original content type. Admin only: a body
@@ -552,7 +587,7 @@ def build_api(state: AppState) -> FastAPI:
             since=parse_time(body.since, "since"),
             until=parse_time(body.until, "until"),
             provider_event_id=body.provider_event_id,
-            fields=tuple(body.fields.items()),
+            fields=field_filters(body.fields.items()),
         )
         to = known_destination(body.to)
         matched = await state.store.count_events(filters) if body.cursor is None else 0
@@ -668,6 +703,7 @@ def build_api(state: AppState) -> FastAPI:
             404: {"model": ErrorBody},
             409: {"model": ErrorBody},
             413: {"model": ErrorBody},
+            503: {"model": ErrorBody},
         },
         openapi_extra={
             "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
@@ -808,6 +844,7 @@ def build_api(state: AppState) -> FastAPI:
         return [
             {
                 "name": name,
+                "kind": gateway.settings.sources[name].kind,
                 "verify": gateway.settings.sources[name].verify,
                 "destinations": sorted({d for r in gateway.routes[name] for d in r.destinations}),
             }

@@ -695,6 +695,13 @@ def _field_value(text: str) -> list[Any]:
     return candidates
 
 
+def _json_path(dotted: str) -> str:
+    """data.items.0.id -> $."data"."items"[0]."id" (names quoted, digits as indexes)."""
+    return "$" + "".join(
+        f"[{part}]" if part.isdigit() else f'."{part}"' for part in dotted.split(".")
+    )
+
+
 def event_where(f: EventFilter) -> tuple[str, list[Any]]:
     """SQL conditions on `events e` for a filter."""
     where: list[str] = []
@@ -731,7 +738,7 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
             "CASE WHEN json_valid(CAST(e.payload AS TEXT)) THEN json_extract(CAST(e.payload AS"
             f" TEXT), ?) END IN ({','.join('?' * len(candidates))})"
         )
-        params += ["$." + path, *candidates]
+        params += [_json_path(path), *candidates]
     return " AND ".join(where) or "1", params
 
 
