@@ -72,3 +72,20 @@ async def test_static_headers_auth_and_rotated_signatures(hookyard_factory, rece
     assert len(got.headers["webhook-signature"].split()) == 2
     for secret in (DEST_SECRET, SECOND_SECRET):  # receivers on either secret accept it
         standardwebhooks.Webhook(secret).verify(got.body, got.headers)
+
+
+async def test_a_blocked_key_does_not_make_the_worker_spin(hookyard_factory, receiver):
+    receiver.behaviour = lambda item: 500 if b'"first"' in item.body else 204
+    config = basic_config(receiver.url, destination='ordering = "source"').replace(
+        'retry_schedule = ["0", "100ms", "100ms"]', 'retry_schedule = ["0", "30s"]'
+    )
+    async with hookyard_factory(config) as hy:
+        await hy.client.post("/in/open", content=b'{"n": "first"}')
+        await receiver.wait_for(1)
+        await hy.client.post("/in/open", content=b'{"n": "second"}')  # waits behind the first
+        await asyncio.sleep(0.3)
+        before = hy.service.store.writer.commits
+        await asyncio.sleep(1.0)
+        idle_commits = hy.service.store.writer.commits - before
+    assert len(receiver.received) == 1
+    assert idle_commits < 30  # a worker polling the blocked key would commit ~1,000 claims

@@ -31,12 +31,14 @@ class Worker:
     def __init__(self, state: AppState, sender: HttpSender | None = None) -> None:
         self.state = state
         self.sender = sender or HttpSender()
-        self._in_flight: Counter[str] = Counter()  # per destination
         self._tasks: dict[asyncio.Task[None], Claim] = {}
-        self._slot_free = asyncio.Event()
+        self._slot_released = asyncio.Event()
         self._stopping = False
         self._buckets: dict[str, TokenBucket] = {}
-        self._sending: set[str] = set()  # deliveries holding a destination slot
+        # Deliveries holding a destination slot (delivery id -> destination): from the claim
+        # until the destination's answer is in.
+        self._sending: dict[str, str] = {}
+        self._round = 0  # rotates which destination claims first
         self._rate_wait: float | None = None  # until the next token of a rate-limited one
         self._main: asyncio.Task[None] | None = None
 
@@ -59,18 +61,22 @@ class Worker:
             await self.state.store.release(leftover)
         await self.sender.close()
 
-    def _free_slots(self) -> dict[str, int]:
-        """How many deliveries each destination may take now: its free concurrency slots,
-        within its rate limit and the worker's overall max_in_flight."""
+    def _claim_limits(self) -> tuple[dict[str, int], int]:
+        """How many deliveries each destination may take now (its free concurrency slots,
+        within its rate limit), and how many all together (max_in_flight). The order rotates
+        so that, when the overall cap binds, no destination is always served last."""
         settings = self.state.gateway.settings.worker
-        total_free = settings.max_in_flight - len(self._sending)
+        busy = Counter(self._sending.values())
         limits = {}
-        paused_or_disabled = self.state.destination_states
         self._rate_wait = None
-        for name, destination in self.state.gateway.destinations.items():
-            if paused_or_disabled.get(name, "active") != "active":
+        names = list(self.state.gateway.destinations)
+        self._round += 1
+        shift = self._round % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            destination = self.state.gateway.destinations[name]
+            if self.state.destination_states.get(name, "active") != "active":
                 continue  # its deliveries are held
-            free = min(destination.concurrency - self._in_flight[name], total_free, CLAIM_BATCH)
+            free = min(destination.concurrency - busy[name], CLAIM_BATCH)
             bucket = self._bucket(destination)
             if bucket is not None and free > 0:
                 free = min(free, bucket.available())
@@ -81,8 +87,7 @@ class Worker:
                     )
             if free > 0:
                 limits[name] = free
-                total_free -= free  # max_in_flight bounds all destinations together
-        return limits
+        return limits, settings.max_in_flight - len(self._sending)
 
     def _bucket(self, destination: Destination) -> TokenBucket | None:
         if destination.rate_limit is None:
@@ -96,12 +101,12 @@ class Worker:
     async def _run(self) -> None:
         while not self._stopping:
             self.state.work_ready.clear()
-            self._slot_free.clear()
-            limits = self._free_slots()
+            self._slot_released.clear()
             try:
-                claims = (
-                    await self.state.store.claim(limits, self.state.gateway.lease) if limits else []
-                )
+                limits, total = self._claim_limits()
+                claims = []
+                if limits and total > 0:
+                    claims = await self.state.store.claim(limits, total, self.state.gateway.lease)
                 for claim in claims:
                     bucket = self._buckets.get(claim.destination)
                     if bucket is not None:
@@ -117,14 +122,14 @@ class Worker:
                 timeout = 1.0
             waiters = [asyncio.ensure_future(self.state.work_ready.wait())]
             if self._tasks:
-                waiters.append(asyncio.ensure_future(self._slot_free.wait()))
+                waiters.append(asyncio.ensure_future(self._slot_released.wait()))
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 
     async def _idle_timeout(self, limits: dict[str, int]) -> float:
         """Sleep until the next delivery of a destination with free slots falls due; a full
-        destination wakes the loop through `_slot_free` instead (else its backlog, already
+        destination wakes the loop through `_slot_released` instead (else its backlog, already
         due, would make this loop spin)."""
         timeout = self.state.gateway.settings.worker.poll_interval
         if self._rate_wait is not None:  # a rate-limited destination gets a token then
@@ -137,22 +142,19 @@ class Worker:
         return timeout
 
     def _spawn(self, claim: Claim, event: EventData | None) -> None:
-        self._in_flight[claim.destination] += 1
-        self._sending.add(claim.delivery_id)
+        self._sending[claim.delivery_id] = claim.destination
         task = asyncio.create_task(self._attempt(claim, event))
         self._tasks[task] = claim
         task.add_done_callback(self._done)
 
-    def _free_slot(self, claim: Claim) -> None:
+    def _release_slot(self, claim: Claim) -> None:
         """The destination's slot is free once its answer is in: the attempt's record is
         committed afterwards without holding the slot (the lease still guards the row)."""
-        if claim.delivery_id in self._sending:
-            self._sending.discard(claim.delivery_id)
-            self._in_flight[claim.destination] -= 1
-            self._slot_free.set()
+        if self._sending.pop(claim.delivery_id, None) is not None:
+            self._slot_released.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._free_slot(self._tasks.pop(task))
+        self._release_slot(self._tasks.pop(task))
 
     async def _attempt(self, claim: Claim, event: EventData | None) -> None:
         gateway = self.state.gateway
@@ -167,7 +169,7 @@ class Worker:
             response = Response(None, None, "the event is no longer stored", 0.0)
         else:
             response = await self.sender.send(destination, event, gateway.sources.get(event.source))
-        self._free_slot(claim)
+        self._release_slot(claim)
         code = response.status_code
         self.state.attempts[(destination.name, f"{code // 100}xx" if code else "error")] += 1
         if code is not None and 200 <= code < 300:

@@ -238,16 +238,19 @@ SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
     ORDER BY lease_until LIMIT :limit
 )
 """
-# A delivery with an ordering key waits while an earlier one with the same key is unfinished.
-PICK_DUE = """
+# Deliveries `d` that may go now: a delivery with an ordering key waits while an earlier one
+# with the same key is unfinished.
+READY = """
+    d.status IN ('pending', 'retrying') AND d.destination = :destination
+    AND (d.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries earlier
+        WHERE earlier.destination = d.destination AND earlier.ordering_key = d.ordering_key
+          AND earlier.id < d.id AND earlier.status IN ('pending', 'retrying', 'in_flight')))
+"""
+PICK_DUE = f"""
 SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
     SELECT d.id, d.event_id, d.attempts, d.replay FROM deliveries d
-    WHERE d.status IN ('pending', 'retrying') AND d.destination = :destination
-      AND d.next_attempt_at <= :now
-      AND (d.ordering_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM deliveries earlier
-          WHERE earlier.destination = d.destination AND earlier.ordering_key = d.ordering_key
-            AND earlier.id < d.id AND earlier.status IN ('pending', 'retrying', 'in_flight')))
+    WHERE {READY} AND d.next_attempt_at <= :now
     ORDER BY d.next_attempt_at LIMIT :limit
 )
 """
@@ -259,16 +262,19 @@ WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:picked))
 
 
 def claim(
-    conn: sqlite3.Connection, requests: Sequence[tuple[float, float, dict[str, int]]]
+    conn: sqlite3.Connection, requests: Sequence[tuple[float, float, dict[str, int], int]]
 ) -> list[list[Claim]]:
-    """Lease up to `limit` deliveries per destination: first those whose lease expired (their
-    worker died), then those due. Claiming no more than a destination's free slots keeps
-    leases from running out while deliveries wait for a slot."""
+    """Lease up to `limit` deliveries per destination, `total` in all, in the given order:
+    first those whose lease expired (their worker died), then those due. Claiming no more than
+    a destination's free slots keeps leases from running out while deliveries wait."""
     results = []
-    for now, lease_seconds, limits in requests:
+    for now, lease_seconds, limits, total in requests:
         lease = now + lease_seconds
         claimed: list[Claim] = []
-        for destination, limit in limits.items():
+        for destination, most in limits.items():
+            limit = min(most, total - len(claimed))
+            if limit <= 0:
+                break
             for pick in (PICK_EXPIRED, PICK_DUE):
                 params = {"now": now, "limit": limit, "destination": destination}
                 picked = conn.execute(pick, params).fetchone()[0]
@@ -316,6 +322,11 @@ def _finish_sql(rows: int) -> str:
     )
 
 
+# A destination with no failure for this long is not "failing continuously" any more, even if
+# no success came in between (say it had no traffic); its next failure starts a new streak.
+QUIET_RESETS_FAILING = 86400.0
+
+
 def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[float | None]:
     """Record attempts and move each delivery on, in two statements for the whole group. A
     delivery whose lease was lost meanwhile keeps its new owner's state; the attempt is still
@@ -361,12 +372,15 @@ def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[float 
         failing[o.claim.destination] = None if o.status == "succeeded" else o.started_at
     names = orjson.dumps(failing)
     conn.execute(
-        "INSERT INTO destination_state (name, state, changed_at, failing_since)"
-        " SELECT key, 'active', ?, value FROM json_each(?) WHERE true"
-        " ON CONFLICT (name) DO UPDATE SET failing_since = CASE"
+        "INSERT INTO destination_state (name, state, changed_at, failing_since, last_failure_at)"
+        " SELECT key, 'active', :now, value, value FROM json_each(:names) WHERE true"
+        " ON CONFLICT (name) DO UPDATE SET"
+        " failing_since = CASE"
         "  WHEN excluded.failing_since IS NULL THEN NULL"
-        "  ELSE coalesce(destination_state.failing_since, excluded.failing_since) END",
-        (now, names),
+        "  WHEN destination_state.last_failure_at < :now - :quiet THEN excluded.failing_since"
+        "  ELSE coalesce(destination_state.failing_since, excluded.failing_since) END,"
+        " last_failure_at = coalesce(excluded.last_failure_at, destination_state.last_failure_at)",
+        {"now": now, "names": names, "quiet": QUIET_RESETS_FAILING},
     )
     since = orjson.loads(
         conn.execute(
@@ -615,15 +629,16 @@ def queue_figures(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, 
 
 
 def next_due(conn: sqlite3.Connection, destinations: Sequence[str]) -> float | None:
-    """When the earliest waiting delivery or lease of these destinations falls due."""
+    """When the earliest delivery that may go (see READY) or lease of these destinations falls
+    due; a delivery waiting behind another with its ordering key does not count."""
     times = []
     for destination in destinations:
         times += conn.execute(
-            "SELECT min(next_attempt_at) FROM deliveries"
-            " WHERE status IN ('pending', 'retrying') AND destination = ?"
+            "SELECT * FROM (SELECT d.next_attempt_at FROM deliveries d"
+            f" WHERE {READY} ORDER BY d.next_attempt_at LIMIT 1)"
             " UNION ALL SELECT min(lease_until) FROM deliveries"
-            " WHERE status = 'in_flight' AND destination = ?",
-            (destination, destination),
+            " WHERE status = 'in_flight' AND destination = :destination",
+            {"destination": destination},
         ).fetchall()
     return min((t for (t,) in times if t is not None), default=None)
 

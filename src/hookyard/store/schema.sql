@@ -1,4 +1,4 @@
--- Hookyard schema, version 4 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 5 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -117,7 +117,8 @@ CREATE TABLE destination_state (
     state         TEXT NOT NULL,        -- active | paused | disabled
     reason        TEXT,
     changed_at    REAL NOT NULL,
-    failing_since REAL                  -- first failure since the last success
+    failing_since REAL,                 -- first failure since the last success
+    last_failure_at REAL
 );
 
 -- The audit log of administrative actions (who, what, when).
@@ -131,4 +132,4 @@ CREATE TABLE audit (
     detail     TEXT                    -- JSON
 );
 
-INSERT INTO schema_version (version) VALUES (4);
+INSERT INTO schema_version (version) VALUES (5);

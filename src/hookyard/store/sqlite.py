@@ -29,7 +29,7 @@ from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIN_SQLITE = (3, 35, 0)
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -180,9 +180,11 @@ class SqliteStore:
         result: list[Accepted] = await self.writer.run(queries.ingest, rows)
         return result
 
-    async def claim(self, limits: dict[str, int], lease: float) -> list[Claim]:
-        """Lease up to limits[destination] deliveries of each destination."""
-        result: list[Claim] = await self.writer.run(queries.claim, (time.time(), lease, limits))
+    async def claim(self, limits: dict[str, int], total: int, lease: float) -> list[Claim]:
+        """Lease up to limits[destination] deliveries of each destination, `total` at most."""
+        result: list[Claim] = await self.writer.run(
+            queries.claim, (time.time(), lease, limits, total)
+        )
         return result
 
     async def release(self, claims: list[Claim]) -> None:
