@@ -8,6 +8,7 @@ resolved here and never appear in errors, logs or API output.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -63,6 +64,12 @@ class ServerConfig(_Model):
     tls_key: str | None = None
     # Proxies whose X-Forwarded-For/-Proto are believed (IPs or CIDRs); nobody else's.
     trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return _cidrs(value)
+
     log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
@@ -127,9 +134,12 @@ class BackoffConfig(_Model):
     attempts: int = Field(default=8, ge=1, le=1000)
 
     def schedule(self) -> list[float]:
-        return [0.0] + [
-            min(self.initial * self.factor**i, self.max) for i in range(self.attempts - 1)
-        ]
+        delays = [0.0]
+        delay = self.initial
+        for _ in range(self.attempts - 1):
+            delays.append(min(delay, self.max))
+            delay = min(delay * self.factor, self.max)  # capped as it grows: no overflow
+        return delays
 
 
 RATE_UNITS = {"s": 1.0, "m": 60.0}
@@ -144,8 +154,8 @@ def parse_rate(value: str) -> float:
         rate = float(count) / RATE_UNITS[unit]
     except ValueError:
         raise ValueError(f"expected N/s or N/m, got {value!r}") from None
-    if rate <= 0:
-        raise ValueError("a rate must be positive")
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError("a rate must be a positive number")
     return rate
 
 

@@ -6,11 +6,17 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hookyard.config import Settings, resolve_secret
-from hookyard.store import Store
+
+if TYPE_CHECKING:  # the store imports this module's names
+    from hookyard.store import Store
 
 PREFIX = "hky_"
+CONFIGURED_ADMIN = "admin (configured)"
+GENERATED_ADMIN = "admin (generated)"
+RESERVED_TOKEN_NAMES = frozenset({CONFIGURED_ADMIN, GENERATED_ADMIN})  # start-up manages them
 
 
 def new_token() -> str:
@@ -47,7 +53,7 @@ def bootstrap_admin(store: Store, settings: Settings, base_dir: Path) -> Path | 
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    store.ensure_token("admin (generated)", hash_token(token), "admin")
+    store.ensure_token(GENERATED_ADMIN, hash_token(token), "admin")
     return path
 
 

@@ -37,7 +37,12 @@ async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver):
         first_id = orjson.loads(lines[1])["id"]
         raw = await api.get(f"/api/v1/events/{first_id}/raw")
         broken = await api.post("/api/v1/events/import", content=b'{"id": "evt_x"}\n')
+        later_bad = lines[0].replace(b'"origin":"webhook"', b'"origin":"mars"')
+        mixed = await api.post("/api/v1/events/import", content=b"\n".join([*lines[:2], later_bad]))
     assert reexported == exported  # the same ids, times, types and bytes
     assert raw.content == bodies[1] and raw.headers["content-type"] == "x/y"
     assert broken.status_code == 422
     assert "line 1" in broken.json()["message"]
+    assert mixed.status_code == 422  # line 3 is bad; lines 1 and 2 were already here
+    assert "line 3" in mixed.json()["message"]
+    assert "0 events before it" in mixed.json()["message"]

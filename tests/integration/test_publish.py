@@ -67,3 +67,26 @@ async def test_publish_idempotency_and_routing(hookyard_factory, receiver):
     assert got.body == body
     assert got.headers["webhook-id"] == first.json()["id"]
     assert len(receiver.received) == 1
+
+
+async def test_publish_refuses_oversized_bodies_and_reserved_names(hookyard_factory, receiver):
+    config = (basic_config(receiver.url) + API_SOURCE).replace(
+        'kind = "api"', 'kind = "api"\nmax_body = 100', 1
+    )
+    async with hookyard_factory(config) as hy, hy.api() as api:
+        big = await api.post("/api/v1/sources/orders/events", content=b"x" * 101)
+        assert big.status_code == 413
+        assert big.json()["error"] == "body_too_large"
+
+        async def chunks():
+            for _ in range(5):
+                yield b"y" * 50
+
+        streamed = await api.post("/api/v1/sources/orders/events", content=chunks())
+        assert streamed.status_code == 413
+        reserved = await api.post(
+            "/api/v1/tokens", json={"name": "admin (configured)", "scope": "read"}
+        )
+        assert reserved.status_code == 422
+        useless = await api.post("/api/v1/tokens", json={"name": "x", "scope": "publish:open"})
+        assert useless.status_code == 422  # open is a webhook source: nothing to publish to

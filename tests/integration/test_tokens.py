@@ -6,13 +6,14 @@ from tests.conftest import basic_config
 
 
 async def test_scopes_revocation_and_audit(hookyard_factory, receiver):
-    async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
+    config = basic_config(receiver.url) + '\n[sources.orders]\nkind = "api"\n'
+    async with hookyard_factory(config) as hy, hy.api() as api:
         made = await api.post("/api/v1/tokens", json={"name": "dashboards", "scope": "read"})
         assert made.status_code == 201
         reader = made.json()
         assert reader["token"].startswith("hky_") and reader["scope"] == "read"
         publisher = (
-            await api.post("/api/v1/tokens", json={"name": "app", "scope": "publish:open"})
+            await api.post("/api/v1/tokens", json={"name": "app", "scope": "publish:orders"})
         ).json()
         bad = await api.post("/api/v1/tokens", json={"name": "x", "scope": "publish:nope"})
         assert bad.status_code == 422

@@ -203,3 +203,27 @@ def test_exponential_backoff_and_exclusive_options(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError):
             _build(tmp_path, text.replace(bad, words))
+
+
+def test_pathological_numbers_are_config_errors(tmp_path: Path) -> None:
+    for bad in ('rate_limit = "inf/s"', 'rate_limit = "nan/m"', 'rate_limit = "0/s"'):
+        with pytest.raises(ConfigError, match="rate_limit"):
+            _build(
+                tmp_path,
+                VALID.replace('types = ["push"]', 'types = ["push"]').replace(
+                    'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"',
+                    f'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n{bad}',
+                ),
+            )
+    huge = VALID.replace(
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"',
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n'
+        'backoff = { factor = 10, attempts = 400, max = "1h" }',
+    )
+    schedule = _build(tmp_path, huge).destinations["app"].retry_schedule
+    assert len(schedule) == 400 and max(schedule) == 3600
+    proxies = VALID.replace(
+        'listen = "127.0.0.1:8787"', 'listen = "127.0.0.1:8787"\ntrusted_proxies = ["*"]'
+    )
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        _build(tmp_path, proxies)

@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,7 @@ import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from yarl import URL
 
@@ -32,7 +32,7 @@ from hookyard.ingest import published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.store.queries import EXPORT_COLUMNS
-from hookyard.tokens import hash_token, new_token
+from hookyard.tokens import RESERVED_TOKEN_NAMES, hash_token, new_token
 
 API_PREFIX = "/api/v1"
 
@@ -312,20 +312,52 @@ def export_line(row: tuple[Any, ...]) -> bytes:
     return orjson.dumps(record) + b"\n"
 
 
+class ExportedEvent(BaseModel):
+    """One line of an export, checked before it is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(pattern=r"^evt_[0-9A-HJKMNP-TV-Z]{26}$")]
+    source: Annotated[str, Field(min_length=1, max_length=200)]
+    origin: Origin
+    received_at: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    provider_event_id: str | None
+    event_type: str | None
+    dedup_key: str | None
+    content_type: str | None
+    payload_base64: str | None
+
+
+class BadImportLine(Exception):
+    def __init__(self, number: int, problem: str) -> None:
+        super().__init__(f"line {number}: not an exported event ({problem})")
+
+
 def import_row(line: bytes, number: int) -> tuple[Any, ...]:
     try:
-        record = orjson.loads(line)
-        payload = record["payload_base64"]
-        return (
-            *(record[column] for column in EXPORT_COLUMNS[:-1]),
-            None if payload is None else base64.b64decode(payload, validate=True),
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ApiError(
-            422,
-            "invalid_import",
-            f"line {number}: not an exported event ({exc!r}); the lines before it were imported",
-        ) from None
+        record = ExportedEvent.model_validate_json(line)
+        payload = record.payload_base64
+        body = None if payload is None else base64.b64decode(payload, validate=True)
+    except (ValidationError, ValueError) as exc:
+        problem = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise BadImportLine(number, problem) from None
+    values = record.model_dump()
+    return (*(values[column] for column in EXPORT_COLUMNS[:-1]), body)
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit` (never read whole)."""
+    declared = request.headers.get("content-length", "")
+    too_large = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def event_filter(
@@ -463,7 +495,7 @@ def build_api(state: AppState) -> FastAPI:
         responses={200: {"content": {"application/x-ndjson": {}}}},
     )
     async def export(
-        _: Annotated[Caller, Depends(admin)],
+        who: Annotated[Caller, Depends(admin)],
         filters: Annotated[EventFilter, Depends(event_filter)],
     ) -> StreamingResponse:
         """Every matching event, oldest first, as NDJSON (one JSON object a line), streamed in
@@ -479,6 +511,7 @@ def build_api(state: AppState) -> FastAPI:
                 yield b"".join(export_line(row) for row in rows)
                 cursor = rows[-1][0]
 
+        await audit(who, "events.export", None, filters=asdict(filters))
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @api.post(
@@ -505,17 +538,26 @@ def build_api(state: AppState) -> FastAPI:
                 skipped += len(batch) - new
                 batch = []
 
-        async for chunk in request.stream():
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                number += 1
-                if line.strip():
-                    batch.append(import_row(line, number))
-            if len(batch) >= 500:
-                await flush()
-        if buffer.strip():
-            batch.append(import_row(buffer, number + 1))
+        try:
+            async for chunk in request.stream():
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    number += 1
+                    if line.strip():
+                        batch.append(import_row(line, number))
+                if len(batch) >= 500:
+                    await flush()
+            if buffer.strip():
+                batch.append(import_row(buffer, number + 1))
+        except BadImportLine as exc:
+            await flush()  # the good lines before the bad one are kept, as the message says
+            await audit(
+                who, "events.import", None, imported=imported, skipped=skipped, error=str(exc)
+            )
+            raise ApiError(
+                422, "invalid_import", f"{exc}; the {imported} events before it were imported"
+            ) from None
         await flush()
         await audit(who, "events.import", None, imported=imported, skipped=skipped)
         return {"imported": imported, "skipped": skipped}
@@ -589,7 +631,8 @@ def build_api(state: AppState) -> FastAPI:
             provider_event_id=body.provider_event_id,
             fields=field_filters(body.fields.items()),
         )
-        to = known_destination(body.to)
+        # Filtering on a destination replays to it alone, not to every earlier destination.
+        to = known_destination(body.to or body.destination)
         matched = await state.store.count_events(filters) if body.cursor is None else 0
         if body.dry_run:
             return {"matched": matched, "replayed": 0, "deliveries": 0, "next_cursor": None}
@@ -597,7 +640,8 @@ def build_api(state: AppState) -> FastAPI:
             filters, cursor=body.cursor, limit=body.limit, order="asc"
         )
         ids = [row["id"] for row in rows]
-        created = await state.store.replay(ids, to) if ids else 0
+        configured = list(state.gateway.destinations)
+        created = await state.store.replay(ids, to, configured) if ids else 0
         if created:
             state.work_ready.set()
         await audit(
@@ -631,7 +675,9 @@ def build_api(state: AppState) -> FastAPI:
         """Deliver the event again: new deliveries with the same webhook-id, marked replay."""
         if await state.store.get_raw(event_id) is None:
             raise ApiError(404, "not_found", f"no event {event_id!r}")
-        created = await state.store.replay([event_id], known_destination(destination))
+        created = await state.store.replay(
+            [event_id], known_destination(destination), list(state.gateway.destinations)
+        )
         if created:
             state.work_ready.set()
         await audit(who, "event.replay", event_id, destination=destination, deliveries=created)
@@ -722,9 +768,9 @@ def build_api(state: AppState) -> FastAPI:
         found = state.gateway.sources.get(source)
         if found is None or found.kind != "api":
             raise ApiError(404, "not_found", f"no source of kind api named {source!r}")
-        body = await request.body()
-        if len(body) > found.max_body:
-            raise ApiError(413, "body_too_large", f"the body exceeds {found.max_body} bytes")
+        if state.store.pending_writes >= state.gateway.settings.server.max_pending:
+            raise ApiError(503, "unavailable", "overloaded; retry later")
+        body = await bounded_body(request, found.max_body)
         prepared = published(
             state.gateway,
             source,
@@ -759,7 +805,8 @@ def build_api(state: AppState) -> FastAPI:
         kind, _, name = scope.partition(":")
         if scope in ("admin", "read"):
             return scope
-        if kind == "publish" and name in state.gateway.sources:
+        source = state.gateway.sources.get(name)
+        if kind == "publish" and source is not None and source.kind == "api":
             return scope
         if kind == "relay" and name in state.gateway.destinations:
             return scope
@@ -781,6 +828,8 @@ def build_api(state: AppState) -> FastAPI:
         body: TokenRequest, who: Annotated[Caller, Depends(admin)]
     ) -> dict[str, Any]:
         """A new scoped token. The token is in this answer only; Hookyard keeps its hash."""
+        if body.name in RESERVED_TOKEN_NAMES:
+            raise ApiError(422, "invalid_parameter", f"the name {body.name!r} is reserved")
         token = new_token()
         token_id = await state.store.create_token(
             body.name, hash_token(token), valid_scope(body.scope)

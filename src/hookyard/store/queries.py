@@ -23,6 +23,7 @@ from hookyard.models import (
     Outcome,
     Rejected,
 )
+from hookyard.tokens import CONFIGURED_ADMIN, GENERATED_ADMIN
 
 INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
 INSERT_DEDUP_IGNORE = "INSERT OR IGNORE INTO dedup (source, key, event_id, first_seen) VALUES "
@@ -41,12 +42,14 @@ MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32
 
 
 @functools.lru_cache(maxsize=256)
-def _values_sql(prefix: str, columns: int, rows: int) -> str:
+def _values_sql(prefix: str, columns: int, rows: int, suffix: str) -> str:
     row = "(" + ",".join("?" * columns) + ")"
-    return prefix + ",".join([row] * rows)
+    return prefix + ",".join([row] * rows) + suffix
 
 
-def insert_rows(conn: sqlite3.Connection, prefix: str, rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_rows(
+    conn: sqlite3.Connection, prefix: str, rows: Sequence[tuple[Any, ...]], suffix: str = ""
+) -> None:
     """Insert many rows with few multi-row statements rather than executemany.
 
     The sqlite3 module gives up and retakes the GIL around every step; executemany steps once
@@ -60,7 +63,7 @@ def insert_rows(conn: sqlite3.Connection, prefix: str, rows: Sequence[tuple[Any,
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         conn.execute(
-            _values_sql(prefix, columns, len(chunk)),
+            _values_sql(prefix, columns, len(chunk), suffix),
             [value for row in chunk for value in row],
         )
 
@@ -437,12 +440,16 @@ def retry_dead(conn: sqlite3.Connection, destinations: Sequence[str]) -> list[in
     ]
 
 
-def replay(conn: sqlite3.Connection, requests: Sequence[tuple[list[str], str | None]]) -> list[int]:
+def replay(
+    conn: sqlite3.Connection,
+    requests: Sequence[tuple[list[str], str | None, frozenset[str]]],
+) -> list[int]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
-    they were delivered to before (keeping each delivery's ordering key). Returns how many."""
+    still configured that they were delivered to before (keeping each delivery's ordering
+    key). Returns how many."""
     now = time.time()
     created = []
-    for event_ids, destination in requests:
+    for event_ids, destination, configured in requests:
         rows = conn.execute(
             "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM json_each(?) j"
             " JOIN events e ON e.id = j.value"
@@ -450,7 +457,11 @@ def replay(conn: sqlite3.Connection, requests: Sequence[tuple[list[str], str | N
             " AND (? IS NULL OR d.destination = ?)",
             (orjson.dumps(event_ids), destination, destination),
         ).fetchall()
-        targets = {(event_id, name or destination, key) for event_id, name, key in rows}
+        targets = {
+            (event_id, name or destination, key)
+            for event_id, name, key in rows
+            if (name or destination) in configured
+        }
         insert_rows(
             conn,
             INSERT_REPLAY,
@@ -541,11 +552,11 @@ def replace_admin_token(conn: sqlite3.Connection, token_hash: str) -> None:
     """Make `token_hash` the configured admin token, revoking the configured or generated one
     it replaces (tokens created through the API are left alone)."""
     conn.execute(
-        "UPDATE tokens SET revoked_at = ? WHERE name IN ('admin (configured)', 'admin (generated)')"
-        " AND hash != ? AND revoked_at IS NULL",
-        (time.time(), token_hash),
+        "UPDATE tokens SET revoked_at = ?"
+        " WHERE name IN (?, ?) AND hash != ? AND revoked_at IS NULL",
+        (time.time(), CONFIGURED_ADMIN, GENERATED_ADMIN, token_hash),
     )
-    ensure_token(conn, "admin (configured)", token_hash, "admin")
+    ensure_token(conn, CONFIGURED_ADMIN, token_hash, "admin")
 
 
 def has_admin_token(conn: sqlite3.Connection) -> bool:
@@ -816,9 +827,10 @@ def import_events(conn: sqlite3.Connection, batches: Sequence[list[tuple[Any, ..
         before = conn.total_changes
         insert_rows(
             conn,
-            "INSERT OR IGNORE INTO events (id, source, origin, received_at, provider_event_id,"
+            "INSERT INTO events (id, source, origin, received_at, provider_event_id,"
             " event_type, dedup_key, content_type, payload, payload_size) VALUES ",
             [(*row, len(row[-1]) if row[-1] is not None else 0) for row in rows],
+            " ON CONFLICT (id) DO NOTHING",
         )
         results.append(conn.total_changes - before)
     return results

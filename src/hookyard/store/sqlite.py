@@ -203,9 +203,13 @@ class SqliteStore:
         count: int = await self.writer.run(queries.retry_dead, destination)
         return count
 
-    async def replay(self, event_ids: list[str], destination: str | None) -> int:
-        """New deliveries of these events; returns how many were created."""
-        created: int = await self.writer.run(queries.replay, (event_ids, destination))
+    async def replay(
+        self, event_ids: list[str], destination: str | None, configured: list[str]
+    ) -> int:
+        """New deliveries of these events (to configured destinations); returns how many."""
+        created: int = await self.writer.run(
+            queries.replay, (event_ids, destination, frozenset(configured))
+        )
         return created
 
     async def retry_delivery(self, delivery_id: str) -> str | None:
