@@ -50,5 +50,10 @@ async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | 
         return None
     if event.destinations:
         state.work_ready.set()
-    log.warning("alert %s: %s", event_type, orjson.dumps(data).decode())
+    log.warning(
+        "alert %s: %s",
+        event_type,
+        orjson.dumps(data).decode(),
+        extra={"event_id": event.id, "alert": event_type},
+    )
     return event.id

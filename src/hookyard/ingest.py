@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,6 +19,23 @@ from hookyard.models import NewEvent, NewRequest
 from hookyard.verify import Handshake, Inbound
 
 _UNPARSED = object()
+
+
+def lazy_json(body: bytes) -> Callable[[], Any]:
+    """The body parsed as JSON on first call (None if it is not JSON): only routes with
+    payload conditions and ordering fields pay for parsing."""
+    parsed: Any = _UNPARSED
+
+    def document() -> Any:
+        nonlocal parsed
+        if parsed is _UNPARSED:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+        return parsed
+
+    return document
 
 
 def dedup_keys(
@@ -50,16 +68,7 @@ def prepare(
         return verified.handshake
     body = inbound.body
     body_dedup = verified.body_dedup if source.dedup_body is None else source.dedup_body
-    parsed: Any = _UNPARSED
-
-    def document() -> Any:
-        nonlocal parsed
-        if parsed is _UNPARSED:
-            try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                parsed = None
-        return parsed
+    document = lazy_json(body)
 
     event = NewEvent(
         id=new_id("evt"),
@@ -105,16 +114,7 @@ def published(
     """An event published into `source` by an application (or by Hookyard, for alerts),
     routed like a webhook."""
     now = time.time()
-    parsed: Any = _UNPARSED
-
-    def document() -> Any:
-        nonlocal parsed
-        if parsed is _UNPARSED:
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                parsed = None
-        return parsed
+    document = lazy_json(payload)
 
     event = NewEvent(
         id=new_id("evt"),

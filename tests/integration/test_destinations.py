@@ -196,3 +196,20 @@ async def test_verification_failure_spike_raises_one_alert(hookyard_factory, rec
     assert len(spikes) == 1
     assert spikes[0]["data"]["source"] == "github"
     assert spikes[0]["data"]["failures"] == 6
+
+
+async def test_an_outage_raises_one_dead_alert_not_one_per_delivery(hookyard_factory, receiver):
+    receiver.behaviour = lambda item: 204 if item.path == "/alerts" else 503
+    async with hookyard_factory(with_alerts(receiver.url)) as hy:
+        for i in range(5):
+            await hy.client.post("/in/open", content=f"{i}".encode())
+
+        async def all_dead() -> bool:
+            async with hy.api() as api:
+                page = await api.get("/api/v1/deliveries", params={"status": "dead"})
+                return len(page.json()["data"]) == 5
+
+        await _until(all_dead)
+        await asyncio.sleep(0.3)
+    dead = [a for a in _alerts(receiver.received) if a["type"] == "delivery.dead"]
+    assert len(dead) == 1

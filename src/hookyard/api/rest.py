@@ -255,6 +255,15 @@ def redact_url(url: str) -> str:
     return shown
 
 
+def _page(rows: list[dict[str, Any]], limit: int, *time_keys: str) -> dict[str, Any]:
+    """A page from `limit + 1` rows: the extra row only says whether another page follows."""
+    shown = rows[:limit]
+    return {
+        "data": [_times(row, *time_keys) for row in shown],
+        "next_cursor": shown[-1]["id"] if len(rows) > limit else None,
+    }
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -482,12 +491,7 @@ def build_api(state: AppState) -> FastAPI:
         page; pages stay correct while new events arrive. Besides the listed filters,
         `field.<dotted.path>=value` matches a JSON payload field (repeatable)."""
         rows = await state.store.list_events(filters, cursor=cursor, limit=limit + 1, order=order)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {
-            "data": [_times(r, "received_at") for r in rows],
-            "next_cursor": rows[-1]["id"] if more else None,
-        }
+        return _page(rows, limit, "received_at")
 
     @api.get(
         f"{API_PREFIX}/events/export",
@@ -673,7 +677,7 @@ def build_api(state: AppState) -> FastAPI:
         ] = None,
     ) -> dict[str, Any]:
         """Deliver the event again: new deliveries with the same webhook-id, marked replay."""
-        if await state.store.get_raw(event_id) is None:
+        if not await state.store.event_exists(event_id):
             raise ApiError(404, "not_found", f"no event {event_id!r}")
         created = await state.store.replay(
             [event_id], known_destination(destination), list(state.gateway.destinations)
@@ -706,12 +710,7 @@ def build_api(state: AppState) -> FastAPI:
             limit=limit + 1,
             order=order,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {
-            "data": [_times(r, "next_attempt_at", "created_at", "updated_at") for r in rows],
-            "next_cursor": rows[-1]["id"] if more else None,
-        }
+        return _page(rows, limit, "next_attempt_at", "created_at", "updated_at")
 
     @api.post(
         f"{API_PREFIX}/deliveries/{{delivery_id}}/retry",
@@ -864,12 +863,7 @@ def build_api(state: AppState) -> FastAPI:
     ) -> dict[str, Any]:
         """Administrative actions, newest first: who (token), what, when."""
         rows = await state.store.list_audit(cursor=cursor, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {
-            "data": [_times(r, "at") for r in rows],
-            "next_cursor": rows[-1]["id"] if more else None,
-        }
+        return _page(rows, limit, "at")
 
     @api.get(f"{API_PREFIX}/rejected", response_model=RejectedPage, tags=["rejected"])
     async def list_rejected(
@@ -880,12 +874,7 @@ def build_api(state: AppState) -> FastAPI:
     ) -> dict[str, Any]:
         """Sampled rejected requests, newest first, with the reason each was refused."""
         rows = await state.store.list_rejected(source=source, cursor=cursor, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {
-            "data": [_times(r, "received_at") for r in rows],
-            "next_cursor": rows[-1]["id"] if more else None,
-        }
+        return _page(rows, limit, "received_at")
 
     @api.get(f"{API_PREFIX}/sources", response_model=list[SourceInfo], tags=["config"])
     async def list_sources(_: Annotated[Caller, Depends(reader)]) -> list[dict[str, Any]]:

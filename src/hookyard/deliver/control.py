@@ -7,8 +7,6 @@ from __future__ import annotations
 from hookyard import alerts
 from hookyard.state import AppState
 
-STATES = ("active", "paused", "disabled")
-
 
 async def set_state(state: AppState, name: str, new: str, reason: str | None = None) -> bool:
     """Persist and apply a destination's new state; True if it changed. Disabling and

@@ -25,6 +25,7 @@ from hookyard.state import AppState
 
 log = logging.getLogger("hookyard.worker")
 CLAIM_BATCH = 500
+DEAD_ALERT_EVERY = 60.0  # seconds between delivery.dead alerts of one destination
 
 
 class Worker:
@@ -39,6 +40,7 @@ class Worker:
         # until the destination's answer is in.
         self._sending: dict[str, str] = {}
         self._round = 0  # rotates which destination claims first
+        self._dead_alerts: dict[str, tuple[float, int]] = {}  # destination -> (when, suppressed)
         self._rate_wait: float | None = None  # until the next token of a rate-limited one
         self._main: asyncio.Task[None] | None = None
 
@@ -161,8 +163,8 @@ class Worker:
         destination = gateway.destinations.get(claim.destination)
         started_at = time.time()
         if destination is None:
-            # Removed from the config while claimed: give the delivery back untouched; it waits
-            # (held) until the destination is configured again.
+            # Removed from the config while claimed: give the delivery back untouched; it stays
+            # pending, unclaimed, until a destination of that name is configured again.
             await self.state.store.release([claim])
             return
         if event is None:
@@ -200,7 +202,12 @@ class Worker:
         try:
             failing_since = await self.state.store.finish(outcome)
         except Exception as exc:  # the lease will expire and the delivery be tried again
-            log.error("could not record attempt of %s: %s", claim.delivery_id, exc)
+            log.error(
+                "could not record attempt of %s: %s",
+                claim.delivery_id,
+                exc,
+                extra={"delivery_id": claim.delivery_id, "event_id": claim.event_id},
+            )
             return
         await self._after(outcome, destination, failing_since, event)
 
@@ -220,15 +227,27 @@ class Worker:
             since = datetime.fromtimestamp(failing_since, UTC).isoformat(timespec="seconds")
             await set_state(self.state, name, "disabled", f"failing continuously since {since}")
         if outcome.status == "dead" and (event is None or event.source != alerts.SOURCE):
-            await alerts.emit(
-                self.state,
-                "delivery.dead",
-                {
-                    "delivery_id": outcome.claim.delivery_id,
-                    "event_id": outcome.claim.event_id,
-                    "destination": name,
-                    "attempts": outcome.claim.attempt,
-                    "last_status_code": outcome.status_code,
-                    "last_error": outcome.error,
-                },
-            )
+            await self._dead_alert(outcome, name)
+
+    async def _dead_alert(self, outcome: Outcome, destination: str) -> None:
+        """One `delivery.dead` alert per destination per minute at most: an outage that kills
+        thousands of deliveries raises a few alerts that count the rest, not thousands."""
+        now = time.monotonic()
+        last, suppressed = self._dead_alerts.get(destination, (-DEAD_ALERT_EVERY, 0))
+        if now - last < DEAD_ALERT_EVERY:
+            self._dead_alerts[destination] = (last, suppressed + 1)
+            return
+        self._dead_alerts[destination] = (now, 0)
+        await alerts.emit(
+            self.state,
+            "delivery.dead",
+            {
+                "delivery_id": outcome.claim.delivery_id,
+                "event_id": outcome.claim.event_id,
+                "destination": destination,
+                "attempts": outcome.claim.attempt,
+                "last_status_code": outcome.status_code,
+                "last_error": outcome.error,
+                "also_dead_since_last_alert": suppressed,
+            },
+        )

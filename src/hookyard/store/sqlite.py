@@ -291,6 +291,14 @@ class SqliteStore:
     async def get_event(self, event_id: str) -> dict[str, Any] | None:
         return await self.read(lambda conn: queries.get_event(conn, event_id))
 
+    async def event_exists(self, event_id: str) -> bool:
+        return await self.read(
+            lambda conn: (
+                conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
+                is not None
+            )
+        )
+
     async def get_raw(self, event_id: str) -> tuple[bytes | None, str | None] | None:
         return await self.read(lambda conn: queries.get_raw(conn, event_id))
 
