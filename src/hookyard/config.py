@@ -71,6 +71,7 @@ class ServerConfig(_Model):
         return _cidrs(value)
 
     log_format: Literal["text", "json"] = "text"
+    tracing: bool = False  # OpenTelemetry spans, ingest to delivery (the otel extra)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

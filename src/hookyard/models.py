@@ -21,6 +21,7 @@ class NewEvent:
     content_type: str | None
     payload: bytes
     destinations: tuple[tuple[str, str | None], ...]  # (name, ordering key)
+    trace_context: str | None = None  # W3C traceparent of the ingest span
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class EventData:
     content_type: str | None
     payload: bytes
     headers: list[tuple[str, str]]
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from hookyard.rejected import RejectedLog
 from hookyard.state import AppState
 from hookyard.store import Store, open_store
 from hookyard.tokens import bootstrap_admin
+from hookyard.tracing import Tracing
 
 log = logging.getLogger("hookyard")
 
@@ -65,7 +66,12 @@ class Service:
             spike_threshold=settings.server.alert_verification_failures,
             on_spike=self._verification_spike,
         )
-        state = AppState(gateway=self.gateway, store=store, rejected=rejected)
+        state = AppState(
+            gateway=self.gateway,
+            store=store,
+            rejected=rejected,
+            tracing=Tracing(settings.server.tracing),
+        )
         states = await store.destination_states()
         state.destination_states = {name: row["state"] for name, row in states.items()}
         rejected.start()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from hookyard.gateway import Gateway
 from hookyard.rejected import RejectedLog
 from hookyard.store import Store
+from hookyard.tracing import Tracing
 
 
 @dataclass
@@ -19,5 +20,6 @@ class AppState:
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)  # set after commits with work
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (destination, class)
+    tracing: Tracing = field(default_factory=lambda: Tracing(False))
     # Destinations that are not active (paused or disabled); absent means active.
     destination_states: dict[str, str] = field(default_factory=dict)

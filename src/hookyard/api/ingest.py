@@ -16,7 +16,7 @@ from hookyard.errors import IngestError, StoreError, Unavailable
 from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
-from hookyard.models import Rejected
+from hookyard.models import Accepted, NewRequest, Rejected
 from hookyard.rejected import BODY_SAMPLE
 from hookyard.state import AppState
 from hookyard.verify import Handshake, Inbound
@@ -160,7 +160,10 @@ class IngestApp:
                 )
                 return
             try:
-                accepted = await state.store.ingest(prepared)
+                if state.tracing.enabled:
+                    accepted = await self._commit_traced(prepared)
+                else:
+                    accepted = await state.store.ingest(prepared)
             except StoreError:  # the writer logged why; callers learn only to retry
                 raise Unavailable("the event could not be stored; retry later") from None
         except _Disconnected:
@@ -191,6 +194,13 @@ class IngestApp:
         else:
             answer = {"ids": [a.event_id for a in accepted]}
         await _answer(send, 200, orjson.dumps(answer))
+
+    async def _commit_traced(self, prepared: NewRequest) -> list[Accepted]:
+        attributes = {"hookyard.source": prepared.source, "hookyard.request_id": prepared.id}
+        with self.state.tracing.span("hookyard.ingest", attributes) as carrier:
+            for event in prepared.events:
+                event.trace_context = carrier.get("traceparent")
+            return await self.state.store.ingest(prepared)
 
     def _reject(
         self,

@@ -106,12 +106,18 @@ class HttpSender:
             await session.close()
 
     async def send(
-        self, destination: Destination, event: EventData, source: Source | None
+        self,
+        destination: Destination,
+        event: EventData,
+        source: Source | None,
+        trace_headers: dict[str, str] | None = None,
     ) -> Response:
         started = time.perf_counter()
         if destination.refused is not None:
             return Response(None, None, f"EgressRefused: {destination.refused}", 0.0)
         headers = outbound_headers(event, destination, source, int(time.time()))
+        if trace_headers:
+            headers.update(trace_headers)  # traceparent: the receiver continues the trace
         try:
             async with self._client(destination).post(
                 destination.url,

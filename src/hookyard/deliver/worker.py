@@ -169,6 +169,18 @@ class Worker:
             return
         if event is None:
             response = Response(None, None, "the event is no longer stored", 0.0)
+        elif self.state.tracing.enabled:
+            attributes = {
+                "hookyard.event_id": event.id,
+                "hookyard.destination": destination.name,
+                "hookyard.attempt": claim.attempt,
+            }
+            with self.state.tracing.span(
+                "hookyard.deliver", attributes, parent=event.trace_context
+            ) as carrier:
+                response = await self.sender.send(
+                    destination, event, gateway.sources.get(event.source), carrier
+                )
         else:
             response = await self.sender.send(destination, event, gateway.sources.get(event.source))
         self._release_slot(claim)

@@ -135,6 +135,7 @@ def ingest_rows(request: NewRequest) -> IngestRows:
                 event.content_type,
                 event.payload,
                 len(event.payload),
+                event.trace_context,
             )
             for event in request.events
         ],
@@ -665,7 +666,7 @@ def event_data(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, 
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT e.id, e.source, e.provider_event_id, e.event_type, e.content_type, e.payload,"
-            f" r.headers FROM events e LEFT JOIN requests r ON r.id = e.request_id"
+            " r.headers, e.trace_context FROM events e LEFT JOIN requests r ON r.id = e.request_id"
             f" WHERE e.id IN ({marks})",
             chunk,
         )
@@ -679,6 +680,7 @@ def event_data(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, 
                 row[4],
                 row[5] or b"",
                 headers,
+                row[7],
             )
     return found
 

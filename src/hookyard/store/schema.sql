@@ -1,4 +1,4 @@
--- Hookyard schema, version 5 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 6 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -31,7 +31,8 @@ CREATE TABLE events (
     dedup_key         TEXT,
     content_type      TEXT,
     payload           BLOB,
-    payload_size      INTEGER NOT NULL
+    payload_size      INTEGER NOT NULL,
+    trace_context     TEXT              -- W3C traceparent of the ingest span, when tracing
 );
 CREATE INDEX events_source ON events (source, id);
 
@@ -132,4 +133,4 @@ CREATE TABLE audit (
     detail     TEXT                    -- JSON
 );
 
-INSERT INTO schema_version (version) VALUES (5);
+INSERT INTO schema_version (version) VALUES (6);
