@@ -6,8 +6,8 @@ httptools stack with a fresh directory and database; each figure is reported as 
 baselines measured in the same run, because machines are noisy. The flood phase measures the
 same valid load with and without a second wrk (flood.lua) sending a fixed rate of badly signed
 requests to another source. The delivery phase (delivery.py) measures the worker: a queue drain
-next to a raw aiohttp loop, and end-to-end latency under an open-loop load. Run it through
-bench/run.
+next to a raw aiohttp loop, and end-to-end latency under an open-loop load. The query phase
+(query.py) times the event list's queries on a million-event database. Run it through bench/run.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 import delivery
+import query as event_queries  # not `query`: common.query is imported below
 from common import (
     BENCH,
     BIN,
@@ -59,10 +60,12 @@ LABELS = {
     "flood-alone": "valid ingest alone",
     "flood": "valid ingest + flood",
 }
-PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery"]
+PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery", "query"]
 FLOOD_NAMES = {"flood": ["flood-alone", "flood"]}  # the flood phase runs two servers
 QUEUED = 50_000  # deliveries the delivery drain empties (delivery.py)
 QUICK_QUEUED = 10_000
+QUERY_RUNS = 20  # timed runs per event query (query.py)
+QUICK_QUERY_RUNS = 5
 BANNER = ("Hookyard listening on", "Generated an admin token")
 TARGETS = {"vs_bare": 0.5, "vs_handwritten": 3.0, "p99_ms": 15.0}
 FLOOD_RATE = 5_000  # bad requests/s on the second source
@@ -428,6 +431,7 @@ def report(
     args: argparse.Namespace,
     info: dict[str, str],
     delivered: delivery.DeliveryResult | None,
+    queried: event_queries.QueryResult | None,
 ) -> None:
     table = {name: r for name, r in results.items() if not name.startswith("flood")}
     if table:
@@ -467,6 +471,8 @@ def report(
     report_flood(results, args)
     if delivered is not None:
         delivery.report(delivered)
+    if queried is not None:
+        event_queries.report(queried)
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
         f"Linux {info['kernel']}, {info['wrk']}"
@@ -487,7 +493,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--quick", action="store_true",
-        help=f"3 s runs, {QUICK_QUEUED:,} queued deliveries",
+        help=f"3 s runs, {QUICK_QUEUED:,} queued deliveries, {QUICK_QUERY_RUNS} runs per query",
     )  # fmt: skip
     parser.add_argument("--only", action="append", choices=PHASES, help="repeatable")
     parser.add_argument(
@@ -501,6 +507,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--rate", type=int, default=1_000,
         help="events/s of the delivery open loop (default 1000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--events", type=int, default=event_queries.EVENTS,
+        help=f"events in the query phase's database (default {event_queries.EVENTS:,})",
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
@@ -530,22 +540,24 @@ def run_ingest(names: list[str], args: argparse.Namespace, scratch: Path) -> dic
 def main() -> int:
     args = parse_args()
     phases = args.only or PHASES
-    names = [n for p in phases if p != "delivery" for n in FLOOD_NAMES.get(p, [p])]
+    names = [n for p in phases if p not in ("delivery", "query") for n in FLOOD_NAMES.get(p, [p])]
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     scratch = RESULTS / f".scratch-{stamp}"
     scratch.mkdir()
-    delivered = None
+    delivered = queried = None
     try:
         results = run_ingest(names, args, scratch)
         if "delivery" in phases:
             delivered = delivery.run(args.queued, args.rate, args.duration, scratch)
+        if "query" in phases:
+            queried = event_queries.run(args.events, QUICK_QUERY_RUNS if args.quick else QUERY_RUNS)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     info = machine()
-    report(results, args, info, delivered)
+    report(results, args, info, delivered, queried)
     out = RESULTS / f"{stamp}.json"
     out.write_text(
         json.dumps(
@@ -558,6 +570,7 @@ def main() -> int:
                 "results": {name: asdict(r) for name, r in results.items()},
                 "flood": flood_summary(results),
                 "delivery": asdict(delivered) if delivered is not None else None,
+                "query": asdict(queried) if queried is not None else None,
             },
             indent=2,
         )
@@ -566,6 +579,8 @@ def main() -> int:
     loud = [p for r in results.values() for p in r.problems if not p.startswith("(info)")]
     if delivered is not None:
         loud += delivered.problems
+    if queried is not None:
+        loud += queried.problems
     return 1 if loud else 0
 
 

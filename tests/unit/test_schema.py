@@ -53,7 +53,7 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
     store.open()
     try:
         conn = sqlite3.connect(path)
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 6
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 7
         assert conn.execute("SELECT name FROM tokens").fetchone()[0] == "kept"
         conn.execute("SELECT * FROM destination_state")
     finally:

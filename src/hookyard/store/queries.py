@@ -751,7 +751,14 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
     if f.until is not None:
         where.append("e.id < ?")
         params.append(id_floor("evt", f.until))
-    if f.status is not None or f.destination is not None:
+    if f.status == "dead":
+        # Few deliveries die: their partial index finds the events without a scan.
+        where.append(
+            "e.id IN (SELECT d.event_id FROM deliveries d WHERE d.status = 'dead'"
+            + (" AND d.destination = ?)" if f.destination is not None else ")")
+        )
+        params += [f.destination] if f.destination is not None else []
+    elif f.status is not None or f.destination is not None:
         conditions = ["d.event_id = e.id"]
         if f.status is not None:
             conditions.append(f"{_delivery_status('d')} = ?")
@@ -872,6 +879,9 @@ def list_deliveries(
     order: str = "desc",
 ) -> list[dict[str, Any]]:
     where, params = ["1"], []
+    if status == "dead":  # a literal, so that the partial index of dead deliveries applies
+        where.append("d.status = 'dead'")
+        status = None
     for condition, value in (
         ("d.id = ?", delivery_id),
         (f"{_delivery_status('d')} = ?", status),

@@ -1,4 +1,4 @@
--- Hookyard schema, version 6 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 7 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -35,6 +35,8 @@ CREATE TABLE events (
     trace_context     TEXT              -- W3C traceparent of the ingest span, when tracing
 );
 CREATE INDEX events_source ON events (source, id);
+CREATE INDEX events_provider_event_id ON events (provider_event_id)
+    WHERE provider_event_id IS NOT NULL;
 
 -- Dedup keys outlive their events for the window, so retention does not weaken them. The
 -- readable form of an event's first key is events.dedup_key.
@@ -68,6 +70,7 @@ CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at)
     WHERE status IN ('pending', 'retrying');
 CREATE INDEX deliveries_leased ON deliveries (destination, lease_until) WHERE status = 'in_flight';
 CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_dead ON deliveries (event_id) WHERE status = 'dead';
 CREATE INDEX deliveries_ordered ON deliveries (destination, ordering_key, id)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying', 'in_flight');
 
@@ -133,4 +136,4 @@ CREATE TABLE audit (
     detail     TEXT                    -- JSON
 );
 
-INSERT INTO schema_version (version) VALUES (6);
+INSERT INTO schema_version (version) VALUES (7);

@@ -29,7 +29,7 @@ from hookyard.store.checkpoint import Checkpointer
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIN_SQLITE = (3, 35, 0)
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
