@@ -59,7 +59,7 @@ class Attempt(BaseModel):
     replay: bool
 
 
-class Delivery(BaseModel):
+class DeliveryBase(BaseModel):
     id: str
     destination: str
     status: str
@@ -70,6 +70,11 @@ class Delivery(BaseModel):
     updated_at: datetime
     last_status_code: int | None
     last_error: str | None
+
+
+class Delivery(DeliveryBase):
+    """A delivery within its event, with its attempts."""
+
     attempt_log: list[Attempt]
 
 
@@ -170,18 +175,10 @@ class BulkReplayed(BaseModel):
     next_cursor: str | None
 
 
-class DeliveryRow(BaseModel):
-    id: str
+class DeliveryRow(DeliveryBase):
+    """A delivery in the deliveries list."""
+
     event_id: str
-    destination: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    replay: bool
-    created_at: datetime
-    updated_at: datetime
-    last_status_code: int | None
-    last_error: str | None
 
 
 class DeliveryPage(BaseModel):
