@@ -193,6 +193,7 @@ OPERATIONS = [
     ("POST", "/api/v1/events/replay"),
     ("POST", "/api/v1/events/{event_id}/replay"),
     ("GET", "/api/v1/deliveries"),
+    ("GET", "/api/v1/attempts"),
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"),
     ("POST", "/api/v1/sources/{source}/events"),
     ("GET", "/api/v1/tokens"),

@@ -98,6 +98,13 @@ async def test_retry_a_dead_delivery(hookyard_factory, receiver):
             assert retried.json()["status"] in ("pending", "in_flight", "succeeded")
             await receiver.wait_for(4)
             await asyncio.sleep(0.2)
+            attempts = await api.get(
+                "/api/v1/attempts", params={"delivery_id": delivery["id"], "failed": "true"}
+            )
+            assert [a["status_code"] for a in attempts.json()["data"]] == [500, 500, 500]
+            assert attempts.json()["data"][0]["event_id"] == event_id
+            ok = await api.get("/api/v1/attempts", params={"destination": "app", "failed": "false"})
+            assert [a["status_code"] for a in ok.json()["data"]] == [204]
             again = await api.post(f"/api/v1/deliveries/{delivery['id']}/retry")
             assert again.status_code == 409
             assert "replay" in again.json()["message"]

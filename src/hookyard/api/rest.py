@@ -181,6 +181,17 @@ class DeliveryRow(DeliveryBase):
     event_id: str
 
 
+class AttemptRow(Attempt):
+    event_id: str
+    delivery_id: str
+    destination: str
+
+
+class AttemptPage(BaseModel):
+    data: list[AttemptRow]
+    next_cursor: str | None
+
+
 class DeliveryPage(BaseModel):
     data: list[DeliveryRow]
     next_cursor: str | None
@@ -708,6 +719,29 @@ def build_api(state: AppState) -> FastAPI:
             order=order,
         )
         return _page(rows, limit, "next_attempt_at", "created_at", "updated_at")
+
+    @api.get(f"{API_PREFIX}/attempts", response_model=AttemptPage, tags=["deliveries"])
+    async def list_attempts(
+        _: Annotated[Caller, Depends(reader)],
+        delivery_id: str | None = None,
+        destination: str | None = None,
+        failed: Annotated[bool | None, Query(description="only failed (or only 2xx)")] = None,
+        since: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        until: Annotated[str | None, Query(description="ISO 8601 or unix seconds")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Delivery attempts, newest first: status, duration, response excerpt, error."""
+        rows = await state.store.list_attempts(
+            delivery_id=delivery_id,
+            destination=destination,
+            failed=failed,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            cursor=cursor,
+            limit=limit + 1,
+        )
+        return _page(rows, limit, "started_at")
 
     @api.post(
         f"{API_PREFIX}/deliveries/{{delivery_id}}/retry",

@@ -924,6 +924,41 @@ ATTEMPT_COLUMNS = (
 )
 
 
+def list_attempts(
+    conn: sqlite3.Connection,
+    *,
+    delivery_id: str | None = None,
+    destination: str | None = None,
+    failed: bool | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Attempts, newest first (attempt ids sort by time)."""
+    where, params = ["1"], []
+    for condition, value in (
+        ("delivery_id = ?", delivery_id),
+        ("destination = ?", destination),
+        ("id >= ?", None if since is None else id_floor("att", since)),
+        ("id < ?", None if until is None else id_floor("att", until)),
+        ("id < ?", cursor),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    if failed is not None:
+        success = "(status_code BETWEEN 200 AND 299)"
+        where.append(f"NOT {success}" if failed else success)
+    columns = (*ATTEMPT_COLUMNS, "event_id", "destination")
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM attempts WHERE {' AND '.join(where)}"
+        " ORDER BY id DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [{**dict(zip(columns, r, strict=True)), "replay": bool(r[8])} for r in rows]
+
+
 def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, r.method, r.path, r.query,"

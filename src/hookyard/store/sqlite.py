@@ -219,6 +219,9 @@ class SqliteStore:
     async def list_deliveries(self, **filters: Any) -> list[dict[str, Any]]:
         return await self.read(lambda conn: queries.list_deliveries(conn, **filters))
 
+    async def list_attempts(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_attempts(conn, **filters))
+
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         rows = await self.list_deliveries(delivery_id=delivery_id, limit=1)
         return rows[0] if rows else None
