@@ -239,7 +239,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 @main.group()
 def events() -> None:
-    """List and inspect events."""
+    """List, inspect, replay, export and import events."""
 
 
 def filter_options(fn: Any) -> Any:

@@ -35,6 +35,7 @@ DEFAULT_RETRY_SCHEDULE = ("0", "5s", "5m", "30m", "2h", "5h", "10h", "10h")
 ENV_PREFIX = "HOOKYARD_"
 ALERT_SOURCE = "hookyard"  # the built-in source of Hookyard's own alerts (see alerts.py)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+FIELD_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")  # data.items.0.id
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -72,6 +73,17 @@ class ServerConfig(_Model):
 
     log_format: Literal["text", "json"] = "text"
     tracing: bool = False  # OpenTelemetry spans, ingest to delivery (the otel extra)
+    # Payload fields the event list filters on often (field.<path>=...): each gets an index,
+    # built at start, which every later insert keeps up to date (it parses the payload).
+    indexed_fields: list[str] = []
+
+    @field_validator("indexed_fields")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not FIELD_PATH.match(path):
+                raise ValueError(f"{path!r} is not a dotted path like data.customer.id")
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

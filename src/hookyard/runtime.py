@@ -59,6 +59,9 @@ class Service:
         store = await asyncio.to_thread(open_store, settings.server.database, self.gateway.base_dir)
         self.store = store
         self.token_file = bootstrap_admin(store, settings, self.gateway.base_dir)
+        built = await asyncio.to_thread(store.sync_field_indexes, settings.server.indexed_fields)
+        if built:
+            log.info("built %d payload field indexes", len(built))
         rejected = RejectedLog(
             store,
             keep=settings.server.rejected_log_size,

@@ -147,3 +147,40 @@ async def test_bulk_replay_of_ten_thousand_events_with_a_dry_run(hookyard_factor
     ids = receiver.ids()
     assert len(set(ids)) == count
     assert all(ids.count(i) == 2 for i in list(set(ids))[:100])  # original + replay
+
+
+async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, receiver):
+    import sqlite3
+
+    from hookyard.models import EventFilter
+    from hookyard.store.queries import event_where
+    from tests.conftest import run_hookyard, write_config
+
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nindexed_fields = ["data.customer"]', 1
+    )
+    path = write_config(tmp_path, config)
+    async with run_hookyard(path) as hy:
+        for customer in ("cus_1", "cus_2", "cus_1"):
+            body = json.dumps({"data": {"customer": customer}}).encode()
+            await hy.client.post("/in/open", content=body)
+        async with hy.api() as api:
+            found = await _ids(api, **{"field.data.customer": "cus_1"})
+        assert len(found) == 2
+    db = sqlite3.connect(tmp_path / "hookyard.db")
+    clause, params = event_where(EventFilter(fields=(("data.customer", "cus_1"),)))
+    plan = " ".join(
+        row[3]
+        for row in db.execute(
+            f"EXPLAIN QUERY PLAN SELECT e.id FROM events e WHERE {clause}", params
+        )
+    )
+    assert "USING INDEX events_field_" in plan
+    db.close()
+    path.write_text(config.replace('indexed_fields = ["data.customer"]', ""))
+    async with run_hookyard(path):
+        pass  # a field no longer configured loses its index
+    db = sqlite3.connect(tmp_path / "hookyard.db")
+    left = db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'events_field_%'")
+    assert left.fetchone()[0] == 0
+    db.close()

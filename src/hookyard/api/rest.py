@@ -9,7 +9,6 @@ Errors have one shape: {"error": "<code>", "message": "..."}.
 
 import base64
 import math
-import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from yarl import URL
 
 from hookyard import __version__
 from hookyard.api.metrics import render as render_metrics
+from hookyard.config import FIELD_PATH
 from hookyard.deliver.control import set_state
 from hookyard.errors import StoreError
 from hookyard.ingest import published
@@ -298,9 +298,6 @@ def parse_time(value: str | None, name: str) -> float | None:
     if not math.isfinite(seconds) or not 0 <= seconds < 2**47 / 1000:  # ids hold 48-bit ms
         raise problem
     return seconds
-
-
-FIELD_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 def field_filters(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

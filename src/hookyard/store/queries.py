@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from hookyard.config import FIELD_PATH
 from hookyard.ids import id_floor, new_id
 from hookyard.models import (
     Accepted,
@@ -769,12 +770,41 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
         where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(conditions)})")
     for path, value in f.fields:
         candidates = _field_value(value)
-        where.append(
-            "CASE WHEN json_valid(CAST(e.payload AS TEXT)) THEN json_extract(CAST(e.payload AS"
-            f" TEXT), ?) END IN ({','.join('?' * len(candidates))})"
-        )
-        params += [_json_path(path), *candidates]
+        where.append(f"{field_expression(path)} IN ({','.join('?' * len(candidates))})")
+        params += candidates
     return " AND ".join(where) or "1", params
+
+
+def field_expression(dotted: str) -> str:
+    """A payload field as SQL. The path is written into the SQL (it is checked to hold only
+    names, digits, dashes and dots), so that an index on the same expression serves it."""
+    if not FIELD_PATH.match(dotted):
+        raise ValueError(f"not a dotted field path: {dotted!r}")
+    return (
+        "CASE WHEN json_valid(CAST(payload AS TEXT))"
+        f" THEN json_extract(CAST(payload AS TEXT), '{_json_path(dotted)}') END"
+    )
+
+
+def sync_field_indexes(conn: sqlite3.Connection, paths: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Create an index for each configured payload field and drop those no longer configured.
+    Returns the names created, per call."""
+    created = []
+    for wanted in paths:
+        names = {f"events_field_{hashlib.sha256(p.encode()).hexdigest()[:12]}": p for p in wanted}
+        existing = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_field_%'"
+            )
+        }
+        for name in existing - set(names):
+            conn.execute(f"DROP INDEX {name}")
+        new = [name for name in names if name not in existing]
+        for name in new:
+            conn.execute(f"CREATE INDEX {name} ON events ({field_expression(names[name])})")
+        created.append(new)
+    return created
 
 
 def list_events(

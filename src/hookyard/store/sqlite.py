@@ -243,6 +243,13 @@ class SqliteStore:
     def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
         self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
 
+    def sync_field_indexes(self, paths: list[str]) -> list[str]:
+        """Index exactly these payload fields; returns the indexes it had to build."""
+        created: list[str] = self.writer.call(
+            lambda conn: queries.sync_field_indexes(conn, [paths])[0]
+        )
+        return created
+
     def replace_admin_token(self, token_hash: str) -> None:
         self.writer.call(lambda conn: queries.replace_admin_token(conn, token_hash))
 
