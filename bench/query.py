@@ -29,7 +29,8 @@ from hookyard.models import EventFilter
 from hookyard.store import queries
 from hookyard.store.sqlite import PRAGMAS, SCHEMA_VERSION, _read_sql
 
-VERSION = f"q1-s{SCHEMA_VERSION}"  # change when the generated data changes
+VERSION = f"q3-s{SCHEMA_VERSION}"  # change when the generated data changes
+INDEXED_FIELDS = ["data.customer"]
 EVENTS = 1_000_000
 START = 1_760_000_000.0  # received_at runs from here over DAYS days
 DAYS = 30
@@ -139,6 +140,9 @@ def build(path: Path, count: int) -> float:
         queries.insert_rows(conn, INSERT_EVENT, [event for event, _ in batch])
         queries.insert_rows(conn, INSERT_DELIVERY, [delivery for _, delivery in batch])
     conn.execute("COMMIT")
+    # As `[server] indexed_fields = ["data.customer"]` would; data.status stays unindexed.
+    queries.sync_field_indexes(conn, [INDEXED_FIELDS])
+    queries.analyze(conn, [None])  # as `hookyard serve`'s maintenance does
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     for stale in ("-wal", "-shm"):  # a reader's leftovers from an older build under this name
@@ -277,9 +281,14 @@ def cases(path: Path) -> list[tuple[str, Callable[[sqlite3.Connection], Any], st
             page(EventFilter(provider_event_id=middle)),
             "events (provider_event_id)",
         ),
-        ("field data.customer", page(EventFilter(fields=customer)), on_customer),
+        ("field data.customer (indexed)", page(EventFilter(fields=customer)), on_customer),
         (
-            "source + field data.customer",
+            "field data.status (not indexed)",
+            page(EventFilter(fields=(("data.status", "refunded"),))),
+            "[server] indexed_fields",
+        ),
+        (
+            "source + field data.customer (indexed)",
             page(EventFilter(source="stripe", fields=customer)),
             on_customer,
         ),

@@ -1,4 +1,5 @@
-"""Periodic housekeeping inside `hookyard serve`: expiring dedup keys past their window.
+"""Periodic housekeeping inside `hookyard serve`: expiring dedup keys past their window, and
+refreshing the query planner's statistics.
 
 Deletes go in small batches so that each write transaction stays short and ingest never waits
 long behind one.
@@ -34,6 +35,7 @@ async def run_maintenance(state: AppState, interval: float = 600.0) -> None:
             removed = await expire_dedup_keys(state)
             if removed:
                 log.info("expired %d dedup keys older than the window", removed)
+            await state.store.analyze()  # the planner's statistics follow the data
         except Exception:
             log.exception("maintenance failed; trying again next interval")
         await asyncio.sleep(interval)

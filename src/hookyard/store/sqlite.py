@@ -243,6 +243,9 @@ class SqliteStore:
     def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
         self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
 
+    async def analyze(self) -> None:
+        await self.writer.run(queries.analyze, None)
+
     def sync_field_indexes(self, paths: list[str]) -> list[str]:
         """Index exactly these payload fields; returns the indexes it had to build."""
         created: list[str] = self.writer.call(
