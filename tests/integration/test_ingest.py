@@ -337,3 +337,15 @@ async def test_dedup_keys_expire_after_the_window(hookyard_factory, receiver):
         later = await hy.client.post("/in/github", content=body, headers=github_headers(body))
         assert later.json()["duplicate"] is False
         assert later.json()["id"] != first.json()["id"]
+
+
+async def test_maintenance_keeps_planner_statistics(hookyard_factory, receiver, tmp_path):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        await hy.client.post("/in/open", content=b"x")
+        await hy.service.store.analyze()
+    conn = sqlite3.connect(tmp_path / "hookyard.db")
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert "sqlite_stat1" in tables
