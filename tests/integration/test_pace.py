@@ -89,3 +89,19 @@ async def test_a_blocked_key_does_not_make_the_worker_spin(hookyard_factory, rec
         idle_commits = hy.service.store.writer.commits - before
     assert len(receiver.received) == 1
     assert idle_commits < 30  # a worker polling the blocked key would commit ~1,000 claims
+
+
+async def test_deliveries_go_through_the_configured_proxy(hookyard_factory, receiver):
+    """The receiver plays an HTTP proxy: aiohttp sends it the absolute URL of the real
+    destination (which does not exist), and it answers in the destination's place."""
+    config = basic_config("http://destination.invalid/hooks").replace(
+        'secret = "', f'proxy = "{receiver.url.rsplit("/", 1)[0]}"\nsecret = "', 1
+    )
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"via proxy")).json()["id"]
+        await receiver.wait_for(1)
+    got = receiver.received[0]
+    assert got.path == "/hooks"  # the proxy saw the destination's path
+    assert got.headers["host"] == "destination.invalid"
+    assert got.headers["webhook-id"] == event_id
+    assert got.body == b"via proxy"
