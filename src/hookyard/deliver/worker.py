@@ -41,6 +41,8 @@ class Worker:
         self._sending: dict[str, str] = {}
         self._round = 0  # rotates which destination claims first
         self._dead_alerts: dict[str, tuple[float, int]] = {}  # destination -> (when, suppressed)
+        self._finishing: list[tuple[Outcome, asyncio.Future[float | None]]] = []
+        self._writes: set[asyncio.Task[None]] = set()
         self._rate_wait: float | None = None  # until the next token of a rate-limited one
         self._main: asyncio.Task[None] | None = None
 
@@ -212,7 +214,7 @@ class Worker:
             next_attempt_at=next_at,
         )
         try:
-            failing_since = await self.state.store.finish(outcome)
+            failing_since = await self._record(outcome)
         except Exception as exc:  # the lease will expire and the delivery be tried again
             log.error(
                 "could not record attempt of %s: %s",
@@ -222,6 +224,32 @@ class Worker:
             )
             return
         await self._after(outcome, destination, failing_since, event)
+
+    async def _record(self, outcome: Outcome) -> float | None:
+        """Queue the outcome for the next group write: the attempts finishing in one turn of
+        the event loop share one operation (and one trip through the writer thread)."""
+        future: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((outcome, future))
+        if len(self._finishing) == 1:
+            asyncio.get_running_loop().call_soon(self._write_finishes)
+        return await future
+
+    def _write_finishes(self) -> None:
+        batch, self._finishing = self._finishing, []
+
+        async def write() -> None:
+            try:
+                results = await self.state.store.finish([outcome for outcome, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    future.set_exception(exc)
+                return
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+        task = asyncio.create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def _after(
         self,

@@ -494,6 +494,15 @@ def retry_delivery(conn: sqlite3.Connection, delivery_ids: Sequence[str]) -> lis
     return results
 
 
+def finish_groups(
+    conn: sqlite3.Connection, groups: Sequence[Sequence[Outcome]]
+) -> list[list[float | None]]:
+    """`finish` for groups of outcomes collected by the worker: one operation per group."""
+    flat = [outcome for group in groups for outcome in group]
+    results = iter(finish(conn, flat))
+    return [[next(results) for _ in group] for group in groups]
+
+
 def record_rejected(
     conn: sqlite3.Connection, batches: Sequence[tuple[list[Rejected], int]]
 ) -> list[None]:

@@ -190,10 +190,10 @@ class SqliteStore:
     async def release(self, claims: list[Claim]) -> None:
         await self.writer.run(queries.release, claims)
 
-    async def finish(self, outcome: Outcome) -> float | None:
-        """Record an attempt; returns since when its destination has been failing, if it is."""
-        failing_since: float | None = await self.writer.run(queries.finish, outcome)
-        return failing_since
+    async def finish(self, outcomes: list[Outcome]) -> list[float | None]:
+        """Record attempts; returns, for each, since when its destination has been failing."""
+        failing: list[float | None] = await self.writer.run(queries.finish_groups, outcomes)
+        return failing
 
     async def set_destination_state(self, name: str, state: str, reason: str | None) -> bool:
         changed: bool = await self.writer.run(queries.set_destination_state, (name, state, reason))
