@@ -63,6 +63,8 @@ class Worker:
             task.cancel()
         if leftover:
             await self.state.store.release(leftover)
+        if self._writes:  # outcomes already collected still reach the database
+            await asyncio.wait(list(self._writes), timeout=grace)
         await self.sender.close()
 
     def _claim_limits(self) -> tuple[dict[str, int], int]:
@@ -242,10 +244,12 @@ class Worker:
                 results = await self.state.store.finish([outcome for outcome, _ in batch])
             except Exception as exc:
                 for _, future in batch:
-                    future.set_exception(exc)
+                    if not future.done():  # its attempt may have been cancelled at shutdown
+                        future.set_exception(exc)
                 return
             for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+                if not future.done():
+                    future.set_result(result)
 
         task = asyncio.create_task(write())
         self._writes.add(task)
