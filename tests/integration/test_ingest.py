@@ -349,3 +349,36 @@ async def test_maintenance_keeps_planner_statistics(hookyard_factory, receiver, 
     finally:
         conn.close()
     assert "sqlite_stat1" in tables
+
+
+async def test_provider_handshakes_are_answered_over_http(hookyard_factory, receiver):
+    """Zoom's URL validation, through the real ingest endpoint (the unit tests cover every
+    provider's scheme)."""
+    import json
+    import time
+
+    secret = "zoom-secret-token"
+    config = (
+        basic_config(receiver.url)
+        + f"""
+[sources.zoom]
+verify = "zoom"
+secrets = ["{secret}"]
+"""
+    )
+    body = b'{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"}}'
+    ts = str(int(time.time()))
+    mac = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    headers = {"x-zm-request-timestamp": ts, "x-zm-signature": f"v0={mac}"}
+    async with hookyard_factory(config) as hy:
+        answer = await hy.client.post("/in/zoom", content=body, headers=headers)
+        assert answer.status_code == 200
+        expected = hmac.new(secret.encode(), b"qgg8vlvZRS6UYooatFL8Aw", hashlib.sha256).hexdigest()
+        assert json.loads(answer.content) == {
+            "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
+            "encryptedToken": expected,
+        }
+        forged = await hy.client.post(
+            "/in/zoom", content=body, headers={**headers, "x-zm-signature": "v0=00"}
+        )
+        assert forged.status_code == 401

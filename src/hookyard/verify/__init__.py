@@ -12,6 +12,18 @@ from hookyard.errors import ConfigError
 from hookyard.verify.base import Handshake, Inbound, Verified, Verifier, VerifyOptions
 from hookyard.verify.generic import GenericHmacVerifier
 from hookyard.verify.hmac_body import GitHubVerifier, ShopifyVerifier
+from hookyard.verify.providers import (
+    CalendlyVerifier,
+    GitLabVerifier,
+    IntercomVerifier,
+    JiraVerifier,
+    LinearVerifier,
+    PaddleVerifier,
+    SquareVerifier,
+    TwitchVerifier,
+    TypeformVerifier,
+    ZoomVerifier,
+)
 from hookyard.verify.simple import BasicAuthVerifier, NoneVerifier, TokenVerifier
 from hookyard.verify.slack import SlackVerifier
 from hookyard.verify.standard import StandardWebhooksVerifier, SvixVerifier
@@ -20,20 +32,30 @@ from hookyard.verify.stripe import StripeVerifier
 __all__ = [
     "SCHEMES",
     "BasicAuthVerifier",
+    "CalendlyVerifier",
     "GenericHmacVerifier",
     "GitHubVerifier",
+    "GitLabVerifier",
     "Handshake",
     "Inbound",
+    "IntercomVerifier",
+    "JiraVerifier",
+    "LinearVerifier",
     "NoneVerifier",
+    "PaddleVerifier",
     "ShopifyVerifier",
     "SlackVerifier",
+    "SquareVerifier",
     "StandardWebhooksVerifier",
     "StripeVerifier",
     "SvixVerifier",
     "TokenVerifier",
+    "TwitchVerifier",
+    "TypeformVerifier",
     "Verified",
     "Verifier",
     "VerifyOptions",
+    "ZoomVerifier",
     "build_verifier",
 ]
 
@@ -46,6 +68,16 @@ _FACTORIES: dict[str, _Factory] = {
     "github": GitHubVerifier,
     "shopify": ShopifyVerifier,
     "slack": SlackVerifier,
+    "paddle": PaddleVerifier,
+    "square": SquareVerifier,
+    "zoom": ZoomVerifier,
+    "linear": LinearVerifier,
+    "intercom": IntercomVerifier,
+    "typeform": TypeformVerifier,
+    "calendly": CalendlyVerifier,
+    "twitch": TwitchVerifier,
+    "jira": JiraVerifier,
+    "gitlab": GitLabVerifier,
     "hmac": GenericHmacVerifier,
     "basic": BasicAuthVerifier,
     "token": TokenVerifier,
