@@ -55,3 +55,14 @@ def test_every_command_is_in_the_readme() -> None:
             rf"hookyard {group} [^\n]*\b{re.escape(leaf)}\b" if group else rf"hookyard {leaf}\b"
         )
         assert re.search(pattern, readme), f"`hookyard {command}` is not in README.md"
+
+
+def test_every_verification_scheme_is_in_the_readme_table() -> None:
+    from hookyard.verify import SCHEMES
+
+    readme = (ROOT / "README.md").read_text()
+    for scheme in SCHEMES:
+        if scheme == "svix":  # listed as the alias of `standard`
+            assert "(alias `svix`)" in readme
+            continue
+        assert re.search(rf"^\| `{scheme}`", readme, re.MULTILINE), f"{scheme} is undocumented"
