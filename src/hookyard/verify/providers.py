@@ -115,6 +115,21 @@ class _Base(Frozen):
     def _sig(self, head: bytes, body: bytes) -> bytes:
         return mac(self._keys[0], head, body)
 
+    def _check_body_signature(
+        self, request: Inbound, header: str, prefix: str, encoding: str, described: str
+    ) -> None:
+        """One `prefix` + hex or base64 signature of the body alone, in `header`."""
+        value = request.headers.get(header.lower())
+        if not value:
+            raise _missing(header)
+        size = self._keys[0].digest_size
+        raw = None
+        if value.startswith(prefix):
+            encoded = value[len(prefix) :]
+            raw = unhex(encoded, size) if encoding == "hex" else unbase64(encoded, size)
+        if raw is None or not any_match(self._keys, b"", request.body, raw):
+            raise _mismatch(f"header {header} ({described})", len(self._keys))
+
 
 # --- timestamped schemes -------------------------------------------------------------------
 
@@ -469,16 +484,13 @@ class IntercomVerifier(_Base):
     _algorithm = "sha1"
 
     def verify(self, request: Inbound) -> Verified:
-        header = request.headers.get("x-hub-signature")
-        if not header:
-            raise _missing("X-Hub-Signature")
-        raw = unhex(header[5:], 20) if header.startswith("sha1=") else None
-        if raw is None or not any_match(self._keys, b"", request.body, raw):
-            raise _mismatch(
-                "header X-Hub-Signature (sha1=<hex HMAC-SHA1 of the body>, key = the app's "
-                "client secret)",
-                len(self._keys),
-            )
+        self._check_body_signature(
+            request,
+            "X-Hub-Signature",
+            "sha1=",
+            "hex",
+            "sha1=<hex HMAC-SHA1 of the body>, key = the app's client secret",
+        )
         doc = json_object(request.body)
         return _facts(
             self._fields,
@@ -501,16 +513,13 @@ class TypeformVerifier(_Base):
     scheme = "typeform"
 
     def verify(self, request: Inbound) -> Verified:
-        header = request.headers.get("typeform-signature")
-        if not header:
-            raise _missing("Typeform-Signature")
-        raw = unbase64(header[7:], 32) if header.startswith("sha256=") else None
-        if raw is None or not any_match(self._keys, b"", request.body, raw):
-            raise _mismatch(
-                "header Typeform-Signature (sha256=<base64 HMAC-SHA256 of the body>, key = "
-                "the webhook secret)",
-                len(self._keys),
-            )
+        self._check_body_signature(
+            request,
+            "Typeform-Signature",
+            "sha256=",
+            "base64",
+            "sha256=<base64 HMAC-SHA256 of the body>, key = the webhook secret",
+        )
         doc = json_object(request.body)
         return _facts(
             self._fields,
@@ -536,16 +545,13 @@ class JiraVerifier(_Base):
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
-        header = headers.get("x-hub-signature")
-        if not header:
-            raise _missing("X-Hub-Signature")
-        raw = unhex(header[7:], 32) if header.startswith("sha256=") else None
-        if raw is None or not any_match(self._keys, b"", request.body, raw):
-            raise _mismatch(
-                "header X-Hub-Signature (sha256=<hex HMAC-SHA256 of the body>, key = the "
-                "webhook secret)",
-                len(self._keys),
-            )
+        self._check_body_signature(
+            request,
+            "X-Hub-Signature",
+            "sha256=",
+            "hex",
+            "sha256=<hex HMAC-SHA256 of the body>, key = the webhook secret",
+        )
         doc = json_object(request.body)
         return _facts(
             self._fields,
