@@ -913,6 +913,16 @@ DELIVERY_COLUMNS = (
 )
 
 
+def _conditions(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """The SQL conditions, and their parameters, of the filters whose value is set."""
+    where, params = ["1"], []
+    for condition, value in filters:
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    return where, params
+
+
 def list_deliveries(
     conn: sqlite3.Connection,
     *,
@@ -926,22 +936,18 @@ def list_deliveries(
     limit: int = 50,
     order: str = "desc",
 ) -> list[dict[str, Any]]:
-    where, params = ["1"], []
-    if status == "dead":  # a literal, so that the partial index of dead deliveries applies
-        where.append("d.status = 'dead'")
-        status = None
-    for condition, value in (
+    dead = status == "dead"  # a literal then, so that the partial index of dead ones applies
+    where, params = _conditions(
         ("d.id = ?", delivery_id),
-        (f"{_delivery_status('d')} = ?", status),
+        (f"{_delivery_status('d')} = ?", None if dead else status),
         ("d.destination = ?", destination),
         ("d.event_id = ?", event_id),
         ("d.id >= ?", None if since is None else id_floor("dlv", since)),
         ("d.id < ?", None if until is None else id_floor("dlv", until)),
         ("d.id < ?" if order == "desc" else "d.id > ?", cursor),
-    ):
-        if value is not None:
-            where.append(condition)
-            params.append(value)
+    )
+    if dead:
+        where.append("d.status = 'dead'")
     rows = conn.execute(
         f"SELECT {', '.join(DELIVERY_SELECT)}, d.event_id FROM deliveries d"
         f" WHERE {' AND '.join(where)} ORDER BY d.id {'DESC' if order == 'desc' else 'ASC'}"
@@ -984,17 +990,13 @@ def list_attempts(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Attempts, newest first (attempt ids sort by time)."""
-    where, params = ["1"], []
-    for condition, value in (
+    where, params = _conditions(
         ("delivery_id = ?", delivery_id),
         ("destination = ?", destination),
         ("id >= ?", None if since is None else id_floor("att", since)),
         ("id < ?", None if until is None else id_floor("att", until)),
         ("id < ?", cursor),
-    ):
-        if value is not None:
-            where.append(condition)
-            params.append(value)
+    )
     if failed is not None:
         success = "(status_code BETWEEN 200 AND 299)"
         where.append(f"NOT {success}" if failed else success)
@@ -1083,14 +1085,8 @@ def list_rejected(
     cursor: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    where, params = [], []
-    if source is not None:
-        where.append("source = ?")
-        params.append(source)
-    if cursor is not None:
-        where.append("id < ?")
-        params.append(cursor)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    where, params = _conditions(("source = ?", source), ("id < ?", cursor))
+    clause = f"WHERE {' AND '.join(where)}"
     rows = conn.execute(
         f"SELECT {', '.join(REJECTED_COLUMNS)} FROM rejected {clause} ORDER BY id DESC LIMIT ?",
         [*params, limit],
