@@ -27,7 +27,9 @@ from common import RESULTS
 from hookyard.ids import id_floor
 from hookyard.models import EventFilter
 from hookyard.store import queries
-from hookyard.store.sqlite import PRAGMAS, SCHEMA_VERSION, _read_sql
+from hookyard.store.db import SQLITE
+from hookyard.store.migrate import SCHEMA_VERSION, reference_schema
+from hookyard.store.sqlite import PRAGMAS, connect
 
 VERSION = f"q3-s{SCHEMA_VERSION}"  # change when the generated data changes
 INDEXED_FIELDS = ["data.customer"]
@@ -128,12 +130,12 @@ def build(path: Path, count: int) -> float:
     started = time.monotonic()
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
+    conn = connect(tmp)
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # as the store, before the first table
     for pragma in PRAGMAS:
         conn.execute(pragma)
     conn.execute("PRAGMA synchronous=OFF")  # building only: a crash here just means a rebuild
-    conn.executescript(_read_sql("schema.sql"))
+    conn.executescript(reference_schema("sqlite"))
     rows = generate(count)
     conn.execute("BEGIN")
     while batch := list(islice(rows, BATCH)):
@@ -164,7 +166,7 @@ def database(count: int) -> tuple[Path, float | None]:
 
 def reader(path: Path) -> sqlite3.Connection:
     """A fresh connection as SqliteStore._reader opens it."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn = connect(f"file:{path}?mode=ro", uri=True)
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
 
@@ -174,6 +176,8 @@ class Captured(Exception):
 
 
 class Capture:
+    dialect = SQLITE
+
     def execute(self, sql: str, params: Any = ()) -> None:
         raise Captured(sql, params)
 

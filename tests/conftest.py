@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Hookyard on loopback, real receivers, real SQLite files."""
+"""Shared fixtures: a real Hookyard on loopback, real receivers, real SQLite files and the
+machine's real PostgreSQL (a fresh schema per test)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from aiohttp import web
@@ -28,6 +31,25 @@ from hookyard.tokens import read_token_file
 
 GITHUB_SECRET = "It's a Secret to Everybody"
 DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+# The machine's PostgreSQL (trust auth on loopback); each test gets a schema of its own.
+POSTGRES_URL = os.environ.get("HOOKYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database URL whose search_path is a new, empty schema, dropped afterwards."""
+    schema = f"hy_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(  # connections a killed server left behind
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'hookyard %' AND pid != pg_backend_pid()"
+        )
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 DROP = object()  # a receiver behaviour's answer meaning "close the connection, say nothing"

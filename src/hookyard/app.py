@@ -1,25 +1,60 @@
 """Builds the ASGI app from the shared state: wiring only.
 
 `/in/...` goes straight to the raw ingest handler (no framework on the hot path); everything
-else goes to the FastAPI app (API, health, OpenAPI).
+else goes to the FastAPI app (API, health, OpenAPI). A process without the `ingest` or `api`
+role answers those paths with 404 and says why; health and metrics are served by every role,
+for load balancers and monitoring.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from hookyard.api.ingest import IngestApp
 from hookyard.api.rest import build_api
 from hookyard.state import AppState
 
+ALWAYS_SERVED = ("/healthz", "/readyz", "/metrics")
+
 
 class HookyardApp:
     def __init__(self, state: AppState) -> None:
+        self.roles = frozenset(state.gateway.settings.server.roles)
         self.ingest = IngestApp(state)
         self.api = build_api(state)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/in/"):
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        path = scope["path"]
+        role = "ingest" if path.startswith("/in/") else "api"
+        if role not in self.roles and path not in ALWAYS_SERVED:
+            await _not_served(send, role, self.roles)
+        elif role == "ingest":
             await self.ingest(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+
+async def _not_served(send: Any, role: str, roles: frozenset[str]) -> None:
+    body = orjson.dumps(
+        {
+            "error": "role_not_served",
+            "message": f"this Hookyard process does not run the {role} role "
+            f"(its roles: {', '.join(sorted(roles))}); send this to a process that does",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -66,20 +66,31 @@ def main() -> None:
 @main.command()
 @config_option
 @click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8787).")
-@click.option("--database", help="Database URL (default sqlite:///hookyard.db beside the config).")
-def serve(config: Path | None, listen: str | None, database: str | None) -> None:
-    """Run the gateway: ingest, API and delivery worker in one process.
+@click.option(
+    "--database",
+    help="Database URL: sqlite:///PATH (default sqlite:///hookyard.db beside the config) or "
+    "postgresql://USER@HOST:PORT/DATABASE.",
+)
+@click.option(
+    "--roles",
+    help="Comma-separated roles of this process: ingest, api, worker (default: all three). "
+    "Processes sharing a PostgreSQL database can split them.",
+)
+def serve(config: Path | None, listen: str | None, database: str | None, roles: str | None) -> None:
+    """Run the gateway: ingest, API and delivery worker (by default all in one process).
 
     SIGHUP reloads the config file (an invalid file is refused and the running one kept);
     SIGTERM stops gracefully.
     """
     from hookyard.runtime import run
 
-    server: dict[str, str] = {}
+    server: dict[str, Any] = {}
     if listen:
         server["listen"] = listen
     if database:
         server["database"] = database
+    if roles:
+        server["roles"] = [role.strip() for role in roles.split(",") if role.strip()]
     overrides = {"server": server} if server else {}
     _load(config, overrides)  # report config errors with exit code 2 before starting
     try:
@@ -90,6 +101,43 @@ def serve(config: Path | None, listen: str | None, database: str | None) -> None
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot start: {exc}")
+
+
+@main.command()
+@config_option
+@click.option("--database", help="Database URL (default: from the config).")
+@click.option("--dry-run", is_flag=True, help="Only show the schema version and what would run.")
+def migrate(config: Path | None, database: str | None, dry_run: bool) -> None:
+    """Bring the database schema up to this version of Hookyard.
+
+    `hookyard serve` does this at start unless `server.auto_migrate = false`; run it yourself
+    before rolling out a new version to several processes (see docs/deployment.md). Safe to run
+    while other processes are up, and more than once.
+    """
+    from hookyard.config import database_url, redact_url
+    from hookyard.store import migration_connection
+    from hookyard.store.migrate import SCHEMA_VERSION, plan
+    from hookyard.store.migrate import migrate as apply
+
+    settings, base_dir = _load(config, {"server": {"database": database}} if database else None)
+    try:
+        url = database_url(settings, base_dir)
+        shown = redact_url(url)
+        with migration_connection(url, base_dir) as conn:
+            steps = plan(conn)
+            before = "empty" if steps.before is None else f"version {steps.before}"
+            if not steps.scripts:
+                click.echo(f"{shown}: schema version {SCHEMA_VERSION}, up to date")
+            elif dry_run:
+                pending = ", ".join(str(n) for n in steps.pending)
+                click.echo(f"{shown}: schema {before}; would apply version {pending}")
+            else:
+                apply(conn)
+                click.echo(f"{shown}: schema {before} -> version {SCHEMA_VERSION}")
+    except ConfigError as exc:
+        _fail(f"invalid configuration\n{exc}", 2)
+    except HookyardError as exc:
+        _fail(str(exc))
 
 
 @main.command()

@@ -31,6 +31,8 @@ from hookyard.units import parse_duration, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_DATABASE = "sqlite:///hookyard.db"
+ROLES = ("ingest", "api", "worker")
+Role = Literal["ingest", "api", "worker"]
 DEFAULT_RETRY_SCHEDULE = ("0", "5s", "5m", "30m", "2h", "5h", "10h", "10h")
 ENV_PREFIX = "HOOKYARD_"
 ALERT_SOURCE = "hookyard"  # the built-in source of Hookyard's own alerts (see alerts.py)
@@ -71,6 +73,21 @@ class ServerConfig(_Model):
     def _proxies(cls, value: list[str]) -> list[str]:
         return _cidrs(value)
 
+    # What this process does; processes sharing a PostgreSQL database can split the work.
+    roles: list[Role] = ["ingest", "api", "worker"]
+    # Apply pending schema migrations at start (under a lock, so several processes starting
+    # together migrate once). Off: start refuses an old schema; run `hookyard migrate`.
+    auto_migrate: bool = True
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"give at least one of {', '.join(ROLES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a role is listed twice")
+        return value
+
     log_format: Literal["text", "json"] = "text"
     tracing: bool = False  # OpenTelemetry spans, ingest to delivery (the otel extra)
     # Payload fields the event list filters on often (field.<path>=...): each gets an index,
@@ -100,10 +117,11 @@ class ServerConfig(_Model):
     @field_validator("database")
     @classmethod
     def _database(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("expected sqlite:///PATH (PostgreSQL support is a separate issue)")
-        if not value.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///PATH is supported in this version")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://", "env:", "file:")):
+            raise ValueError(
+                "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE (or an env: or "
+                "file: reference to one, when it holds a password)"
+            )
         return value
 
 
@@ -285,7 +303,6 @@ class EgressConfig(_Model):
 
 
 class WorkerConfig(_Model):
-    enabled: bool = True
     max_in_flight: int = Field(default=256, ge=1)
     lease: Duration | None = None  # default: the longest destination timeout + 30 s
     poll_interval: Duration = 1.0  # fallback wake-up when no commit signalled new work
@@ -427,6 +444,19 @@ def load_config(
             f"({longest:g}s)",
         )
     return settings, base_dir
+
+
+def database_url(settings: Settings, base_dir: Path) -> str:
+    """The database URL, with an env:/file: reference resolved."""
+    url = resolve_secret(settings.server.database, key="server.database", base_dir=base_dir)
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("server.database", "the reference does not hold a database URL")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def sqlite_path(database: str, base_dir: Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 
@@ -44,3 +45,8 @@ def new_id(prefix: str) -> str:
 def id_floor(prefix: str, unix_seconds: float) -> str:
     """The smallest id that could have been made at `unix_seconds` (for time-range queries)."""
     return f"{prefix}_{_encode(int(unix_seconds * 1000) << 80, 26)}"
+
+
+def node_name() -> str:
+    """This process, as other processes sharing the database see it (jobs, connections)."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,5 +1,6 @@
 """Periodic housekeeping inside `hookyard serve`: expiring dedup keys past their window, and
-refreshing the query planner's statistics.
+refreshing the query planner's statistics. Processes sharing a database take turns through the
+store's job table: each run happens once per interval across all of them.
 
 Deletes go in small batches so that each write transaction stays short and ingest never waits
 long behind one.
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from hookyard.ids import node_name
 from hookyard.state import AppState
 
 log = logging.getLogger("hookyard.maintenance")
@@ -32,10 +34,12 @@ async def expire_dedup_keys(state: AppState) -> int:
 async def run_maintenance(state: AppState, interval: float = 600.0) -> None:
     while True:
         try:
-            removed = await expire_dedup_keys(state)
-            if removed:
-                log.info("expired %d dedup keys older than the window", removed)
-            await state.store.analyze()  # the planner's statistics follow the data
+            if await state.store.take_job("maintenance", interval, node_name()):
+                removed = await expire_dedup_keys(state)
+                if removed:
+                    log.info("expired %d dedup keys older than the window", removed)
+                await state.store.analyze()  # the planner's statistics follow the data
         except Exception:
             log.exception("maintenance failed; trying again next interval")
-        await asyncio.sleep(interval)
+        # Look often: when the process that ran the job last is gone, another takes over.
+        await asyncio.sleep(interval / 10)

@@ -76,6 +76,25 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Pace:
+    """What a worker may claim of one destination: `free` is this process's free slots; the
+    store caps it by what every process together may have (concurrency, rate)."""
+
+    free: int
+    concurrency: int
+    rate: float | None  # attempts per second, across all processes
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    claims: list[Claim]
+    rate_wait: float | None  # seconds until a rate-limited destination has a token again
+    # Destinations that may take nothing now (not active, or at their limits across the
+    # cluster): a due backlog of theirs is no reason to wake up early.
+    blocked: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class EventData:
     """What the worker needs to send an event."""
 

@@ -1,4 +1,5 @@
-"""Runs Hookyard's roles in one process: ingest, API and the delivery worker.
+"""Runs Hookyard's roles in one process: ingest, API and the delivery worker (all three by
+default; `server.roles` picks, for processes sharing a PostgreSQL database).
 
 `Service` owns the store and the background tasks and can be started and stopped from code
 (the tests do); `serve` puts it behind uvicorn and handles SIGHUP (reload) and SIGTERM/SIGINT
@@ -22,7 +23,7 @@ import uvicorn
 
 from hookyard import alerts, logs
 from hookyard.app import HookyardApp
-from hookyard.config import Settings, load_config, parse_listen
+from hookyard.config import Settings, database_url, load_config, parse_listen, redact_url
 from hookyard.deliver.worker import Worker
 from hookyard.errors import ConfigError
 from hookyard.gateway import Gateway
@@ -53,11 +54,22 @@ class Service:
         self.worker: Worker | None = None
         self.token_file: Path | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> AppState:
         settings = self.gateway.settings
-        store = await asyncio.to_thread(open_store, settings.server.database, self.gateway.base_dir)
+        url = database_url(settings, self.gateway.base_dir)
+        store = await asyncio.to_thread(
+            open_store, url, self.gateway.base_dir, auto_migrate=settings.server.auto_migrate
+        )
         self.store = store
+        if store.migrated and store.migrated[0] != store.migrated[1]:
+            before, after = store.migrated
+            log.info(
+                "database schema %s version %d",
+                "created at" if before is None else f"migrated from {before} to",
+                after,
+            )
         self.token_file = bootstrap_admin(store, settings, self.gateway.base_dir)
         built = await asyncio.to_thread(store.sync_field_indexes, settings.server.indexed_fields)
         if built:
@@ -75,15 +87,33 @@ class Service:
             rejected=rejected,
             tracing=Tracing(settings.server.tracing),
         )
-        states = await store.destination_states()
-        state.destination_states = {name: row["state"] for name, row in states.items()}
+        await self._refresh_states(state)
+        loop = asyncio.get_running_loop()
+
+        def on_notify(topic: str) -> None:  # called on the store's listener thread
+            loop.call_soon_threadsafe(self._notified, state, topic)
+
+        store.on_notify = on_notify
         rejected.start()
         self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
-        if settings.worker.enabled:
+        if "worker" in settings.server.roles:
             self.worker = Worker(state)
             self.worker.start()
         self.state = state
         return state
+
+    async def _refresh_states(self, state: AppState) -> None:
+        states = await state.store.destination_states()
+        state.destination_states = {name: row["state"] for name, row in states.items()}
+
+    def _notified(self, state: AppState, topic: str) -> None:
+        """Another process committed work, or changed a destination's state."""
+        if topic == "work":
+            state.work_ready.set()
+        elif topic == "state":
+            task = asyncio.create_task(self._refresh_states(state))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _verification_spike(self, source: str, failures: int, window: float) -> None:
         if self.state is not None:
@@ -209,7 +239,8 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
         bound = server.servers[0].sockets[0].getsockname()
         print(
             f"Hookyard listening on {'https' if tls else 'http'}://{host}:{bound[1]} "
-            f"(database {settings.server.database})",
+            f"(database {redact_url(database_url(settings, base_dir))}; "
+            f"roles {', '.join(settings.server.roles)})",
             file=sys.stderr,
             flush=True,
         )

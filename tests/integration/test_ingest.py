@@ -169,10 +169,9 @@ async def test_overload_answers_503_with_retry_after(hookyard_factory, receiver)
     import threading
 
     config = (
-        basic_config(receiver.url).replace(
-            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nmax_pending = 1', 1
-        )
-        + "\n[worker]\nenabled = false\n"
+        basic_config(receiver.url)
+        .replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nmax_pending = 1', 1)
+        .replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nroles = ["ingest", "api"]', 1)
     )  # only ingest writes: the queue depth is ours
     async with hookyard_factory(config) as hy:
         store = hy.service.store

@@ -150,10 +150,9 @@ async def test_bulk_replay_of_ten_thousand_events_with_a_dry_run(hookyard_factor
 
 
 async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, receiver):
-    import sqlite3
-
     from hookyard.models import EventFilter
     from hookyard.store.queries import event_where
+    from hookyard.store.sqlite import connect
     from tests.conftest import run_hookyard, write_config
 
     config = basic_config(receiver.url).replace(
@@ -167,8 +166,8 @@ async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, recei
         async with hy.api() as api:
             found = await _ids(api, **{"field.data.customer": "cus_1"})
         assert len(found) == 2
-    db = sqlite3.connect(tmp_path / "hookyard.db")
-    clause, params = event_where(EventFilter(fields=(("data.customer", "cus_1"),)))
+    db = connect(tmp_path / "hookyard.db")
+    clause, params = event_where(db, EventFilter(fields=(("data.customer", "cus_1"),)))
     plan = " ".join(
         row[3]
         for row in db.execute(
@@ -180,7 +179,7 @@ async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, recei
     path.write_text(config.replace('indexed_fields = ["data.customer"]', ""))
     async with run_hookyard(path):
         pass  # a field no longer configured loses its index
-    db = sqlite3.connect(tmp_path / "hookyard.db")
+    db = connect(tmp_path / "hookyard.db")
     left = db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'events_field_%'")
     assert left.fetchone()[0] == 0
     db.close()

@@ -7,7 +7,8 @@ import time
 
 from hookyard.models import Claim, Outcome
 from hookyard.store import queries
-from hookyard.store.sqlite import _read_sql
+from hookyard.store.migrate import reference_schema
+from hookyard.store.sqlite import connect
 
 
 def _outcome(status: str) -> Outcome:
@@ -25,8 +26,8 @@ def _outcome(status: str) -> Outcome:
 
 
 def _conn() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(_read_sql("schema.sql"))
+    conn = connect(":memory:")
+    conn.executescript(reference_schema("sqlite"))
     return conn
 
 

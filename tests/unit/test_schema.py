@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from hookyard.errors import StoreError
-from hookyard.store.sqlite import SCHEMA_VERSION, SqliteStore, _read_sql, migrations
+from hookyard.store.migrate import SCHEMA_VERSION, reference_schema
+from hookyard.store.migrate import migrations as all_migrations
+from hookyard.store.sqlite import SqliteStore
+
+
+def migrations() -> list[tuple[int, str]]:
+    return all_migrations("sqlite")
+
+
+def _read_sql(name: str) -> str:
+    assert name == "schema.sql"
+    return reference_schema("sqlite")
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, object]]:
@@ -53,7 +64,9 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
     store.open()
     try:
         conn = sqlite3.connect(path)
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 7
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == (
+            SCHEMA_VERSION
+        )
         assert conn.execute("SELECT name FROM tokens").fetchone()[0] == "kept"
         conn.execute("SELECT * FROM destination_state")
     finally:

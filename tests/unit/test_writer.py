@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from hookyard.errors import StoreError
+from hookyard.store.sqlite import connect
 from hookyard.store.writer import Writer
 
 
 def _writer(tmp_path: Path) -> Writer:
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    def open_connection() -> sqlite3.Connection:
+        conn = connect(tmp_path / "w.db")
         conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT UNIQUE)")
         return conn
 
-    writer = Writer(connect)
+    writer = Writer(open_connection)
     writer.start()
     return writer
 

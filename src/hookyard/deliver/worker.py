@@ -1,8 +1,10 @@
 """The delivery worker: claim due deliveries under a lease, send them, record the outcome.
 
-It wakes as soon as a commit creates work (no polling delay on the hot path), and otherwise
-sleeps until the next delivery or lease falls due, or `poll_interval` at most. Each destination
-gets no more claims than its free concurrency slots, so no lease runs out while waiting.
+It wakes as soon as a commit creates work (no polling delay on the hot path; other processes'
+commits arrive through the store's notifications), and otherwise sleeps until the next delivery
+or lease falls due, or `poll_interval` at most. Each destination gets no more claims than its
+free concurrency slots, so no lease runs out while waiting; the store caps those by what all
+processes sharing the database may have together (concurrency, rate limit, state).
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from datetime import UTC, datetime
 from hookyard import alerts
 from hookyard.deliver.control import set_state
 from hookyard.deliver.http import HttpSender, Response
-from hookyard.deliver.pace import TokenBucket
 from hookyard.deliver.retry import honour_retry_after, next_delay
 from hookyard.gateway import Destination
-from hookyard.models import Claim, EventData, Outcome
+from hookyard.models import Claim, EventData, Outcome, Pace
 from hookyard.state import AppState
 
 log = logging.getLogger("hookyard.worker")
@@ -35,7 +36,6 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], Claim] = {}
         self._slot_released = asyncio.Event()
         self._stopping = False
-        self._buckets: dict[str, TokenBucket] = {}
         # Deliveries holding a destination slot (delivery id -> destination): from the claim
         # until the destination's answer is in.
         self._sending: dict[str, str] = {}
@@ -67,82 +67,62 @@ class Worker:
             await asyncio.wait(list(self._writes), timeout=grace)
         await self.sender.close()
 
-    def _claim_limits(self) -> tuple[dict[str, int], int]:
-        """How many deliveries each destination may take now (its free concurrency slots,
-        within its rate limit), and how many all together (max_in_flight). The order rotates
+    def _claim_paces(self) -> tuple[dict[str, Pace], int]:
+        """What each destination may take now (this process's free slots; the store applies
+        the cluster-wide limits), and how many all together (max_in_flight). The order rotates
         so that, when the overall cap binds, no destination is always served last."""
         settings = self.state.gateway.settings.worker
         busy = Counter(self._sending.values())
-        limits = {}
-        self._rate_wait = None
+        paces = {}
         names = list(self.state.gateway.destinations)
         self._round += 1
         shift = self._round % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
             destination = self.state.gateway.destinations[name]
-            if self.state.destination_states.get(name, "active") != "active":
-                continue  # its deliveries are held
             free = min(destination.concurrency - busy[name], CLAIM_BATCH)
-            bucket = self._bucket(destination)
-            if bucket is not None and free > 0:
-                free = min(free, bucket.available())
-                if free == 0:
-                    wait = bucket.wait()
-                    self._rate_wait = (
-                        wait if self._rate_wait is None else min(self._rate_wait, wait)
-                    )
             if free > 0:
-                limits[name] = free
-        return limits, settings.max_in_flight - len(self._sending)
-
-    def _bucket(self, destination: Destination) -> TokenBucket | None:
-        if destination.rate_limit is None:
-            self._buckets.pop(destination.name, None)
-            return None
-        bucket = self._buckets.get(destination.name)
-        if bucket is None or bucket.rate != destination.rate_limit:  # new, or changed on reload
-            bucket = self._buckets[destination.name] = TokenBucket(destination.rate_limit)
-        return bucket
+                paces[name] = Pace(free, destination.concurrency, destination.rate_limit)
+        return paces, settings.max_in_flight - len(self._sending)
 
     async def _run(self) -> None:
         while not self._stopping:
             self.state.work_ready.clear()
             self._slot_released.clear()
             try:
-                limits, total = self._claim_limits()
+                paces, total = self._claim_paces()
                 claims = []
-                if limits and total > 0:
-                    claims = await self.state.store.claim(limits, total, self.state.gateway.lease)
-                for claim in claims:
-                    bucket = self._buckets.get(claim.destination)
-                    if bucket is not None:
-                        bucket.take(1)
+                self._rate_wait = None
+                if paces and total > 0:
+                    claimed = await self.state.store.claim(paces, total, self.state.gateway.lease)
+                    claims, self._rate_wait = claimed.claims, claimed.rate_wait
+                    paces = {n: p for n, p in paces.items() if n not in claimed.blocked}
                 if claims:
                     events = await self.state.store.event_data([c.event_id for c in claims])
                     for claim in claims:
                         self._spawn(claim, events.get(claim.event_id))
                     continue
-                timeout = await self._idle_timeout(limits)
+                timeout = await self._idle_timeout(paces)
             except Exception:
                 log.exception("worker could not claim deliveries; retrying in 1s")
                 timeout = 1.0
-            waiters = [asyncio.ensure_future(self.state.work_ready.wait())]
-            if self._tasks:
-                waiters.append(asyncio.ensure_future(self._slot_released.wait()))
+            waiters = [
+                asyncio.ensure_future(self.state.work_ready.wait()),
+                asyncio.ensure_future(self._slot_released.wait()),
+            ]
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _idle_timeout(self, limits: dict[str, int]) -> float:
+    async def _idle_timeout(self, paces: dict[str, Pace]) -> float:
         """Sleep until the next delivery of a destination with free slots falls due; a full
         destination wakes the loop through `_slot_released` instead (else its backlog, already
         due, would make this loop spin)."""
         timeout = self.state.gateway.settings.worker.poll_interval
         if self._rate_wait is not None:  # a rate-limited destination gets a token then
             timeout = min(timeout, self._rate_wait + 0.001)
-        if not limits:
+        if not paces:
             return timeout
-        due = await self.state.store.next_due(list(limits))
+        due = await self.state.store.next_due(list(paces))
         if due is not None:
             timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
         return timeout
@@ -250,6 +230,7 @@ class Worker:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            self._slot_released.set()  # the store counts these slots free only from now
 
         task = asyncio.create_task(write())
         self._writes.add(task)

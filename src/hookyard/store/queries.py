@@ -1,11 +1,11 @@
-"""SQL for the SQLite store. Write handlers take a group of payloads and run inside the writer's
-open transaction (see writer.py); read functions take a reader connection."""
+"""SQL for both stores (SQLite and PostgreSQL; db.py holds what differs). Write handlers take a
+group of payloads and run inside the writer's open transaction (see writer.py); read functions
+take a reader connection."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,16 +18,18 @@ from hookyard.ids import id_floor, new_id
 from hookyard.models import (
     Accepted,
     Claim,
+    Claimed,
     EventData,
     EventFilter,
     NewRequest,
     Outcome,
+    Pace,
     Rejected,
 )
+from hookyard.store.db import POSTGRESQL, Conn, in_list
 from hookyard.tokens import CONFIGURED_ADMIN, GENERATED_ADMIN
 
 INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
-INSERT_DEDUP_IGNORE = "INSERT OR IGNORE INTO dedup (source, key, event_id, first_seen) VALUES "
 COUNT_HIT = "UPDATE dedup SET hits = hits + 1 WHERE source = ? AND key = ?"
 INSERT_REQUEST = "INSERT INTO requests VALUES "
 INSERT_EVENT = "INSERT INTO events VALUES "
@@ -39,7 +41,8 @@ INSERT_REPLAY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
     " updated_at, ordering_key, replay) VALUES "
 )
-MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32
+MAX_VARIABLES = 32766  # SQLite's limit on ? per statement since 3.32 (PostgreSQL's: 65535)
+ON_CONFLICT_IGNORE = " ON CONFLICT DO NOTHING"
 
 
 @functools.lru_cache(maxsize=256)
@@ -48,25 +51,26 @@ def _values_sql(prefix: str, columns: int, rows: int, suffix: str) -> str:
     return prefix + ",".join([row] * rows) + suffix
 
 
-def insert_rows(
-    conn: sqlite3.Connection, prefix: str, rows: Sequence[tuple[Any, ...]], suffix: str = ""
-) -> None:
+def insert_rows(conn: Conn, prefix: str, rows: Sequence[tuple[Any, ...]], suffix: str = "") -> int:
     """Insert many rows with few multi-row statements rather than executemany.
 
     The sqlite3 module gives up and retakes the GIL around every step; executemany steps once
     per row, and each retake can wait a full switch interval behind the busy event loop. One
-    statement per chunk keeps the writer thread's handoffs to a handful per transaction.
+    statement per chunk keeps the writer thread's handoffs to a handful per transaction (and
+    on PostgreSQL, its round trips). Returns how many rows were inserted.
     """
     if not rows:
-        return
+        return 0
     columns = len(rows[0])
     per_statement = MAX_VARIABLES // columns
+    inserted = 0
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        conn.execute(
+        inserted += conn.execute(
             _values_sql(prefix, columns, len(chunk), suffix),
             [value for row in chunk for value in row],
-        )
+        ).rowcount
+    return inserted
 
 
 def key_digest(key: str) -> bytes:
@@ -75,9 +79,7 @@ def key_digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
-def _known_keys(
-    conn: sqlite3.Connection, keys: Sequence[tuple[str, bytes]]
-) -> dict[tuple[str, bytes], str]:
+def _known_keys(conn: Conn, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], str]:
     """Which of these (source, key digest) pairs are stored, and the event owning each."""
     wanted: dict[str, list[bytes]] = {}
     for source, key in dict.fromkeys(keys):
@@ -153,7 +155,7 @@ def ingest_rows(request: NewRequest) -> IngestRows:
     )
 
 
-def _all_keys_new(conn: sqlite3.Connection, batch: Sequence[IngestRows], now: float) -> bool:
+def _all_keys_new(conn: Conn, batch: Sequence[IngestRows], now: float) -> bool:
     """The common case in one statement: insert every dedup key of the batch; if all were new,
     the batch has no duplicate. Otherwise remove what this statement added and return False."""
     rows = [
@@ -164,9 +166,9 @@ def _all_keys_new(conn: sqlite3.Connection, batch: Sequence[IngestRows], now: fl
     ]
     if len({(source, key) for source, key, _, _ in rows}) != len(rows):
         return False  # a key repeats within the batch
-    before = conn.total_changes
-    insert_rows(conn, INSERT_DEDUP_IGNORE, rows)
-    if conn.total_changes - before == len(rows):
+    # On PostgreSQL a key that another process is inserting makes this wait for its commit,
+    # then count as known: dedup is exact across processes.
+    if insert_rows(conn, INSERT_DEDUP, rows, ON_CONFLICT_IGNORE) == len(rows):
         return True
     owned = [(source, key, event_id) for source, key, event_id, _ in rows]
     for start in range(0, len(owned), 10_000):
@@ -180,7 +182,7 @@ def _all_keys_new(conn: sqlite3.Connection, batch: Sequence[IngestRows], now: fl
     return False
 
 
-def ingest(conn: sqlite3.Connection, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
+def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     """Insert new events with their deliveries. An event any of whose dedup keys is already
     known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
     counted, not stored, and its other keys are recorded as the original's."""
@@ -188,10 +190,8 @@ def ingest(conn: sqlite3.Connection, batch: Sequence[IngestRows]) -> list[list[A
     if _all_keys_new(conn, batch, now):
         insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch])
         insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
-        insert_rows(
-            conn,
-            INSERT_DELIVERY,
-            [d for rows in batch for per_event in rows.deliveries for d in per_event],
+        _insert_deliveries(
+            conn, [d for rows in batch for per_event in rows.deliveries for d in per_event]
         )
         return [[Accepted(event_id, False) for event_id in rows.event_ids] for rows in batch]
 
@@ -226,22 +226,30 @@ def ingest(conn: sqlite3.Connection, batch: Sequence[IngestRows]) -> list[list[A
         if any(not a.duplicate for a in accepted):
             request_rows.append(rows.request)
         results.append(accepted)
+    # A plain insert: should another process have stored one of these keys meanwhile, the
+    # group fails and the writer runs each request again alone, now seeing that key.
     insert_rows(conn, INSERT_DEDUP, dedup_rows)
     conn.executemany(COUNT_HIT, hit_rows)
     insert_rows(conn, INSERT_REQUEST, request_rows)
     insert_rows(conn, INSERT_EVENT, event_rows)
-    insert_rows(conn, INSERT_DELIVERY, delivery_rows)
+    _insert_deliveries(conn, delivery_rows)
     return results
 
 
-# Claims pick rows with one SELECT that returns them as a single JSON value, then lease them
-# with one UPDATE: two steps whatever the count (each step hands the GIL away; see insert_rows).
+def _insert_deliveries(conn: Conn, rows: Sequence[tuple[Any, ...]], prefix: str = "") -> None:
+    """Queue deliveries and wake the workers of every process at commit."""
+    if rows:
+        insert_rows(conn, prefix or INSERT_DELIVERY, rows)
+        conn.dialect.notify(conn, "work")
+
+
+# On SQLite, claims pick rows with one SELECT that returns them as a single JSON value, then
+# lease them with one UPDATE: two steps whatever the count (each step hands the GIL away; see
+# insert_rows). On PostgreSQL one UPDATE ... RETURNING picks (SKIP LOCKED) and leases at once.
 PICK_EXPIRED = """
-SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
     SELECT id, event_id, attempts, replay FROM deliveries
     WHERE status = 'in_flight' AND destination = :destination AND lease_until < :now
     ORDER BY lease_until LIMIT :limit
-)
 """
 # Deliveries `d` that may go now: a delivery with an ordering key waits while an earlier one
 # with the same key is unfinished.
@@ -253,48 +261,122 @@ READY = """
           AND earlier.id < d.id AND earlier.status IN ('pending', 'retrying', 'in_flight')))
 """
 PICK_DUE = f"""
-SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM (
     SELECT d.id, d.event_id, d.attempts, d.replay FROM deliveries d
     WHERE {READY} AND d.next_attempt_at <= :now
     ORDER BY d.next_attempt_at LIMIT :limit
-)
 """
-LEASE = """
+SQLITE_LEASE = """
 UPDATE deliveries
 SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
 WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:picked))
 """
+PG_LEASE = """
+UPDATE deliveries
+SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
+WHERE id IN (SELECT id FROM ({pick} FOR UPDATE SKIP LOCKED) AS picked)
+RETURNING id, event_id, attempts, replay
+"""
+# In one statement: the destination's state, how many of its deliveries are leased by any
+# process, and its rate-limit bucket.
+PACE = """
+SELECT (SELECT state FROM destination_state WHERE name = :destination),
+       (SELECT count(*) FROM deliveries
+        WHERE status = 'in_flight' AND destination = :destination AND lease_until >= :now),
+       (SELECT tokens FROM destination_pace WHERE name = :destination),
+       (SELECT refilled_at FROM destination_pace WHERE name = :destination)
+"""
+
+
+def _lease(conn: Conn, pick: str, params: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """Lease the deliveries `pick` selects; (id, event id, attempt number, replay) of each."""
+    if conn.dialect is POSTGRESQL:
+        rows = conn.execute(PG_LEASE.format(pick=pick), params).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+    picked = conn.execute(
+        f"SELECT json_group_array(json_array(id, event_id, attempts + 1, replay)) FROM ({pick})",
+        params,
+    ).fetchone()[0]
+    found = orjson.loads(picked)
+    if found:
+        conn.execute(SQLITE_LEASE, {**params, "picked": picked})
+    return [(r[0], r[1], r[2], r[3]) for r in found]
+
+
+def _tokens(rate: float, stored: float | None, stamp: float | None, now: float) -> float:
+    """A destination's bucket, refilled at `rate` up to one second's worth (at least one):
+    after an outage or a bulk retry the receiver gets a steady stream, not a burst."""
+    capacity = max(1.0, rate)
+    if stored is None or stamp is None:
+        return capacity
+    return min(capacity, stored + max(0.0, now - stamp) * rate)
 
 
 def claim(
-    conn: sqlite3.Connection, requests: Sequence[tuple[float, float, dict[str, int], int]]
-) -> list[list[Claim]]:
-    """Lease up to `limit` deliveries per destination, `total` in all, in the given order:
-    first those whose lease expired (their worker died), then those due. Claiming no more than
-    a destination's free slots keeps leases from running out while deliveries wait."""
+    conn: Conn, requests: Sequence[tuple[float, float, dict[str, Pace], int]]
+) -> list[Claimed]:
+    """Lease deliveries of each destination, `total` in all: first those whose lease expired
+    (their worker died), then those due. Each destination gets no more than its pace allows
+    across every process sharing the database: its concurrency minus the deliveries leased
+    anywhere, its rate limit's tokens, and this worker's free slots (so no lease runs out
+    while a delivery waits for a slot). A destination that is not active gets nothing."""
     results = []
-    for now, lease_seconds, limits, total in requests:
+    for now, lease_seconds, paces, total in requests:
         lease = now + lease_seconds
         claimed: list[Claim] = []
-        for destination, most in limits.items():
-            limit = min(most, total - len(claimed))
-            if limit <= 0:
+        rate_wait: float | None = None
+        blocked = set()
+        for destination, pace in paces.items():
+            if total - len(claimed) <= 0:
                 break
+            conn.dialect.lock_destination(conn, destination)  # until this transaction ends
+            params: dict[str, Any] = {"destination": destination, "now": now, "lease": lease}
+            state, busy, stored, stamp = conn.execute(PACE, params).fetchone()
+            if state not in (None, "active") or busy >= pace.concurrency:
+                blocked.add(destination)
+                continue
+            limit = min(pace.free, pace.concurrency - busy, total - len(claimed))
+            tokens = 0.0
+            if pace.rate is not None:
+                tokens = _tokens(pace.rate, stored, stamp, now)
+                if tokens < 1:
+                    wait = (1 - tokens) / pace.rate
+                    rate_wait = wait if rate_wait is None else min(rate_wait, wait)
+                    blocked.add(destination)
+                limit = min(limit, int(tokens))
+            taken = 0
             for pick in (PICK_EXPIRED, PICK_DUE):
-                params = {"now": now, "limit": limit, "destination": destination}
-                picked = conn.execute(pick, params).fetchone()[0]
-                rows = orjson.loads(picked)
-                if not rows:
-                    continue
-                conn.execute(LEASE, {"lease": lease, "now": now, "picked": picked})
+                if limit - taken <= 0:
+                    break
+                rows = _lease(conn, pick, {**params, "limit": limit - taken})
                 claimed.extend(
                     Claim(r[0], r[1], destination, r[2], bool(r[3]), lease) for r in rows
                 )
-                limit -= len(rows)
-                if limit <= 0:
-                    break
-        results.append(claimed)
+                taken += len(rows)
+            if pace.rate is not None and taken:
+                conn.execute(
+                    "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
+                    " refilled_at = excluded.refilled_at",
+                    (destination, tokens - taken, now),
+                )
+        results.append(Claimed(claimed, rate_wait, frozenset(blocked)))
     return results
+
+
+def take_job(conn: Conn, jobs: Sequence[tuple[str, float, str]]) -> list[bool]:
+    """Claim a scheduled job's run if it is due: the row moves to the next run, so every other
+    process sharing the database finds it not due and skips it."""
+    now = time.time()
+    return [
+        conn.execute(
+            "INSERT INTO jobs (name, next_run_at, last_run_by) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET next_run_at = excluded.next_run_at,"
+            " last_run_by = excluded.last_run_by WHERE jobs.next_run_at <= ?",
+            (name, now + interval, owner, now),
+        ).rowcount
+        == 1
+        for name, interval, owner in jobs
+    ]
 
 
 RELEASE = """
@@ -305,7 +387,7 @@ WHERE id = ? AND status = 'in_flight' AND lease_until = ?
 """
 
 
-def release(conn: sqlite3.Connection, batches: Sequence[list[Claim]]) -> list[None]:
+def release(conn: Conn, batches: Sequence[list[Claim]]) -> list[None]:
     """Give back leases of attempts that never ran to the end (clean shutdown)."""
     now = time.time()
     for claims in batches:
@@ -332,7 +414,7 @@ def _finish_sql(rows: int) -> str:
 QUIET_RESETS_FAILING = 86400.0
 
 
-def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[float | None]:
+def finish(conn: Conn, outcomes: Sequence[Outcome]) -> list[float | None]:
     """Record attempts and move each delivery on, in two statements for the whole group. A
     delivery whose lease was lost meanwhile keeps its new owner's state; the attempt is still
     recorded. Returns, per outcome, since when its destination has been failing (None: its
@@ -375,29 +457,32 @@ def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[float 
     failing: dict[str, float | None] = {}
     for o in outcomes:  # in order: the last outcome of a destination decides
         failing[o.claim.destination] = None if o.status == "succeeded" else o.started_at
-    names = orjson.dumps(failing)
+    names = list(failing)
     conn.execute(
         "INSERT INTO destination_state (name, state, changed_at, failing_since, last_failure_at)"
-        " SELECT key, 'active', :now, value, value FROM json_each(:names) WHERE true"
-        " ON CONFLICT (name) DO UPDATE SET"
+        " VALUES "
+        + ",".join(["(?, 'active', ?, ?, ?)"] * len(names))
+        + " ON CONFLICT (name) DO UPDATE SET"
         " failing_since = CASE"
         "  WHEN excluded.failing_since IS NULL THEN NULL"
-        "  WHEN destination_state.last_failure_at < :now - :quiet THEN excluded.failing_since"
+        "  WHEN destination_state.last_failure_at < ? THEN excluded.failing_since"
         "  ELSE coalesce(destination_state.failing_since, excluded.failing_since) END,"
         " last_failure_at = coalesce(excluded.last_failure_at, destination_state.last_failure_at)",
-        {"now": now, "names": names, "quiet": QUIET_RESETS_FAILING},
+        [
+            *(value for name in names for value in (name, now, failing[name], failing[name])),
+            now - QUIET_RESETS_FAILING,
+        ],
     )
-    since = orjson.loads(
+    since = dict(
         conn.execute(
-            "SELECT json_group_object(name, failing_since) FROM destination_state"
-            " WHERE name IN (SELECT key FROM json_each(?))",
-            (names,),
-        ).fetchone()[0]
+            f"SELECT name, failing_since FROM destination_state WHERE name IN {in_list(names)}",
+            names,
+        ).fetchall()
     )
     return [since.get(o.claim.destination) for o in outcomes]
 
 
-def destination_states(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+def destination_states(conn: Conn) -> dict[str, dict[str, Any]]:
     rows = conn.execute(
         "SELECT name, state, reason, changed_at, failing_since FROM destination_state"
     )
@@ -407,16 +492,13 @@ def destination_states(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     }
 
 
-def set_destination_state(
-    conn: sqlite3.Connection, changes: Sequence[tuple[str, str, str | None]]
-) -> list[bool]:
+def set_destination_state(conn: Conn, changes: Sequence[tuple[str, str, str | None]]) -> list[bool]:
     """Move destinations to a state (active, paused, disabled); True where it changed.
     Becoming active forgets past failures, so a re-enabled destination starts afresh."""
     now = time.time()
     changed = []
     for name, state, reason in changes:
-        before = conn.total_changes
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO destination_state (name, state, reason, changed_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET state = excluded.state, reason = excluded.reason,"
             " changed_at = excluded.changed_at,"
@@ -425,14 +507,17 @@ def set_destination_state(
             " WHERE destination_state.state != excluded.state",
             (name, state, reason, now),
         )
-        changed.append(conn.total_changes > before)
+        changed.append(cursor.rowcount > 0)
+    if any(changed):
+        conn.dialect.notify(conn, "state")  # other processes refresh; resumed ones have work
+        conn.dialect.notify(conn, "work")
     return changed
 
 
-def retry_dead(conn: sqlite3.Connection, destinations: Sequence[str]) -> list[int]:
+def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
     """Give dead deliveries a fresh schedule, due now. Their attempts stay recorded."""
     now = time.time()
-    return [
+    counts = [
         conn.execute(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
             " updated_at = ? WHERE destination = ? AND status = 'dead'",
@@ -440,10 +525,13 @@ def retry_dead(conn: sqlite3.Connection, destinations: Sequence[str]) -> list[in
         ).rowcount
         for name in destinations
     ]
+    if any(counts):
+        conn.dialect.notify(conn, "work")
+    return counts
 
 
 def replay(
-    conn: sqlite3.Connection,
+    conn: Conn,
     requests: Sequence[tuple[list[str], str | None, frozenset[str]]],
 ) -> list[int]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
@@ -452,32 +540,35 @@ def replay(
     now = time.time()
     created = []
     for event_ids, destination, configured in requests:
-        rows = conn.execute(
-            "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM json_each(?) j"
-            " JOIN events e ON e.id = j.value"
-            " LEFT JOIN deliveries d ON d.event_id = e.id AND d.replay = 0"
-            " AND (? IS NULL OR d.destination = ?)",
-            (orjson.dumps(event_ids), destination, destination),
-        ).fetchall()
+        rows = []
+        only = "" if destination is None else " AND d.destination = ?"
+        for start in range(0, len(event_ids), 10_000):
+            chunk = event_ids[start : start + 10_000]
+            rows += conn.execute(
+                "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM events e"
+                f" LEFT JOIN deliveries d ON d.event_id = e.id AND d.replay = 0{only}"
+                f" WHERE e.id IN {in_list(chunk)}",
+                [*([] if destination is None else [destination]), *chunk],
+            ).fetchall()
         targets = {
             (event_id, name or destination, key)
             for event_id, name, key in rows
             if (name or destination) in configured
         }
-        insert_rows(
+        _insert_deliveries(
             conn,
-            INSERT_REPLAY,
             [
                 (new_id("dlv"), event_id, name, "pending", now, now, now, key, 1)
                 for event_id, name, key in sorted(targets)
                 if name is not None
             ],
+            INSERT_REPLAY,
         )
         created.append(sum(1 for t in targets if t[1] is not None))
     return created
 
 
-def retry_delivery(conn: sqlite3.Connection, delivery_ids: Sequence[str]) -> list[str | None]:
+def retry_delivery(conn: Conn, delivery_ids: Sequence[str]) -> list[str | None]:
     """Make a dead or retrying delivery due now (a dead one with a fresh schedule). Returns
     its status before, or None if there is no such delivery; only dead and retrying move."""
     now = time.time()
@@ -490,22 +581,19 @@ def retry_delivery(conn: sqlite3.Connection, delivery_ids: Sequence[str]) -> lis
                 " attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END WHERE id = ?",
                 (now, now, delivery_id),
             )
+            conn.dialect.notify(conn, "work")
         results.append(row[0] if row else None)
     return results
 
 
-def finish_groups(
-    conn: sqlite3.Connection, groups: Sequence[Sequence[Outcome]]
-) -> list[list[float | None]]:
+def finish_groups(conn: Conn, groups: Sequence[Sequence[Outcome]]) -> list[list[float | None]]:
     """`finish` for groups of outcomes collected by the worker: one operation per group."""
     flat = [outcome for group in groups for outcome in group]
     results = iter(finish(conn, flat))
     return [[next(results) for _ in group] for group in groups]
 
 
-def record_rejected(
-    conn: sqlite3.Connection, batches: Sequence[tuple[list[Rejected], int]]
-) -> list[None]:
+def record_rejected(conn: Conn, batches: Sequence[tuple[list[Rejected], int]]) -> list[None]:
     """Append sampled rejections, then trim the log to its bound."""
     keep = batches[-1][1]
     for rows, _ in batches:
@@ -538,7 +626,7 @@ def record_rejected(
     return [None] * len(batches)
 
 
-def ensure_token(conn: sqlite3.Connection, name: str, token_hash: str, scope: str) -> None:
+def ensure_token(conn: Conn, name: str, token_hash: str, scope: str) -> None:
     conn.execute(
         "INSERT INTO tokens (id, name, hash, scope, created_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (hash) DO UPDATE SET scope = excluded.scope, revoked_at = NULL",
@@ -546,7 +634,7 @@ def ensure_token(conn: sqlite3.Connection, name: str, token_hash: str, scope: st
     )
 
 
-def expire_dedup(conn: sqlite3.Connection, batches: Sequence[tuple[float, int]]) -> list[int]:
+def expire_dedup(conn: Conn, batches: Sequence[tuple[float, int]]) -> list[int]:
     """Forget dedup keys first seen before `cutoff`, at most `limit` per call (short writes)."""
     removed = []
     for cutoff, limit in batches:
@@ -559,7 +647,7 @@ def expire_dedup(conn: sqlite3.Connection, batches: Sequence[tuple[float, int]])
     return removed
 
 
-def replace_admin_token(conn: sqlite3.Connection, token_hash: str) -> None:
+def replace_admin_token(conn: Conn, token_hash: str) -> None:
     """Make `token_hash` the configured admin token, revoking the configured or generated one
     it replaces (tokens created through the API are left alone)."""
     conn.execute(
@@ -570,14 +658,14 @@ def replace_admin_token(conn: sqlite3.Connection, token_hash: str) -> None:
     ensure_token(conn, CONFIGURED_ADMIN, token_hash, "admin")
 
 
-def has_admin_token(conn: sqlite3.Connection) -> bool:
+def has_admin_token(conn: Conn) -> bool:
     row = conn.execute(
         "SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked_at IS NULL LIMIT 1"
     ).fetchone()
     return row is not None
 
 
-def find_token(conn: sqlite3.Connection, token_hash: str) -> tuple[str, str, str] | None:
+def find_token(conn: Conn, token_hash: str) -> tuple[str, str, str] | None:
     """(id, name, scope) of a live token."""
     row = conn.execute(
         "SELECT id, name, scope FROM tokens WHERE hash = ? AND revoked_at IS NULL", (token_hash,)
@@ -588,7 +676,7 @@ def find_token(conn: sqlite3.Connection, token_hash: str) -> tuple[str, str, str
 TOKEN_COLUMNS = ("id", "name", "scope", "created_at", "revoked_at")
 
 
-def create_token(conn: sqlite3.Connection, requests: Sequence[tuple[str, str, str]]) -> list[str]:
+def create_token(conn: Conn, requests: Sequence[tuple[str, str, str]]) -> list[str]:
     now = time.time()
     ids = []
     for name, token_hash, scope in requests:
@@ -601,7 +689,7 @@ def create_token(conn: sqlite3.Connection, requests: Sequence[tuple[str, str, st
     return ids
 
 
-def revoke_token(conn: sqlite3.Connection, token_ids: Sequence[str]) -> list[bool]:
+def revoke_token(conn: Conn, token_ids: Sequence[str]) -> list[bool]:
     now = time.time()
     return [
         conn.execute(
@@ -612,7 +700,7 @@ def revoke_token(conn: sqlite3.Connection, token_ids: Sequence[str]) -> list[boo
     ]
 
 
-def list_tokens(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_tokens(conn: Conn) -> list[dict[str, Any]]:
     rows = conn.execute(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY id")
     return [dict(zip(TOKEN_COLUMNS, row, strict=True)) for row in rows]
 
@@ -620,18 +708,17 @@ def list_tokens(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 AUDIT_COLUMNS = ("id", "at", "token_id", "token_name", "action", "target", "detail")
 
 
-def record_audit(conn: sqlite3.Connection, entries: Sequence[tuple[Any, ...]]) -> list[None]:
+def record_audit(conn: Conn, entries: Sequence[tuple[Any, ...]]) -> list[None]:
     insert_rows(conn, "INSERT INTO audit VALUES ", [(new_id("aud"), *e) for e in entries])
     return [None] * len(entries)
 
 
-def list_audit(
-    conn: sqlite3.Connection, *, cursor: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
+def list_audit(conn: Conn, *, cursor: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    where, params = _conditions(("id < ?", cursor))
     rows = conn.execute(
-        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE (? IS NULL OR id < ?)"
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)}"
         " ORDER BY id DESC LIMIT ?",
-        (cursor, cursor, limit),
+        [*params, limit],
     )
     result = []
     for row in rows:
@@ -641,7 +728,7 @@ def list_audit(
     return result
 
 
-def queue_figures(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:
+def queue_figures(conn: Conn) -> dict[tuple[str, str], tuple[int, float | None]]:
     """(destination, status) -> (count, earliest next attempt) of unfinished deliveries."""
     rows = conn.execute(
         "SELECT destination, status, count(*), min(next_attempt_at) FROM deliveries"
@@ -650,14 +737,14 @@ def queue_figures(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, 
     return {(d, s): (n, t) for d, s, n, t in rows}
 
 
-def next_due(conn: sqlite3.Connection, destinations: Sequence[str]) -> float | None:
+def next_due(conn: Conn, destinations: Sequence[str]) -> float | None:
     """When the earliest delivery that may go (see READY) or lease of these destinations falls
     due; a delivery waiting behind another with its ordering key does not count."""
     times = []
     for destination in destinations:
         times += conn.execute(
             "SELECT * FROM (SELECT d.next_attempt_at FROM deliveries d"
-            f" WHERE {READY} ORDER BY d.next_attempt_at LIMIT 1)"
+            f" WHERE {READY} ORDER BY d.next_attempt_at LIMIT 1) AS first_due"
             " UNION ALL SELECT min(lease_until) FROM deliveries"
             " WHERE status = 'in_flight' AND destination = :destination",
             {"destination": destination},
@@ -668,7 +755,7 @@ def next_due(conn: sqlite3.Connection, destinations: Sequence[str]) -> float | N
 # -- reads for the worker and the API ---------------------------------------------------------
 
 
-def event_data(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, EventData]:
+def event_data(conn: Conn, event_ids: Sequence[str]) -> dict[str, EventData]:
     found: dict[str, EventData] = {}
     unique = list(dict.fromkeys(event_ids))
     for start in range(0, len(unique), 500):
@@ -733,14 +820,7 @@ def _field_value(text: str) -> list[Any]:
     return candidates
 
 
-def _json_path(dotted: str) -> str:
-    """data.items.0.id -> $."data"."items"[0]."id" (names quoted, digits as indexes)."""
-    return "$" + "".join(
-        f"[{part}]" if part.isdigit() else f'."{part}"' for part in dotted.split(".")
-    )
-
-
-def event_where(f: EventFilter) -> tuple[str, list[Any]]:
+def event_where(conn: Conn, f: EventFilter) -> tuple[str, list[Any]]:
     """SQL conditions on `events e` for a filter."""
     where: list[str] = []
     params: list[Any] = []
@@ -753,8 +833,8 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
             where.append(f"e.{column} = ?")
             params.append(value)
     if f.type is not None:
-        where.append("e.event_type GLOB ?")
-        params.append(f.type)
+        where.append(conn.dialect.glob("e.event_type"))
+        params.append(conn.dialect.glob_param(f.type))
     if f.since is not None:
         where.append("e.id >= ?")
         params.append(id_floor("evt", f.since))
@@ -778,55 +858,47 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
             params.append(f.destination)
         where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(conditions)})")
     for path, value in f.fields:
-        candidates = _field_value(value)
-        where.append(f"{field_expression(path)} IN ({','.join('?' * len(candidates))})")
+        candidates = conn.dialect.field_values(_field_value(value))
+        where.append(f"{field_expression(conn, path)} IN {in_list(candidates)}")
         params += candidates
-    return " AND ".join(where) or "1", params
+    return " AND ".join(where) or "TRUE", params
 
 
-def field_expression(dotted: str) -> str:
+def field_expression(conn: Conn, dotted: str) -> str:
     """A payload field as SQL. The path is written into the SQL (it is checked to hold only
     names, digits, dashes and dots), so that an index on the same expression serves it."""
     if not FIELD_PATH.match(dotted):
         raise ValueError(f"not a dotted field path: {dotted!r}")
-    return (
-        "CASE WHEN json_valid(CAST(payload AS TEXT))"
-        f" THEN json_extract(CAST(payload AS TEXT), '{_json_path(dotted)}') END"
-    )
+    return conn.dialect.field_expression(dotted)
 
 
-def analyze(conn: sqlite3.Connection, payloads: Sequence[None]) -> list[None]:
+def analyze(conn: Conn, payloads: Sequence[None]) -> list[None]:
     """Refresh the planner's statistics, sampling (analysis_limit) so that it stays cheap on
     any size (tens of ms on a million events): without them SQLite may walk the source index
     where a selective field index would answer at once."""
-    conn.execute("PRAGMA analysis_limit=1000")
-    conn.execute("ANALYZE")
+    for statement in conn.dialect.analyze_sql:
+        conn.execute(statement)
     return [None] * len(payloads)
 
 
-def sync_field_indexes(conn: sqlite3.Connection, paths: Sequence[Sequence[str]]) -> list[list[str]]:
+def sync_field_indexes(conn: Conn, paths: Sequence[Sequence[str]]) -> list[list[str]]:
     """Create an index for each configured payload field and drop those no longer configured.
     Returns the names created, per call."""
     created = []
     for wanted in paths:
         names = {f"events_field_{hashlib.sha256(p.encode()).hexdigest()[:12]}": p for p in wanted}
-        existing = {
-            row[0]
-            for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_field_%'"
-            )
-        }
+        existing = {row[0] for row in conn.execute(conn.dialect.field_indexes_sql)}
         for name in existing - set(names):
             conn.execute(f"DROP INDEX {name}")
         new = [name for name in names if name not in existing]
         for name in new:
-            conn.execute(f"CREATE INDEX {name} ON events ({field_expression(names[name])})")
+            conn.execute(f"CREATE INDEX {name} ON events ({field_expression(conn, names[name])})")
         created.append(new)
     return created
 
 
 def list_events(
-    conn: sqlite3.Connection,
+    conn: Conn,
     filters: EventFilter,
     *,
     cursor: str | None = None,
@@ -835,7 +907,7 @@ def list_events(
 ) -> list[dict[str, Any]]:
     """Events by id order (ids sort by time); the cursor is the last id of the previous page,
     so pages stay correct while new events arrive."""
-    clause, params = event_where(filters)
+    clause, params = event_where(conn, filters)
     if cursor is not None:
         clause += " AND e.id < ?" if order == "desc" else " AND e.id > ?"
         params.append(cursor)
@@ -862,10 +934,10 @@ EXPORT_COLUMNS = (
 
 
 def export_events(
-    conn: sqlite3.Connection, filters: EventFilter, *, cursor: str | None, limit: int
+    conn: Conn, filters: EventFilter, *, cursor: str | None, limit: int
 ) -> list[tuple[Any, ...]]:
     """Whole events (payload included), oldest first, for export."""
-    clause, params = event_where(filters)
+    clause, params = event_where(conn, filters)
     if cursor is not None:
         clause += " AND e.id > ?"
         params.append(cursor)
@@ -876,25 +948,24 @@ def export_events(
     ).fetchall()
 
 
-def import_events(conn: sqlite3.Connection, batches: Sequence[list[tuple[Any, ...]]]) -> list[int]:
+def import_events(conn: Conn, batches: Sequence[list[tuple[Any, ...]]]) -> list[int]:
     """Insert exported events that are not here yet (by id); no deliveries. Returns how many
     were new per batch."""
     results = []
     for rows in batches:
-        before = conn.total_changes
-        insert_rows(
+        inserted = insert_rows(
             conn,
             "INSERT INTO events (id, source, origin, received_at, provider_event_id,"
             " event_type, dedup_key, content_type, payload, payload_size) VALUES ",
             [(*row, len(row[-1]) if row[-1] is not None else 0) for row in rows],
             " ON CONFLICT (id) DO NOTHING",
         )
-        results.append(conn.total_changes - before)
+        results.append(inserted)
     return results
 
 
-def count_events(conn: sqlite3.Connection, filters: EventFilter) -> int:
-    clause, params = event_where(filters)
+def count_events(conn: Conn, filters: EventFilter) -> int:
+    clause, params = event_where(conn, filters)
     count: int = conn.execute(f"SELECT count(*) FROM events e WHERE {clause}", params).fetchone()[0]
     return count
 
@@ -915,7 +986,7 @@ DELIVERY_COLUMNS = (
 
 def _conditions(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
     """The SQL conditions, and their parameters, of the filters whose value is set."""
-    where, params = ["1"], []
+    where, params = ["TRUE"], []
     for condition, value in filters:
         if value is not None:
             where.append(condition)
@@ -924,7 +995,7 @@ def _conditions(*filters: tuple[str, Any]) -> tuple[list[str], list[Any]]:
 
 
 def list_deliveries(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     delivery_id: str | None = None,
     status: str | None = None,
@@ -979,7 +1050,7 @@ ATTEMPT_COLUMNS = (
 
 
 def list_attempts(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     delivery_id: str | None = None,
     destination: str | None = None,
@@ -998,7 +1069,7 @@ def list_attempts(
         ("id < ?", cursor),
     )
     if failed is not None:
-        success = "(status_code BETWEEN 200 AND 299)"
+        success = "coalesce(status_code BETWEEN 200 AND 299, FALSE)"
         where.append(f"NOT {success}" if failed else success)
     columns = (*ATTEMPT_COLUMNS, "event_id", "destination")
     rows = conn.execute(
@@ -1009,7 +1080,7 @@ def list_attempts(
     return [{**dict(zip(columns, r, strict=True)), "replay": bool(r[8])} for r in rows]
 
 
-def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
+def get_event(conn: Conn, event_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, r.method, r.path, r.query,"
         " r.headers, r.peer FROM events e LEFT JOIN requests r ON r.id = e.request_id"
@@ -1055,7 +1126,7 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None:
     return event
 
 
-def get_raw(conn: sqlite3.Connection, event_id: str) -> tuple[bytes | None, str | None] | None:
+def get_raw(conn: Conn, event_id: str) -> tuple[bytes | None, str | None] | None:
     row = conn.execute(
         "SELECT payload, content_type FROM events WHERE id = ?", (event_id,)
     ).fetchone()
@@ -1079,7 +1150,7 @@ REJECTED_COLUMNS = (
 
 
 def list_rejected(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     source: str | None = None,
     cursor: str | None = None,

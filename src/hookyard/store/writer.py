@@ -1,10 +1,10 @@
-"""One writer thread per SQLite file, committing the writes of many requests together.
+"""One writer thread per process and database, committing the writes of many requests together.
 
 Callers on the event loop submit operations and await a future; the thread drains everything
-queued, runs it in one `BEGIN IMMEDIATE` transaction, commits (fsync with synchronous=FULL), and
-only then resolves the futures. That is group commit: the fsync is shared, and no caller hears
-"done" before its data is durable. Consecutive operations of the same kind run through one
-handler so that rows are inserted with executemany.
+queued, runs it in one transaction, commits (fsync: synchronous=FULL on SQLite,
+synchronous_commit=on on PostgreSQL), and only then resolves the futures. That is group
+commit: the fsync is shared, and no caller hears "done" before its data is durable.
+Consecutive operations of the same kind run through one handler, so that rows go in together.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from itertools import groupby
 from typing import Any
 
 from hookyard.errors import StoreError
+from hookyard.store.db import Conn
 
 log = logging.getLogger("hookyard.store")
 
@@ -30,7 +30,7 @@ MAX_BATCH = 2000
 
 # A handler runs a group of operations' payloads inside the open transaction, returning one
 # result per payload.
-Handler = Callable[[sqlite3.Connection, Sequence[Any]], Sequence[Any]]
+Handler = Callable[[Conn, Sequence[Any]], Sequence[Any]]
 
 
 @dataclass(slots=True)
@@ -45,8 +45,10 @@ _STOP = object()
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], Conn]) -> None:
         self._connect = connect
+        self._conn: Conn | None = None
+        self._next_reconnect = 0.0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hookyard-writer", daemon=True)
         self._ready = threading.Event()
@@ -57,7 +59,7 @@ class Writer:
         self.committed_ops = 0
         self.commit_seconds = 0.0
         self.after_commit: Callable[[], None] | None = None  # called in the thread after commits
-        self.commit_hook: Callable[[sqlite3.Connection], None] | None = None  # tests inject faults
+        self.commit_hook: Callable[[Conn], None] | None = None  # tests inject faults
 
     def start(self) -> None:
         self._thread.start()
@@ -99,11 +101,11 @@ class Writer:
         self._put(_Op(handler, payload, loop, future))
         return await future
 
-    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def call(self, fn: Callable[[Conn], Any]) -> Any:
         """Run `fn` in a transaction from synchronous code (start-up, maintenance, tests)."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-        def handler(conn: sqlite3.Connection, payloads: Sequence[Any]) -> list[Any]:
+        def handler(conn: Conn, payloads: Sequence[Any]) -> list[Any]:
             return [fn(conn) for _ in payloads]
 
         self._put(_Op(handler, None, _IMMEDIATE, future))
@@ -113,7 +115,7 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            conn = self._connect()
+            self._conn = self._connect()
         except BaseException as exc:  # reported to start()
             self._startup_error = exc
             self._ready.set()
@@ -135,15 +137,44 @@ class Writer:
                 except queue.Empty:
                     break
             if ops:
-                self._execute(conn, ops)
-        conn.close()
+                self._write(ops)
+        if self._conn is not None:
+            self._conn.close()
 
-    def _execute(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+    def _connection(self) -> Conn:
+        """The open connection, reconnecting once a lost one (a PostgreSQL restart) can be
+        replaced; until then writes fail at once (ingest answers 503), without a wait each."""
+        conn = self._conn
+        if conn is not None and not getattr(conn, "broken", False):
+            return conn
+        if time.monotonic() < self._next_reconnect:
+            raise StoreError("the database is unavailable")
+        self._next_reconnect = time.monotonic() + 0.5
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
+        try:
+            self._conn = self._connect()
+        except Exception as exc:
+            raise StoreError(f"the database is unavailable: {exc}") from None
+        log.warning("reconnected to the database")
+        return self._conn
+
+    def _write(self, ops: list[_Op]) -> None:
+        try:
+            conn = self._connection()
+        except StoreError as exc:
+            self._resolve(ops, [None], exc)
+            return
+        self._execute(conn, ops)
+
+    def _execute(self, conn: Conn, ops: list[_Op]) -> None:
         started = time.perf_counter()
         try:
             results = self._transaction(conn, ops)
         except Exception as exc:
-            if len(ops) > 1:
+            if len(ops) > 1 and not getattr(conn, "broken", False):
                 # Run each alone so that one bad operation fails only its own caller.
                 for op in ops:
                     self._execute(conn, [op])
@@ -161,9 +192,9 @@ class Writer:
         if self.after_commit is not None:
             self.after_commit()
 
-    def _transaction(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[Any]:
+    def _transaction(self, conn: Conn, ops: list[_Op]) -> list[Any]:
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(conn.dialect.begin)
         try:
             for handler, group in groupby(ops, key=lambda op: op.handler):
                 payloads = [op.payload for op in group]
@@ -172,7 +203,7 @@ class Writer:
                 self.commit_hook(conn)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            with contextlib.suppress(Exception):  # nothing to roll back, or the link is gone
                 conn.execute("ROLLBACK")
             raise
         return results

@@ -1,21 +1,30 @@
--- Hookyard schema, version 7 (SQLite): what migrations/*.sql build step by step. A new
--- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
--- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
+-- Version 8: the first PostgreSQL schema (the same tables as SQLite version 8).
+-- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds.
 
 CREATE TABLE schema_version (version INTEGER NOT NULL);
+
+-- A payload as JSON, NULL when it is not JSON: queries and indexes on payload fields use it.
+CREATE FUNCTION hookyard_json(payload BYTEA) RETURNS JSONB
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN convert_from(payload, 'UTF8')::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
 
 -- What arrived over HTTP, for accepted requests and pending hints. The body is NULL when it
 -- is exactly the payload of the request's single event (stored once, in events.payload).
 CREATE TABLE requests (
     id          TEXT PRIMARY KEY,
     source      TEXT NOT NULL,
-    received_at REAL NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
     method      TEXT NOT NULL,
     path        TEXT NOT NULL,
     query       TEXT NOT NULL,
-    headers     BLOB NOT NULL,          -- JSON [[name, value], ...], credentials redacted
+    headers     BYTEA NOT NULL,         -- JSON [[name, value], ...], credentials redacted
     peer        TEXT,
-    body        BLOB,
+    body        BYTEA,
     state       TEXT NOT NULL           -- accepted | pending
 );
 
@@ -25,12 +34,12 @@ CREATE TABLE events (
     source            TEXT NOT NULL,
     origin            TEXT NOT NULL,    -- webhook | poll | reconcile | backfill | fetch-back | publish
     request_id        TEXT,
-    received_at       REAL NOT NULL,
+    received_at       DOUBLE PRECISION NOT NULL,
     provider_event_id TEXT,
     event_type        TEXT,
     dedup_key         TEXT,
     content_type      TEXT,
-    payload           BLOB,
+    payload           BYTEA,
     payload_size      INTEGER NOT NULL,
     trace_context     TEXT              -- W3C traceparent of the ingest span, when tracing
 );
@@ -38,16 +47,15 @@ CREATE INDEX events_source ON events (source, id);
 CREATE INDEX events_provider_event_id ON events (provider_event_id)
     WHERE provider_event_id IS NOT NULL;
 
--- Dedup keys outlive their events for the window, so retention does not weaken them. The
--- readable form of an event's first key is events.dedup_key.
+-- Dedup keys outlive their events for the window, so retention does not weaken them.
 CREATE TABLE dedup (
     source     TEXT NOT NULL,
-    key        BLOB NOT NULL,           -- 16-byte BLAKE2b digest of the key text
+    key        BYTEA NOT NULL,          -- 16-byte BLAKE2b digest of the key text
     event_id   TEXT NOT NULL,
-    first_seen REAL NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL,
     hits       INTEGER NOT NULL DEFAULT 0,   -- duplicates acknowledged and not delivered
     PRIMARY KEY (source, key)
-) WITHOUT ROWID;
+);
 CREATE INDEX dedup_first_seen ON dedup (first_seen);
 
 -- The queue: one row per (event, destination) per dispatch.
@@ -57,11 +65,11 @@ CREATE TABLE deliveries (
     destination      TEXT NOT NULL,
     status           TEXT NOT NULL,     -- pending | in_flight | retrying | held | succeeded | dead
     attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  REAL NOT NULL,
-    lease_until      REAL,
+    next_attempt_at  DOUBLE PRECISION NOT NULL,
+    lease_until      DOUBLE PRECISION,
     replay           INTEGER NOT NULL DEFAULT 0,
-    created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL,
+    created_at       DOUBLE PRECISION NOT NULL,
+    updated_at       DOUBLE PRECISION NOT NULL,
     last_status_code INTEGER,
     last_error       TEXT,
     ordering_key     TEXT               -- set for destinations that deliver in order
@@ -80,8 +88,8 @@ CREATE TABLE attempts (
     event_id         TEXT NOT NULL,
     destination      TEXT NOT NULL,
     number           INTEGER NOT NULL,
-    started_at       REAL NOT NULL,
-    duration_ms      REAL NOT NULL,
+    started_at       DOUBLE PRECISION NOT NULL,
+    duration_ms      DOUBLE PRECISION NOT NULL,
     status_code      INTEGER,
     response_excerpt TEXT,
     error            TEXT,
@@ -93,16 +101,16 @@ CREATE INDEX attempts_delivery ON attempts (delivery_id);
 CREATE TABLE rejected (
     id          TEXT PRIMARY KEY,
     source      TEXT NOT NULL,
-    received_at REAL NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
     status      INTEGER NOT NULL,
     code        TEXT NOT NULL,
     reason      TEXT NOT NULL,
     method      TEXT NOT NULL,
     path        TEXT NOT NULL,
     query       TEXT NOT NULL,
-    headers     BLOB NOT NULL,
+    headers     BYTEA NOT NULL,
     peer        TEXT,
-    body        BLOB,                  -- the first 64 KiB
+    body        BYTEA,                  -- the first 64 KiB
     body_size   INTEGER NOT NULL
 );
 
@@ -111,24 +119,24 @@ CREATE TABLE tokens (
     name       TEXT NOT NULL,
     hash       TEXT NOT NULL UNIQUE,   -- sha256 of the token; the token itself is never stored
     scope      TEXT NOT NULL,          -- admin | read | publish:SOURCE | relay:DESTINATION
-    created_at REAL NOT NULL,
-    revoked_at REAL
+    created_at DOUBLE PRECISION NOT NULL,
+    revoked_at DOUBLE PRECISION
 );
 
 -- Deliveries of a destination that is not active are shown as `held` and are not claimed.
 CREATE TABLE destination_state (
-    name          TEXT PRIMARY KEY,
-    state         TEXT NOT NULL,        -- active | paused | disabled
-    reason        TEXT,
-    changed_at    REAL NOT NULL,
-    failing_since REAL,                 -- first failure since the last success
-    last_failure_at REAL
+    name            TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,      -- active | paused | disabled
+    reason          TEXT,
+    changed_at      DOUBLE PRECISION NOT NULL,
+    failing_since   DOUBLE PRECISION,   -- first failure since the last success
+    last_failure_at DOUBLE PRECISION
 );
 
 -- The audit log of administrative actions (who, what, when).
 CREATE TABLE audit (
     id         TEXT PRIMARY KEY,
-    at         REAL NOT NULL,
+    at         DOUBLE PRECISION NOT NULL,
     token_id   TEXT,
     token_name TEXT,
     action     TEXT NOT NULL,          -- e.g. destination.pause, events.replay, token.create
@@ -136,4 +144,18 @@ CREATE TABLE audit (
     detail     TEXT                    -- JSON
 );
 
-INSERT INTO schema_version (version) VALUES (7);
+-- A destination's rate-limit bucket, shared by every process that claims its deliveries.
+CREATE TABLE destination_pace (
+    name        TEXT PRIMARY KEY,
+    tokens      DOUBLE PRECISION NOT NULL,
+    refilled_at DOUBLE PRECISION NOT NULL
+);
+
+-- Scheduled jobs: the process that moves next_run_at runs the job (once per cluster).
+CREATE TABLE jobs (
+    name        TEXT PRIMARY KEY,
+    next_run_at DOUBLE PRECISION NOT NULL,
+    last_run_by TEXT
+);
+
+INSERT INTO schema_version (version) VALUES (8);

@@ -1,0 +1,210 @@
+"""What every store offers the rest of Hookyard, whatever the backend: writes go through the
+group-commit writer (see writer.py), reads run on a thread with that thread's own connection.
+Subclasses open the connections (sqlite.py, postgres.py); the SQL is shared (queries.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from hookyard.models import (
+    Accepted,
+    Claim,
+    Claimed,
+    EventData,
+    EventFilter,
+    NewRequest,
+    Outcome,
+    Pace,
+    Rejected,
+)
+from hookyard.store import queries
+from hookyard.store.db import Conn
+from hookyard.store.writer import Writer
+
+T = TypeVar("T")
+
+
+class BaseStore:
+    backend: str
+    writer: Writer
+    # Set by the service: called (on a store thread) when another process signals "work" or
+    # "state" (PostgreSQL's LISTEN/NOTIFY; a single SQLite process has nobody to hear from).
+    on_notify: Callable[[str], None] | None = None
+    migrated: tuple[int | None, int] | None = None  # schema version before and after opening
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _reader(self) -> Conn:
+        """This thread's read connection."""
+        raise NotImplementedError
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run a read-only query on a worker thread, off the event loop."""
+        return await asyncio.to_thread(lambda: fn(self._reader()))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        return self.writer.pending
+
+    async def ingest(self, request: NewRequest) -> list[Accepted]:
+        """Commit a request's events and their deliveries durably; duplicates are reported."""
+        rows = queries.ingest_rows(request)
+        result: list[Accepted] = await self.writer.run(queries.ingest, rows)
+        return result
+
+    async def claim(self, paces: dict[str, Pace], total: int, lease: float) -> Claimed:
+        """Lease deliveries of each destination within its pace, `total` at most."""
+        result: Claimed = await self.writer.run(queries.claim, (time.time(), lease, paces, total))
+        return result
+
+    async def take_job(self, name: str, interval: float, owner: str) -> bool:
+        """True if this process is to run the scheduled job now (once per interval across
+        every process sharing the database)."""
+        taken: bool = await self.writer.run(queries.take_job, (name, interval, owner))
+        return taken
+
+    async def release(self, claims: list[Claim]) -> None:
+        await self.writer.run(queries.release, claims)
+
+    async def finish(self, outcomes: list[Outcome]) -> list[float | None]:
+        """Record attempts; returns, for each, since when its destination has been failing."""
+        failing: list[float | None] = await self.writer.run(queries.finish_groups, outcomes)
+        return failing
+
+    async def set_destination_state(self, name: str, state: str, reason: str | None) -> bool:
+        changed: bool = await self.writer.run(queries.set_destination_state, (name, state, reason))
+        return changed
+
+    async def retry_dead(self, destination: str) -> int:
+        count: int = await self.writer.run(queries.retry_dead, destination)
+        return count
+
+    async def replay(
+        self, event_ids: list[str], destination: str | None, configured: list[str]
+    ) -> int:
+        """New deliveries of these events (to configured destinations); returns how many."""
+        created: int = await self.writer.run(
+            queries.replay, (event_ids, destination, frozenset(configured))
+        )
+        return created
+
+    async def retry_delivery(self, delivery_id: str) -> str | None:
+        before: str | None = await self.writer.run(queries.retry_delivery, delivery_id)
+        return before
+
+    async def list_deliveries(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_deliveries(conn, **filters))
+
+    async def list_attempts(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_attempts(conn, **filters))
+
+    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        rows = await self.list_deliveries(delivery_id=delivery_id, limit=1)
+        return rows[0] if rows else None
+
+    async def queue_figures(self) -> dict[tuple[str, str], tuple[int, float | None]]:
+        return await self.read(queries.queue_figures)
+
+    async def destination_states(self) -> dict[str, dict[str, Any]]:
+        return await self.read(queries.destination_states)
+
+    async def record_rejected(self, rows: list[Rejected], keep: int) -> None:
+        await self.writer.run(queries.record_rejected, (rows, keep))
+
+    async def expire_dedup(self, cutoff: float, limit: int = 5000) -> int:
+        """Forget up to `limit` dedup keys first seen before `cutoff`; returns how many."""
+        removed: int = await self.writer.run(queries.expire_dedup, (cutoff, limit))
+        return removed
+
+    def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
+        self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))
+
+    async def analyze(self) -> None:
+        await self.writer.run(queries.analyze, None)
+
+    def sync_field_indexes(self, paths: list[str]) -> list[str]:
+        """Index exactly these payload fields; returns the indexes it had to build."""
+        created: list[str] = self.writer.call(
+            lambda conn: queries.sync_field_indexes(conn, [paths])[0]
+        )
+        return created
+
+    def replace_admin_token(self, token_hash: str) -> None:
+        self.writer.call(lambda conn: queries.replace_admin_token(conn, token_hash))
+
+    def has_admin_token(self) -> bool:
+        return queries.has_admin_token(self._reader())
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def find_token(self, token_hash: str) -> tuple[str, str, str] | None:
+        return await self.read(lambda conn: queries.find_token(conn, token_hash))
+
+    async def create_token(self, name: str, token_hash: str, scope: str) -> str:
+        token_id: str = await self.writer.run(queries.create_token, (name, token_hash, scope))
+        return token_id
+
+    async def revoke_token(self, token_id: str) -> bool:
+        revoked: bool = await self.writer.run(queries.revoke_token, token_id)
+        return revoked
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        return await self.read(queries.list_tokens)
+
+    async def record_audit(self, entry: tuple[Any, ...]) -> None:
+        await self.writer.run(queries.record_audit, entry)
+
+    async def list_audit(self, **page: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_audit(conn, **page))
+
+    async def event_data(self, event_ids: Sequence[str]) -> dict[str, EventData]:
+        return await self.read(lambda conn: queries.event_data(conn, event_ids))
+
+    async def list_events(self, filters: EventFilter, **page: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_events(conn, filters, **page))
+
+    async def export_events(
+        self, filters: EventFilter, *, cursor: str | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        return await self.read(
+            lambda conn: queries.export_events(conn, filters, cursor=cursor, limit=limit)
+        )
+
+    async def import_events(self, rows: list[tuple[Any, ...]]) -> int:
+        imported: int = await self.writer.run(queries.import_events, rows)
+        return imported
+
+    async def count_events(self, filters: EventFilter) -> int:
+        return await self.read(lambda conn: queries.count_events(conn, filters))
+
+    async def get_event(self, event_id: str) -> dict[str, Any] | None:
+        return await self.read(lambda conn: queries.get_event(conn, event_id))
+
+    async def event_exists(self, event_id: str) -> bool:
+        return await self.read(
+            lambda conn: (
+                conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
+                is not None
+            )
+        )
+
+    async def get_raw(self, event_id: str) -> tuple[bytes | None, str | None] | None:
+        return await self.read(lambda conn: queries.get_raw(conn, event_id))
+
+    async def list_rejected(self, **filters: Any) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: queries.list_rejected(conn, **filters))
+
+    async def next_due(self, destinations: Sequence[str]) -> float | None:
+        return await self.read(lambda conn: queries.next_due(conn, destinations))
+
+
+__all__ = ["BaseStore"]

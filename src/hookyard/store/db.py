@@ -1,0 +1,172 @@
+"""What differs between SQLite and PostgreSQL, in one place.
+
+The SQL in queries.py is written once, with `?` and `:name` placeholders, and runs on both
+backends: each connection carries its `Dialect`, and the PostgreSQL connection rewrites the
+placeholders for psycopg. The dialects differ only where the two engines do (locks, JSON,
+pattern matching, catalog queries), and those few spots ask the dialect.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """A database connection as queries.py uses it (sqlite3's interface)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+    def execute(self, sql: str, params: Any = (), /) -> Cursor: ...
+    def executemany(self, sql: str, params: Iterable[Any], /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+def _json_path(dotted: str) -> list[str]:
+    return dotted.split(".")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    begin: str  # opens a write transaction
+    max_variables: int  # placeholders per statement
+
+    def glob(self, column: str) -> str:
+        """A condition matching `column` against a glob pattern parameter (* and ?)."""
+        return f"{column} GLOB ?"
+
+    def glob_param(self, pattern: str) -> str:
+        return pattern
+
+    def field_expression(self, dotted: str) -> str:
+        """A payload field as SQL text, NULL where the payload is not JSON. The path is
+        written into the SQL (callers check that it holds only names, digits, dashes and dots)
+        so that an index on the same expression serves queries."""
+        path = "$" + "".join(
+            f"[{part}]" if part.isdigit() else f'."{part}"' for part in _json_path(dotted)
+        )
+        return (
+            "CASE WHEN json_valid(CAST(payload AS TEXT))"
+            f" THEN json_extract(CAST(payload AS TEXT), '{path}') END"
+        )
+
+    def field_values(self, candidates: list[Any]) -> list[Any]:
+        return candidates
+
+    field_indexes_sql: ClassVar[str] = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_field_%'"
+    )
+    analyze_sql: ClassVar[tuple[str, ...]] = ("PRAGMA analysis_limit=1000", "ANALYZE")
+
+    def lock_destination(self, conn: Conn, destination: str) -> None:
+        """Serialise claims of one destination across processes until the transaction ends.
+        SQLite has one writer, so nothing to do."""
+
+    def notify(self, conn: Conn, topic: str) -> None:
+        """Tell the other processes, at commit, that work or states changed."""
+
+
+class _Postgres(Dialect):
+    def glob(self, column: str) -> str:
+        return f"{column} LIKE ? ESCAPE '\\'"
+
+    def glob_param(self, pattern: str) -> str:
+        escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return escaped.replace("*", "%").replace("?", "_")
+
+    def field_expression(self, dotted: str) -> str:
+        parts = ",".join(_json_path(dotted))
+        return f"(hookyard_json(payload) #>> '{{{parts}}}')"
+
+    def field_values(self, candidates: list[Any]) -> list[Any]:
+        # #>> gives text: "5" for 5 and for "5", "true" for true; compare the text only.
+        return [str(candidates[0])]
+
+    field_indexes_sql: ClassVar[str] = (
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        " AND indexname LIKE 'events_field_%'"
+    )
+    analyze_sql: ClassVar[tuple[str, ...]] = ("ANALYZE",)
+
+    def lock_destination(self, conn: Conn, destination: str) -> None:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+            (f"/destination/{destination}",),
+        )
+
+    def notify(self, conn: Conn, topic: str) -> None:
+        conn.execute("SELECT pg_notify('hookyard', current_schema() || ' ' || ?)", (topic,))
+
+
+SQLITE = Dialect("sqlite", "BEGIN IMMEDIATE", 32766)
+POSTGRESQL = _Postgres("postgresql", "BEGIN", 32766)
+
+
+class SqliteConn(sqlite3.Connection):
+    dialect = SQLITE
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=1024)
+def to_psycopg(sql: str, named: bool) -> str:
+    """Rewrite `?` / `:name` placeholders as psycopg's `%s` / `%(name)s`. Our SQL holds no
+    question mark or colon-word inside its string literals, which keeps this a plain rewrite."""
+    sql = sql.replace("%", "%%")
+    if named:
+        return _NAMED.sub(r"%(\1)s", sql)
+    return sql.replace("?", "%s")
+
+
+class PgConn:
+    """A psycopg connection (autocommit; transactions are explicit) speaking sqlite3's
+    interface to queries.py."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Any = (), /) -> Cursor:
+        if not params:  # psycopg leaves a statement without parameters as written
+            plain: Cursor = self.raw.execute(sql)
+            return plain
+        cursor: Cursor = self.raw.execute(to_psycopg(sql, isinstance(params, dict)), params)
+        return cursor
+
+    def executemany(self, sql: str, params: Iterable[Any], /) -> Cursor:
+        rows = list(params)
+        cursor = self.raw.cursor()
+        if rows:
+            cursor.executemany(to_psycopg(sql, isinstance(rows[0], dict)), rows)
+        result: Cursor = cursor
+        return result
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.raw.closed or self.raw.broken)
+
+
+def in_list(values: Sequence[Any]) -> str:
+    """`(?,?,...)` for an IN condition over `values`."""
+    return "(" + ",".join("?" * len(values)) + ")"
+
+
+__all__ = ["POSTGRESQL", "SQLITE", "Conn", "Cursor", "Dialect", "PgConn", "SqliteConn", "in_list"]

@@ -1,0 +1,136 @@
+"""The PostgreSQL store, for several Hookyard processes sharing one database.
+
+Same SQL and the same group-commit writer as SQLite (one writer thread per process, each group
+one transaction committed with synchronous_commit=on). Readers use a connection per thread.
+A listener thread LISTENs for the other processes' notifications (new work, destination state
+changes), so workers elsewhere wake at once instead of at their next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from hookyard.errors import StoreError
+from hookyard.ids import node_name
+from hookyard.store.base import BaseStore
+from hookyard.store.db import Conn, PgConn
+from hookyard.store.migrate import migrate
+from hookyard.store.writer import Writer
+
+log = logging.getLogger("hookyard.store")
+CONNECT_TIMEOUT = 3  # seconds; a database that is down refuses at once on most networks
+
+
+class PostgresStore(BaseStore):
+    backend = "postgresql"
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.url = url
+        self.auto_migrate = auto_migrate
+        self._local = threading.local()
+        self._readers: list[PgConn] = []  # every thread's, to close them at the end
+        self._readers_lock = threading.Lock()
+        self.writer = Writer(self._connect_writer)
+        self._stopping = threading.Event()
+        self._listener = threading.Thread(target=self._listen, name="hookyard-listen", daemon=True)
+
+    def connect(self) -> PgConn:
+        try:
+            raw = psycopg.connect(
+                self.url,
+                autocommit=True,  # the writer opens its transactions explicitly
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name=f"hookyard {node_name()}",
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from None
+        # An ack promises a commit that survives a crash of the database server: never let a
+        # server-wide `synchronous_commit = off` weaken that.
+        raw.execute("SET synchronous_commit = on")
+        return PgConn(raw)
+
+    def _connect_writer(self) -> Conn:
+        conn = self.connect()
+        if self.migrated is None:
+            try:
+                self.migrated = migrate(conn, apply=self.auto_migrate)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def open(self) -> None:
+        self.writer.start()
+        self._listener.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.writer.stop()
+        self._listener.join(timeout=5)
+        with self._readers_lock:
+            for conn in self._readers:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._readers.clear()
+
+    def _reader(self) -> Conn:
+        conn: PgConn | None = getattr(self._local, "conn", None)
+        if conn is None or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            conn = self.connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def read(self, fn: Any) -> Any:
+        try:
+            return await super().read(fn)
+        except psycopg.OperationalError as exc:  # the server went away mid-query
+            raise StoreError(f"the database is unavailable: {exc}".strip()) from None
+
+    def writer_settings(self) -> dict[str, Any]:
+        """The live writer connection's durability setting (checked by the tests)."""
+
+        def settings(conn: Conn) -> dict[str, Any]:
+            return {"synchronous_commit": conn.execute("SHOW synchronous_commit").fetchone()[0]}
+
+        result: dict[str, Any] = self.writer.call(settings)
+        return result
+
+    def _listen(self) -> None:
+        """Hand the other processes' notifications to `on_notify`, reconnecting after losing
+        the server (meanwhile workers fall back to polling)."""
+        while not self._stopping.is_set():
+            try:
+                conn = self.connect()
+            except StoreError:
+                self._stopping.wait(1.0)
+                continue
+            try:
+                schema = conn.execute("SELECT current_schema()").fetchone()[0]
+                conn.execute("LISTEN hookyard")
+                if self.on_notify is not None:
+                    self.on_notify("state")  # changes missed while not listening
+                while not self._stopping.is_set():
+                    for note in conn.raw.notifies(timeout=0.5):
+                        owner, _, topic = note.payload.partition(" ")
+                        if owner == schema and self.on_notify is not None:
+                            self.on_notify(topic)
+            except psycopg.Error as exc:
+                log.warning("lost the PostgreSQL notification link (%s); reconnecting", exc)
+                time.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+
+__all__ = ["PostgresStore"]

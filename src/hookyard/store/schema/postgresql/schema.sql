@@ -1,0 +1,163 @@
+-- Hookyard schema, version 8 (PostgreSQL): what migrations/*.sql build step by step. A new
+-- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
+-- Version numbers are shared with SQLite; PostgreSQL support starts at version 8.
+-- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds.
+
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+
+-- A payload as JSON, NULL when it is not JSON: queries and indexes on payload fields use it.
+CREATE FUNCTION hookyard_json(payload BYTEA) RETURNS JSONB
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN convert_from(payload, 'UTF8')::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;
+
+-- What arrived over HTTP, for accepted requests and pending hints. The body is NULL when it
+-- is exactly the payload of the request's single event (stored once, in events.payload).
+CREATE TABLE requests (
+    id          TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    method      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    query       TEXT NOT NULL,
+    headers     BYTEA NOT NULL,         -- JSON [[name, value], ...], credentials redacted
+    peer        TEXT,
+    body        BYTEA,
+    state       TEXT NOT NULL           -- accepted | pending
+);
+
+-- Accepted facts. Never changed after commit; retention may drop the payload or the row.
+CREATE TABLE events (
+    id                TEXT PRIMARY KEY,
+    source            TEXT NOT NULL,
+    origin            TEXT NOT NULL,    -- webhook | poll | reconcile | backfill | fetch-back | publish
+    request_id        TEXT,
+    received_at       DOUBLE PRECISION NOT NULL,
+    provider_event_id TEXT,
+    event_type        TEXT,
+    dedup_key         TEXT,
+    content_type      TEXT,
+    payload           BYTEA,
+    payload_size      INTEGER NOT NULL,
+    trace_context     TEXT              -- W3C traceparent of the ingest span, when tracing
+);
+CREATE INDEX events_source ON events (source, id);
+CREATE INDEX events_provider_event_id ON events (provider_event_id)
+    WHERE provider_event_id IS NOT NULL;
+
+-- Dedup keys outlive their events for the window, so retention does not weaken them.
+CREATE TABLE dedup (
+    source     TEXT NOT NULL,
+    key        BYTEA NOT NULL,          -- 16-byte BLAKE2b digest of the key text
+    event_id   TEXT NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL,
+    hits       INTEGER NOT NULL DEFAULT 0,   -- duplicates acknowledged and not delivered
+    PRIMARY KEY (source, key)
+);
+CREATE INDEX dedup_first_seen ON dedup (first_seen);
+
+-- The queue: one row per (event, destination) per dispatch.
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,
+    event_id         TEXT NOT NULL,
+    destination      TEXT NOT NULL,
+    status           TEXT NOT NULL,     -- pending | in_flight | retrying | held | succeeded | dead
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  DOUBLE PRECISION NOT NULL,
+    lease_until      DOUBLE PRECISION,
+    replay           INTEGER NOT NULL DEFAULT 0,
+    created_at       DOUBLE PRECISION NOT NULL,
+    updated_at       DOUBLE PRECISION NOT NULL,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    ordering_key     TEXT               -- set for destinations that deliver in order
+);
+CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at)
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX deliveries_leased ON deliveries (destination, lease_until) WHERE status = 'in_flight';
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_dead ON deliveries (event_id) WHERE status = 'dead';
+CREATE INDEX deliveries_ordered ON deliveries (destination, ordering_key, id)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying', 'in_flight');
+
+CREATE TABLE attempts (
+    id               TEXT PRIMARY KEY,
+    delivery_id      TEXT NOT NULL,
+    event_id         TEXT NOT NULL,
+    destination      TEXT NOT NULL,
+    number           INTEGER NOT NULL,
+    started_at       DOUBLE PRECISION NOT NULL,
+    duration_ms      DOUBLE PRECISION NOT NULL,
+    status_code      INTEGER,
+    response_excerpt TEXT,
+    error            TEXT,
+    replay           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+
+-- Rejected requests: a bounded, sampled log written off the commit path.
+CREATE TABLE rejected (
+    id          TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    status      INTEGER NOT NULL,
+    code        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    query       TEXT NOT NULL,
+    headers     BYTEA NOT NULL,
+    peer        TEXT,
+    body        BYTEA,                  -- the first 64 KiB
+    body_size   INTEGER NOT NULL
+);
+
+CREATE TABLE tokens (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,   -- sha256 of the token; the token itself is never stored
+    scope      TEXT NOT NULL,          -- admin | read | publish:SOURCE | relay:DESTINATION
+    created_at DOUBLE PRECISION NOT NULL,
+    revoked_at DOUBLE PRECISION
+);
+
+-- Deliveries of a destination that is not active are shown as `held` and are not claimed.
+CREATE TABLE destination_state (
+    name            TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,      -- active | paused | disabled
+    reason          TEXT,
+    changed_at      DOUBLE PRECISION NOT NULL,
+    failing_since   DOUBLE PRECISION,   -- first failure since the last success
+    last_failure_at DOUBLE PRECISION
+);
+
+-- The audit log of administrative actions (who, what, when).
+CREATE TABLE audit (
+    id         TEXT PRIMARY KEY,
+    at         DOUBLE PRECISION NOT NULL,
+    token_id   TEXT,
+    token_name TEXT,
+    action     TEXT NOT NULL,          -- e.g. destination.pause, events.replay, token.create
+    target     TEXT,
+    detail     TEXT                    -- JSON
+);
+
+-- A destination's rate-limit bucket, shared by every process that claims its deliveries.
+CREATE TABLE destination_pace (
+    name        TEXT PRIMARY KEY,
+    tokens      DOUBLE PRECISION NOT NULL,
+    refilled_at DOUBLE PRECISION NOT NULL
+);
+
+-- Scheduled jobs: the process that moves next_run_at runs the job (once per cluster).
+CREATE TABLE jobs (
+    name        TEXT PRIMARY KEY,
+    next_run_at DOUBLE PRECISION NOT NULL,
+    last_run_by TEXT
+);
+
+INSERT INTO schema_version (version) VALUES (8);

@@ -1,0 +1,242 @@
+"""The store and queue contract, run against both backends (see conftest.py's `backend`).
+
+Where a promise concerns several processes, the PostgreSQL run uses two stores on the same
+database (two processes' worth of connections and writer threads); SQLite, owned by one
+process, runs the same claims through its one store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hookyard.ids import new_id
+from hookyard.models import NewEvent, NewRequest, Outcome, Pace
+from hookyard.store import Store, open_store
+from hookyard.store.migrate import SCHEMA_VERSION, migrations, reference_schema
+
+Opener = Callable[[], Store]
+
+
+@pytest.fixture
+async def open_stores(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Opener]:
+    """Opens stores on one database: on PostgreSQL each call is another "process"; on SQLite
+    every call returns the same store."""
+    url = (
+        request.getfixturevalue("postgres_url")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'contract.db'}"
+    )
+    opened: list[Store] = []
+
+    def opener() -> Store:
+        if opened and backend == "sqlite":
+            return opened[0]
+        opened.append(open_store(url, tmp_path))
+        return opened[-1]
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+def _request(
+    source: str, keys: list[str], destinations: list[tuple[str, str | None]]
+) -> NewRequest:
+    now = time.time()
+    request_id = new_id("req")
+    events = [
+        NewEvent(
+            id=new_id("evt"),
+            source=source,
+            origin="webhook",
+            received_at=now,
+            provider_event_id=key,
+            event_type="thing.happened",
+            dedup_keys=(key,),
+            content_type="application/json",
+            payload=b'{"n": 1}',
+            destinations=tuple(destinations),
+        )
+        for key in keys
+    ]
+    return NewRequest(
+        id=request_id,
+        source=source,
+        received_at=now,
+        method="POST",
+        path=f"/in/{source}",
+        query="",
+        headers=b"[]",
+        peer="127.0.0.1",
+        body=None,
+        events=events,
+    )
+
+
+async def _queue(store: Store, count: int, key: str | None = None, dest: str = "app") -> None:
+    for _ in range(count):
+        await store.ingest(_request("src", [new_id("k")], [(dest, key)]))
+
+
+def _done(claim, status: str = "succeeded") -> Outcome:  # type: ignore[no-untyped-def]
+    return Outcome(
+        claim=claim,
+        started_at=time.time(),
+        duration_ms=1.0,
+        status_code=200 if status == "succeeded" else 500,
+        response_excerpt=None,
+        error=None,
+        status=status,  # type: ignore[arg-type]
+        next_attempt_at=time.time() + (0 if status == "succeeded" else 3600),
+    )
+
+
+async def test_duplicates_are_one_event_across_processes(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    [original] = await first.ingest(_request("src", ["dup-1"], [("app", None)]))
+    [again] = await second.ingest(_request("src", ["dup-1"], [("app", None)]))
+    assert not original.duplicate
+    assert again.duplicate and again.event_id == original.event_id
+    [other_source] = await second.ingest(_request("other", ["dup-1"], [("app", None)]))
+    assert not other_source.duplicate  # keys are per source
+    assert len(await first.list_deliveries(destination="app")) == 2
+
+
+async def test_concurrency_holds_across_processes(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    await _queue(first, 10)
+    pace = {"app": Pace(free=10, concurrency=3, rate=None)}
+    a = await first.claim(pace, 100, lease=30)
+    b = await second.claim(pace, 100, lease=30)
+    assert len(a.claims) + len(b.claims) == 3
+    assert "app" in b.blocked
+    await first.finish([_done(c) for c in a.claims])
+    c = await second.claim(pace, 100, lease=30)
+    assert len(c.claims) == len(a.claims)  # the finished ones' slots are free again
+
+
+async def test_rate_limit_is_shared_and_says_when_to_come_back(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    await _queue(first, 10)
+    pace = {"app": Pace(free=10, concurrency=10, rate=2.0)}
+    a = await first.claim(pace, 100, lease=30)
+    b = await second.claim(pace, 100, lease=30)
+    assert len(a.claims) + len(b.claims) == 2  # a bucket of one second's worth
+    assert b.rate_wait is not None and 0 < b.rate_wait <= 0.5
+    time.sleep(0.6)
+    c = await second.claim(pace, 100, lease=30)
+    assert len(c.claims) == 1
+
+
+async def test_a_paused_destination_is_not_claimed_anywhere(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    await _queue(first, 3)
+    assert await first.set_destination_state("app", "paused", "maintenance")
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    held = await second.claim(pace, 100, lease=30)
+    assert held.claims == [] and held.blocked == {"app"}
+    assert [d["status"] for d in await second.list_deliveries()] == ["held"] * 3
+    assert await second.set_destination_state("app", "active", None)
+    assert len((await first.claim(pace, 100, lease=30)).claims) == 3
+
+
+async def test_ordering_key_lets_one_through_at_a_time(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    await _queue(first, 3, key="customer-1")
+    await _queue(first, 1, key="customer-2")
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    a = await first.claim(pace, 100, lease=30)
+    b = await second.claim(pace, 100, lease=30)
+    assert len(a.claims) == 2 and b.claims == []  # the head of each key
+    customer_1 = min(a.claims, key=lambda c: c.delivery_id)
+    await first.finish([_done(customer_1)])
+    c = await second.claim(pace, 100, lease=30)
+    assert len(c.claims) == 1 and c.claims[0].delivery_id > customer_1.delivery_id
+
+
+async def test_an_expired_lease_returns_to_the_queue(open_stores: Opener) -> None:
+    first, second = open_stores(), open_stores()
+    await _queue(first, 1)
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    [lost] = (await first.claim(pace, 100, lease=0.2)).claims
+    assert (await second.claim(pace, 100, lease=30)).claims == []
+    time.sleep(0.3)
+    [again] = (await second.claim(pace, 100, lease=30)).claims
+    assert again.delivery_id == lost.delivery_id and again.attempt == 2
+    await first.finish([_done(lost, "retrying")])  # the dead worker's late answer is ignored
+    [delivery] = await second.list_deliveries()
+    assert delivery["status"] == "in_flight"
+    await second.finish([_done(again)])
+    [delivery] = await first.list_deliveries()
+    assert delivery["status"] == "succeeded"
+
+
+async def test_a_scheduled_job_runs_once_per_interval_across_processes(
+    open_stores: Opener,
+) -> None:
+    first, second = open_stores(), open_stores()
+    assert await first.take_job("maintenance", 600, "a")
+    assert not await second.take_job("maintenance", 600, "b")
+    assert not await first.take_job("maintenance", 600, "a")
+    assert await second.take_job("other", 600, "b")
+
+
+async def test_replay_and_retry_dead(open_stores: Opener) -> None:
+    store = open_stores()
+    await _queue(store, 1)
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    [claim] = (await store.claim(pace, 100, lease=30)).claims
+    await store.finish([_done(claim, "dead")])
+    assert await store.retry_dead("app") == 1
+    assert await store.replay([claim.event_id], None, ["app"]) == 1
+    statuses = sorted(d["status"] for d in await store.list_deliveries())
+    assert statuses == ["pending", "pending"]
+
+
+def _catalog(url: str, schema: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default"
+            " FROM information_schema.columns WHERE table_schema = %s ORDER BY 1, 2",
+            (schema,),
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1",
+            (schema,),
+        ).fetchall()
+    return [*columns, *((name, definition.replace(schema, "S")) for name, definition in indexes)]
+
+
+def test_every_postgres_migration_gives_the_reference_schema(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("the SQLite twin is tests/unit/test_schema.py")
+    from tests.conftest import POSTGRES_URL
+
+    stepwise, reference = (
+        "hy_steps_" + new_id("s")[-8:].lower(),
+        "hy_ref_" + new_id("s")[-8:].lower(),
+    )
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for schema, scripts in (
+            (stepwise, [script for _, script in migrations("postgresql")]),
+            (reference, [reference_schema("postgresql")]),
+        ):
+            conn.execute(f"CREATE SCHEMA {schema}")
+            conn.execute(f"SET search_path = {schema}")
+            for script in scripts:
+                conn.execute(script)
+            conn.execute("RESET search_path")
+    try:
+        assert _catalog(POSTGRES_URL, stepwise) == _catalog(POSTGRES_URL, reference)
+        assert max(n for n, _ in migrations("postgresql")) == SCHEMA_VERSION
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {stepwise} CASCADE")
+            conn.execute(f"DROP SCHEMA {reference} CASCADE")
