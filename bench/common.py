@@ -1,7 +1,9 @@
-"""Helpers shared by the ingest and delivery benchmarks: paths, bodies, processes, the sink."""
+"""Helpers shared by the ingest and delivery benchmarks: paths, bodies, processes, the sink,
+and the databases the servers write (SQLite files, fresh PostgreSQL schemas)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -11,7 +13,11 @@ import socket
 import sqlite3
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -115,6 +121,96 @@ def query(db: Path, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
     finally:
         conn.close()
+
+
+class Database:
+    """Where a benchmarked Hookyard keeps its data: the URL `hookyard serve --database` gets,
+    and read-only figures out of it while the servers keep writing."""
+
+    def __init__(self, url: str, path: Path | None = None) -> None:
+        self.url = url
+        self.path = path  # the SQLite file, None for PostgreSQL
+        self._conn: Any = None  # one PostgreSQL connection, kept: a poll every 100 ms
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Database:
+        return cls(f"sqlite:///{path}", path)
+
+    @property
+    def backend(self) -> str:
+        return "SQLite" if self.path is not None else "PostgreSQL"
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.path is not None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            try:
+                return conn.execute(sql).fetchall()
+            finally:
+                conn.close()
+        if self._conn is None:
+            import psycopg  # only when PostgreSQL is benchmarked
+
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            self._conn.execute("SET default_transaction_read_only = on")
+        return list(self._conn.execute(sql).fetchall())
+
+    def value(self, sql: str) -> int:
+        """One integer (a count)."""
+        return int(self.rows(sql)[0][0] or 0)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def schema_url(base: str, schema: str) -> str:
+    """`base` (postgresql://USER@HOST:PORT/DB) with every session's search_path set to
+    `schema`: `?options=-csearch_path%3Dschema`."""
+    parts = urlsplit(base)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+    query.append(("options", f"-csearch_path={schema}"))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+@contextlib.contextmanager
+def postgres_schema(base: str) -> Iterator[Database]:
+    """A fresh, empty schema in the PostgreSQL database at `base`, dropped (with everything
+    Hookyard made in it) afterwards; stop the servers using it before leaving the block."""
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    database = Database(schema_url(base, name))
+    try:
+        yield database
+    finally:
+        database.close()
+        with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every process on this machine named `postgres` (the server and its
+    backends, the benchmark's connections and anyone else's), summed; 0 when there is none.
+    Processes that end between two readings take their time with them."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text.split(" (", 1)[1].startswith("postgres)"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def machine() -> dict[str, str]:

@@ -1,10 +1,13 @@
 """Delivery benchmark: how fast Hookyard empties a queue into a local sink, next to a raw
 aiohttp loop posting the same bodies to the same sink, and the end-to-end latency (ingest
-answer to sink receipt) under a fixed-rate open-loop load.
+answer to sink receipt) under a fixed-rate open-loop load. The PostgreSQL block's drains
+(run_drains) reuse the drain: the same queue emptied by 1, 2 and 3 worker processes sharing a
+PostgreSQL schema, next to the SQLite drain.
 
 The sink is nginx answering 200 (see common.start_sink). The client loops run in this process
 on uvloop with aiohttp, the event loop and client library `hookyard serve` uses. Run it through
-bench/run (`bench/run --only delivery`), which calls run() and report() from ingest.py.
+bench/run (`bench/run --only delivery`, `--only postgres`), which calls run() and report()
+(run_drains() and report_drains()) from ingest.py.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +27,18 @@ from pathlib import Path
 
 import aiohttp
 import uvloop
-from common import BIN, build_body, free_port, query, start, start_sink, stop
+from common import (
+    BIN,
+    Database,
+    build_body,
+    cpu_seconds,
+    free_port,
+    postgres_cpu_seconds,
+    postgres_schema,
+    start,
+    start_sink,
+    stop,
+)
 
 CONCURRENCY = 64  # the destination's `concurrency`, and the raw loop's requests in flight
 MAX_IN_FLIGHT = 256
@@ -70,6 +82,25 @@ class DeliveryResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Drain:
+    """One drain of a pre-filled queue into the sink (see drain())."""
+
+    label: str
+    backend: str  # "SQLite" or "PostgreSQL"
+    workers: int  # `--roles worker` processes; 0: one process with every role fills and drains
+    queued: int
+    fill_s: float = 0.0  # pre-filling the paused queue (not a measured figure)
+    drain_s: float | None = None  # resume until every delivery succeeded, polled every 100 ms
+    drain_db_s: float | None = None  # resume until the last delivery's updated_at
+    drain_per_s: float | None = None
+    drain_cpu_s: float | None = None  # CPU time the delivering Hookyard processes used meanwhile
+    db_cpu_s: float | None = None  # CPU time of the machine's postgres processes meanwhile
+    statuses: dict[str, int] = field(default_factory=dict)  # deliveries by status afterwards
+    attempts: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -187,11 +218,12 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: int) -> tuple[list[
 # --- hookyard ---------------------------------------------------------------------------------
 
 
-def write_config(work: Path, port: int, sink_port: int) -> Path:
+def write_config(work: Path, sink_port: int) -> Path:
+    """One config for every process of a run (listen address, database and roles are given on
+    the command line)."""
     config = work / "hookyard.toml"
     config.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\ndatabase = "sqlite:///bench.db"\n'
-        '\n[egress]\nallow = ["127.0.0.0/8"]\n'
+        '[egress]\nallow = ["127.0.0.0/8"]\n'
         '\n[sources.bench]\nverify = "none"\n'
         f'\n[destinations.sink]\nurl = "http://127.0.0.1:{sink_port}/"\n'
         f"concurrency = {CONCURRENCY}\n"
@@ -201,11 +233,24 @@ def write_config(work: Path, port: int, sink_port: int) -> Path:
     return config
 
 
-def start_hookyard(work: Path, sink_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_hookyard(
+    work: Path,
+    sink_port: int,
+    database: Database,
+    roles: str | None = None,
+    log: str = "server.log",
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`hookyard serve` on a free port with the run's config (written by the first call);
+    `roles` None: all three."""
     port = free_port()
-    config = write_config(work, port, sink_port)
+    config = work / "hookyard.toml"
+    if not config.exists():
+        write_config(work, sink_port)
     argv = [str(BIN / "hookyard"), "serve", "--config", str(config)]
-    return start(argv, work, {}, port, work / "server.log"), port
+    argv += ["--listen", f"127.0.0.1:{port}", "--database", database.url]
+    if roles is not None:
+        argv += ["--roles", roles]
+    return start(argv, work, {}, port, work / log), port
 
 
 def admin(port: int, work: Path, action: str) -> None:
@@ -221,51 +266,44 @@ def admin(port: int, work: Path, action: str) -> None:
         answer.read()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_succeeded(db: Path, target: int, since: float, limit_s: float) -> tuple[int, float]:
+def wait_succeeded(db: Database, target: int, since: float, limit_s: float) -> tuple[int, float]:
     """Poll (read-only, every POLL_S) until `target` deliveries succeeded or `limit_s` passed
     since the monotonic time `since`; returns (succeeded, seconds since `since`)."""
     while True:
-        done = query(db, SUCCEEDED)
+        done = db.value(SUCCEEDED)
         elapsed = time.monotonic() - since
         if done >= target or elapsed > limit_s:
             return done, elapsed
         time.sleep(POLL_S)
 
 
-def statuses(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
-        return {str(status): int(count) for status, count in rows}
-    finally:
-        conn.close()
+def statuses(db: Database) -> dict[str, int]:
+    rows = db.rows("SELECT status, count(*) FROM deliveries GROUP BY status")
+    return {str(status): int(count) for status, count in rows}
 
 
-def last_update(db: Path) -> float:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return float(conn.execute("SELECT max(updated_at) FROM deliveries").fetchone()[0] or 0)
-    finally:
-        conn.close()
+def last_update(db: Database) -> float:
+    return float(db.rows("SELECT max(updated_at) FROM deliveries")[0][0] or 0)
 
 
-def server_problems(work: Path, label: str) -> list[str]:
+def server_problems(work: Path, label: str, logs: Sequence[str] = ("server.log",)) -> list[str]:
     """Anything Hookyard printed beyond its banner and INFO lines (tracebacks, warnings...)."""
-    lines = (work / "server.log").read_text(errors="replace").splitlines()
-    unexpected = [
-        line
-        for line in lines
-        if line.strip() and not line.startswith(BANNER) and " INFO " not in line
-    ]
-    if not unexpected:
-        return []
-    return [f"{label} server output:\n    " + "\n    ".join(unexpected[-30:])]
+    problems = []
+    for log in logs:
+        if not (work / log).exists():  # a process never started (an earlier one failed)
+            continue
+        lines = (work / log).read_text(errors="replace").splitlines()
+        unexpected = [
+            line
+            for line in lines
+            if line.strip() and not line.startswith(BANNER) and " INFO " not in line
+        ]
+        if unexpected:
+            where = "" if log == "server.log" else f" ({log})"
+            problems.append(
+                f"{label} server output{where}:\n    " + "\n    ".join(unexpected[-30:])
+            )
+    return problems
 
 
 # --- phases -----------------------------------------------------------------------------------
@@ -294,48 +332,82 @@ def measure_ceiling(result: DeliveryResult, scratch: Path, bodies: Sequence[byte
 
 
 def measure_drain(result: DeliveryResult, scratch: Path, bodies: Sequence[bytes]) -> None:
-    """Fill the queue of a paused destination, resume it, time until every delivery succeeded."""
+    """The delivery block's drain: one SQLite process with every role."""
     work = scratch / "delivery-drain"
+    done = drain(work, Database.sqlite(work / "bench.db"), bodies, label="drain")
+    result.fill_s, result.drain_s, result.drain_db_s = done.fill_s, done.drain_s, done.drain_db_s
+    result.drain_per_s, result.drain_cpu_s = done.drain_per_s, done.drain_cpu_s
+    result.statuses, result.attempts = done.statuses, done.attempts
+    result.problems += done.problems
+
+
+def drain(
+    work: Path, db: Database, bodies: Sequence[bytes], workers: int = 0, label: str = ""
+) -> Drain:
+    """Fill the queue of a paused destination, resume it, time until every delivery succeeded.
+
+    workers=0: one `hookyard serve` with every role takes the fill, the pause and resume calls
+    and the deliveries (SQLite allows one process). workers=N: one `--roles ingest,api` process
+    takes the fill and the calls; N `--roles worker` processes, started once the queue is full
+    (so they see it paused), deliver."""
+    label = label or (
+        f"{db.backend}, {workers} worker process{'es' if workers > 1 else ''}"
+        if workers
+        else f"{db.backend}, 1 process"
+    )
+    result = Drain(label, db.backend, workers, len(bodies))
     work.mkdir()
     sink, sink_port, _ = start_sink(work)
-    server = None
+    servers: list[subprocess.Popen[bytes]] = []
+    logs = ["server.log"] + [f"worker-{i + 1}.log" for i in range(workers)]
     try:
-        server, port = start_hookyard(work, sink_port)
-        db = work / "bench.db"
+        front, port = start_hookyard(work, sink_port, db, "ingest,api" if workers else None)
+        servers.append(front)
         admin(port, work, "pause")
         headers = [{"content-type": "application/json"}] * len(bodies)
         url = f"http://127.0.0.1:{port}/in/bench"
         result.fill_s, answers = uvloop.run(post_many(url, bodies, headers, CONCURRENCY))
-        result.problems += not_all_ok("filling the queue", answers, len(bodies))
-        queued = query(db, "SELECT count(*) FROM deliveries")
-        early = query(db, SUCCEEDED)
+        result.problems += not_all_ok(f"{label}: filling the queue", answers, len(bodies))
+        queued = db.value("SELECT count(*) FROM deliveries")
+        early = db.value(SUCCEEDED)
         if queued != len(bodies) or early:
             result.problems.append(
-                f"before resume: {queued:,} deliveries queued (expected {len(bodies):,}), "
-                f"{early:,} already succeeded (expected 0: the destination was paused)"
+                f"{label}: before resume: {queued:,} deliveries queued (expected "
+                f"{len(bodies):,}), {early:,} already succeeded (expected 0: the destination "
+                "was paused)"
             )
-        cpu_before = cpu_seconds(server.pid)
+        for log in logs[1:]:
+            servers.append(start_hookyard(work, sink_port, db, "worker", log)[0])
+        delivering = servers[1:] or servers
+        cpu_before = sum(cpu_seconds(server.pid) for server in delivering)
+        db_cpu_before = postgres_cpu_seconds() if workers else 0.0
         resumed_at, since = time.time(), time.monotonic()
         admin(port, work, "resume")
         done, elapsed = wait_succeeded(db, queued, since, LOAD_LIMIT_S)
-        result.drain_cpu_s = cpu_seconds(server.pid) - cpu_before
+        result.drain_cpu_s = sum(cpu_seconds(server.pid) for server in delivering) - cpu_before
+        if workers:  # negative when backends ended meanwhile (their time goes with them)
+            result.db_cpu_s = max(0.0, postgres_cpu_seconds() - db_cpu_before)
         result.drain_s = elapsed
         result.drain_per_s = done / elapsed
         result.drain_db_s = last_update(db) - resumed_at
         result.statuses = statuses(db)
-        result.attempts = query(db, "SELECT count(*) FROM attempts")
+        result.attempts = db.value("SELECT count(*) FROM attempts")
         if done < queued:
             result.problems.append(
-                f"drain: only {done:,} of {queued:,} deliveries succeeded within {LOAD_LIMIT_S} s "
-                f"of resume ({result.statuses})"
+                f"{label}: only {done:,} of {queued:,} deliveries succeeded within "
+                f"{LOAD_LIMIT_S} s of resume ({result.statuses})"
             )
         if result.attempts != done:
-            result.problems.append(f"drain: {result.attempts:,} attempts for {done:,} deliveries")
+            result.problems.append(f"{label}: {result.attempts:,} attempts for {done:,} deliveries")
+    except Exception as exc:  # a server that failed ends this drain, not the run
+        result.problems.append(f"{label}: failed: {exc}")
     finally:
-        if server is not None:
+        for server in reversed(servers):
             stop(server)
         stop(sink)
-    result.problems += server_problems(work, "drain")
+        db.close()
+    result.problems += server_problems(work, label, logs)
+    return result
 
 
 def measure_latency(result: DeliveryResult, scratch: Path, bodies: Sequence[bytes]) -> None:
@@ -345,11 +417,12 @@ def measure_latency(result: DeliveryResult, scratch: Path, bodies: Sequence[byte
     sink, sink_port, kind = start_sink(work, LOG_FORMAT)
     server = None
     try:
-        server, port = start_hookyard(work, sink_port)
+        server, port = start_hookyard(work, sink_port, Database.sqlite(work / "bench.db"))
         url = f"http://127.0.0.1:{port}/in/bench"
         acks, lag = uvloop.run(open_loop(url, bodies, result.rate))
         acked = sum(1 for ack in acks if ack.event_id is not None)
-        done, _ = wait_succeeded(work / "bench.db", acked, time.monotonic(), SETTLE_LIMIT_S)
+        db = Database.sqlite(work / "bench.db")
+        done, _ = wait_succeeded(db, acked, time.monotonic(), SETTLE_LIMIT_S)
         if done < acked:
             result.problems.append(
                 f"open loop: {done:,} of {acked:,} deliveries succeeded {SETTLE_LIMIT_S} s after it"
@@ -435,6 +508,23 @@ def run(queued: int, rate: int, seconds: float, scratch: Path) -> DeliveryResult
     return result
 
 
+def run_drains(
+    queued: int, postgres_url: str, worker_counts: Sequence[int], scratch: Path
+) -> list[Drain]:
+    """The PostgreSQL block's drains: SQLite (one process, the baseline), then PostgreSQL with
+    each number of worker processes, each in a fresh schema, all with the same bodies."""
+    print(f"building {queued:,} bodies ...", file=sys.stderr)
+    bodies = [build_body(seq, str(uuid.uuid4())) for seq in range(queued)]
+    print(f"measuring SQLite drain of {queued:,} queued deliveries ...", file=sys.stderr)
+    work = scratch / "pg-drain-sqlite"
+    drains = [drain(work, Database.sqlite(work / "bench.db"), bodies)]
+    for workers in worker_counts:
+        print(f"measuring PostgreSQL drain, {workers} worker processes ...", file=sys.stderr)
+        with postgres_schema(postgres_url) as db:
+            drains.append(drain(scratch / f"pg-drain-{workers}", db, bodies, workers))
+    return drains
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -474,3 +564,27 @@ def report(result: DeliveryResult) -> None:
         )
     for problem in result.problems:
         print(f"!!! delivery: {problem}")
+
+
+def report_drains(drains: Sequence[Drain]) -> None:
+    """The PostgreSQL block's drain table: deliveries/s, and their ratio to the first row's."""
+    if not drains:
+        return
+    base = drains[0]
+    print(
+        f"delivery drain, 1 KB JSON to nginx, {CONCURRENCY} concurrent (in all), "
+        f"{base.queued:,} queued"
+    )
+    print(f"{'':30}{'deliveries/s':>14}{'vs SQLite':>11}   CPU while draining (100% = a core)")
+    for d in drains:
+        if d.drain_per_s is None or d.drain_s is None:
+            print(f"{d.label:30}{'-':>14}{'-':>11}")
+            continue
+        vs = f"{d.drain_per_s / base.drain_per_s:.2f}" if base.drain_per_s else "-"
+        cpu = f"hookyard {(d.drain_cpu_s or 0) / d.drain_s:.0%}"
+        if d.db_cpu_s is not None:
+            cpu += f", postgres {d.db_cpu_s / d.drain_s:.0%}"
+        print(f"{d.label:30}{d.drain_per_s:>14,.0f}{vs:>11}   {cpu} ({d.drain_s:.1f} s)")
+    for d in drains:
+        for problem in d.problems:
+            print(f"!!! postgres block drain: {problem}")

@@ -7,7 +7,9 @@ baselines measured in the same run, because machines are noisy. The flood phase 
 same valid load with and without a second wrk (flood.lua) sending a fixed rate of badly signed
 requests to another source. The delivery phase (delivery.py) measures the worker: a queue drain
 next to a raw aiohttp loop, and end-to-end latency under an open-loop load. The query phase
-(query.py) times the event list's queries on a million-event database. Run it through bench/run.
+(query.py) times the event list's queries on a million-event database. The PostgreSQL block
+measures ingest with one and two processes sharing a PostgreSQL schema, and queue drains with
+1, 2 and 3 worker processes, each next to the same on SQLite. Run it through bench/run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,9 +42,11 @@ from common import (
     RESULTS,
     ROOT,
     UVICORN_FLAGS,
+    Database,
     build_body,
     free_port,
     machine,
+    postgres_schema,
     query,
     start,
     start_sink,
@@ -59,8 +64,14 @@ LABELS = {
     "hookyard-route": "hookyard + 1 route",
     "flood-alone": "valid ingest alone",
     "flood": "valid ingest + flood",
+    "pg-sqlite": "SQLite, 1 process",
+    "pg-1": "PostgreSQL, 1 process",
+    "pg-2": "PostgreSQL, 2 processes",
 }
-PHASES = ["bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery", "query"]
+PHASES = [
+    "bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery", "query", "postgres",
+]  # fmt: skip
+NOT_WRK = ("delivery", "query", "postgres")  # phases that are not (only) wrk against one server
 FLOOD_NAMES = {"flood": ["flood-alone", "flood"]}  # the flood phase runs two servers
 QUEUED = 50_000  # deliveries the delivery drain empties (delivery.py)
 QUICK_QUEUED = 10_000
@@ -72,6 +83,10 @@ FLOOD_RATE = 5_000  # bad requests/s on the second source
 FLOOD_CONNECTIONS = 100  # enough to hold the rate while each answer takes up to 20 ms
 FLOOD_TARGET = 0.80  # valid ingest under the flood keeps at least this share of its rate alone
 SAMPLES_PER_S = 20  # hookyard's default rejected_samples_per_second
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"  # each server run: a fresh schema in it
+POSTGRES_INGEST = {"pg-1": 1, "pg-2": 2}  # ingest processes sharing one schema
+POSTGRES_WORKERS = (1, 2, 3)  # worker processes draining one schema's queue
+POSTGRES_TARGET = 15_000  # events/s ingest on PostgreSQL, the issue's target (this 2-core box)
 
 
 @dataclass
@@ -94,6 +109,8 @@ class Result:
     flood: dict[str, float] | None = None  # flood.lua's figures, for the flooded run
     rejected_kept: int | None = None  # rows the API returned for source `target` afterwards
     rejected_error: str | None = None  # why the API call failed, when it did
+    processes: int = 1  # servers sharing the database, each loaded by its own wrk
+    parts: list[dict[str, int]] = field(default_factory=list)  # each wrk's figures, if several
     problems: list[str] = field(default_factory=list)
 
 
@@ -141,7 +158,7 @@ class Pool:
     record: int
     warmup: tuple[int, int]  # (first, count): each phase walks its own slice, so no repeats
     measured: tuple[int, int]
-    probe: int  # one spare request to check the server's answer before loading it
+    probe: int  # spare requests (from here to the end) check each server's answer before loading
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -183,10 +200,11 @@ def database(name: str, work: Path) -> Path | None:
     return {"handwritten": work / "handwritten.db", "bare": None}.get(name, work / "bench.db")
 
 
-def probe(port: int, pool: Pool) -> str | None:
-    """Send one spare request; return a description of the answer unless it is a 2xx."""
+def probe(port: int, pool: Pool, spare: int = 0) -> str | None:
+    """Send one spare request (servers sharing a database each get their own); return a
+    description of the answer unless it is a 2xx."""
     with pool.path.open("rb") as file:
-        file.seek(pool.probe * pool.record)
+        file.seek((pool.probe + spare) * pool.record)
         raw = file.read(pool.record)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(raw)
@@ -211,6 +229,34 @@ def wrk(
         if line.startswith("WRK_JSON "):
             return dict(json.loads(line[len("WRK_JSON ") :]))
     raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def wrk_each(
+    ports: list[int], pool: Pool, part: tuple[int, int], seconds: float, connections: int
+) -> list[dict[str, int]]:
+    """One wrk per server, all at once: each -t1 with its share of the connections and its own
+    share of the slice (servers sharing a database must not see each other's requests, or
+    they would be duplicates)."""
+    n = len(ports)
+    shares = [(part[0] + i * part[1] // n, part[1] // n) for i in range(n)]
+    with ThreadPoolExecutor(n) as pool_of_threads:
+        runs = [
+            pool_of_threads.submit(wrk, port, pool, share, seconds, connections // n)
+            for port, share in zip(ports, shares, strict=True)
+        ]
+        return [run.result() for run in runs]
+
+
+def combine(parts: list[dict[str, int]]) -> dict[str, int]:
+    """Several wrks' figures as one: counts summed, the longest duration, the worst latencies.
+    (measure_shared() then replaces the rate with the sum of each wrk's own.)"""
+    if len(parts) == 1:
+        return parts[0]
+    worst = ("duration_us", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
+    return {
+        key: max(p[key] for p in parts) if key in worst else sum(p[key] for p in parts)
+        for key in parts[0]
+    }
 
 
 def start_flood(port: int, limit_s: float) -> subprocess.Popen[str]:
@@ -295,11 +341,72 @@ def measure(name: str, pool: Pool, args: argparse.Namespace, scratch: Path) -> R
             result.problems.append(
                 f"{result.committed} events committed but {result.acked} acknowledged"
             )
-    # Anything the server printed beyond its start-up banner is worth a look (tracebacks...).
-    lines = (work / "server.log").read_text(errors="replace").splitlines()
-    unexpected = [line for line in lines if line.strip() and not line.startswith(BANNER)]
-    if unexpected:
-        result.problems.append("server output:\n    " + "\n    ".join(unexpected[-30:]))
+    result.problems += server_output(work, ["server.log"])
+    return result
+
+
+def server_output(work: Path, logs: list[str]) -> list[str]:
+    """Anything the servers printed beyond their start-up banner and INFO lines ("database
+    schema created ...") is worth a look (tracebacks, warnings...)."""
+    problems = []
+    for log in logs:
+        lines = (work / log).read_text(errors="replace").splitlines()
+        unexpected = [
+            line
+            for line in lines
+            if line.strip() and not line.startswith(BANNER) and " INFO " not in line
+        ]
+        if unexpected:
+            where = "" if log == "server.log" else f" ({log})"
+            problems.append(f"server output{where}:\n    " + "\n    ".join(unexpected[-30:]))
+    return problems
+
+
+def measure_shared(
+    name: str, pool: Pool, args: argparse.Namespace, scratch: Path, db: Database
+) -> Result:
+    """POSTGRES_INGEST[name] `hookyard serve --roles ingest,api` sharing the database `db`
+    (a fresh PostgreSQL schema), each on its own port with its own wrk, all loaded at once."""
+    work = scratch / name
+    work.mkdir()
+    result = Result(name, processes=POSTGRES_INGEST[name])
+    config = hookyard_config(work, None, target=False)
+    logs = [f"server-{i + 1}.log" for i in range(result.processes)]
+    servers: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        for log in logs:  # one after the other: the first creates the schema's tables
+            port = free_port()
+            argv = [str(BIN / "hookyard"), "serve", "--config", str(config)]
+            argv += ["--listen", f"127.0.0.1:{port}", "--database", db.url]
+            argv += ["--roles", "ingest,api"]
+            servers.append(start(argv, work, {}, port, work / log))
+            ports.append(port)
+        for spare, port in enumerate(ports):
+            answer = probe(port, pool, spare)
+            if answer is not None:
+                raise RuntimeError(f"{name} refused a signed request:\n{answer}")
+        warm = combine(wrk_each(ports, pool, pool.warmup, WARMUP_S, args.connections))
+        result.parts = wrk_each(ports, pool, pool.measured, args.duration, args.connections)
+    finally:
+        for server in servers:
+            stop(server)
+    summarise(result, warm, combine(result.parts))
+    # The rate is each wrk's 2xx over its own window, summed.
+    result.events_per_s = sum(
+        (part["requests"] - part["status_errors"]) / (part["duration_us"] / 1e6)
+        for part in result.parts
+    )
+    result.acked += result.processes  # the probes
+    try:
+        result.committed = db.value("SELECT count(*) FROM events")
+    finally:
+        db.close()
+    if not result.acked <= result.committed <= result.acked + 2 * args.connections:
+        result.problems.append(
+            f"{result.committed} events committed but {result.acked} acknowledged"
+        )
+    result.problems += server_output(work, logs)
     return result
 
 
@@ -426,12 +533,129 @@ def report_flood(results: dict[str, Result], args: argparse.Namespace) -> None:
         )
 
 
+@dataclass
+class PostgresBlock:
+    ingest: dict[str, Result] = field(default_factory=dict)  # pg-sqlite (the baseline), pg-1, pg-2
+    drains: list[delivery.Drain] = field(default_factory=list)  # SQLite first, the baseline
+    problems: list[str] = field(default_factory=list)  # the block's own (PostgreSQL unreachable)
+
+
+def run_postgres(pool: Pool, args: argparse.Namespace, scratch: Path) -> PostgresBlock:
+    """Ingest on SQLite, then on one and two processes sharing a fresh PostgreSQL schema; then
+    the queue drains (delivery.run_drains)."""
+    block = PostgresBlock()
+    try:
+        with postgres_schema(args.postgres_url):  # reachable, and we may create schemas
+            pass
+    except Exception as exc:  # psycopg missing, server down, no rights: skip, say why
+        block.problems.append(f"PostgreSQL at {args.postgres_url} unusable, block skipped: {exc}")
+        return block
+    others = [other_hookyards(args.postgres_url)]
+    # A server that fails (a traceback at start, a refused request) ends its row, not the run:
+    # the other rows' and blocks' figures are still reported.
+    for name in ("pg-sqlite", *POSTGRES_INGEST):
+        print(f"measuring hookyard, {LABELS[name]} ...", file=sys.stderr)
+        try:
+            if name == "pg-sqlite":
+                block.ingest[name] = measure(name, pool, args, scratch)
+            else:
+                with postgres_schema(args.postgres_url) as db:
+                    block.ingest[name] = measure_shared(name, pool, args, scratch, db)
+        except Exception as exc:
+            block.problems.append(f"{LABELS[name]} failed: {exc}")
+    block.drains = delivery.run_drains(args.queued, args.postgres_url, POSTGRES_WORKERS, scratch)
+    others.append(other_hookyards(args.postgres_url))
+    if any(others):
+        before, after = (str(n) if n >= 0 else "?" for n in others)
+        block.problems.append(
+            f"other Hookyard processes were using the PostgreSQL server ({before} connections "
+            f"before the block, {after} after): they shared the machine with these figures, "
+            "and a test suite's clean-up may have ended this block's connections"
+        )
+    return block
+
+
+def other_hookyards(url: str) -> int:
+    """Connections Hookyard processes hold on the PostgreSQL server; before and after the
+    block, when none of the block's own runs, all of them are someone else's (a test suite,
+    say), or -1 if that cannot be read."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'hookyard %'"
+            return int(conn.execute(sql).fetchone()[0])
+    except psycopg.Error:
+        return -1
+
+
+def postgres_summary(block: PostgresBlock | None) -> dict[str, object] | None:
+    if block is None:
+        return None
+    base = block.ingest.get("pg-sqlite")
+    best = max(
+        (r.events_per_s for name, r in block.ingest.items() if name != "pg-sqlite"), default=None
+    )
+    return {
+        "ingest": {name: asdict(r) for name, r in block.ingest.items()},
+        "ingest_vs_sqlite": {
+            name: r.events_per_s / base.events_per_s
+            for name, r in block.ingest.items()
+            if base is not None and base.events_per_s
+        },
+        "target_events_per_s": POSTGRES_TARGET,
+        "best_postgres_events_per_s": best,
+        "target_met": best is not None and best >= POSTGRES_TARGET,
+        "drains": [asdict(d) for d in block.drains],
+        "problems": block.problems,
+    }
+
+
+def report_postgres(block: PostgresBlock, args: argparse.Namespace) -> None:
+    for problem in block.problems:
+        print(f"!!! postgres block: {problem}")
+    if block.ingest:
+        print(
+            f"postgres block: ingest, 1 KB signed JSON, {args.connections} connections in all, "
+            f"{args.duration:g} s each"
+        )
+        print(f"{'':26}{'events/s':>9}{'p50':>10}{'p99':>10}{'vs SQLite':>11}")
+    base = block.ingest.get("pg-sqlite")
+    for name, r in block.ingest.items():
+        note = ""
+        if name != "pg-sqlite":
+            met = "met" if r.events_per_s >= POSTGRES_TARGET else "MISSED"
+            note = f"   target >= {POSTGRES_TARGET:,}: {met}"
+        print(
+            f"{LABELS[name]:26}{r.events_per_s:>9,.0f}{r.p50_ms:>7.1f} ms{r.p99_ms:>7.1f} ms"
+            f"{ratio(r.events_per_s, base):>11}{note}"
+        )
+    shared = [r for r in block.ingest.values() if r.processes > 1]
+    for r in shared:
+        rates = " + ".join(
+            f"{(p['requests'] - p['status_errors']) / (p['duration_us'] / 1e6):,.0f}"
+            for p in r.parts
+        )
+        print(
+            f"  ({LABELS[r.name]}: one wrk -t1 -c{args.connections // r.processes} each, "
+            f"{rates} events/s summed; p50/p99 the worse wrk's)"
+        )
+    if block.ingest:
+        print("  (SQLite: one process, every role; PostgreSQL: --roles ingest,api, fresh schema)")
+    delivery.report_drains(block.drains)
+    for name, r in block.ingest.items():
+        for problem in r.problems:
+            loud = not problem.startswith("(info)")
+            print(f"{'!!! ' if loud else ''}{LABELS[name]}: {problem}")
+
+
 def report(
     results: dict[str, Result],
     args: argparse.Namespace,
     info: dict[str, str],
     delivered: delivery.DeliveryResult | None,
     queried: event_queries.QueryResult | None,
+    postgres: PostgresBlock | None,
 ) -> None:
     table = {name: r for name, r in results.items() if not name.startswith("flood")}
     if table:
@@ -473,6 +697,8 @@ def report(
         delivery.report(delivered)
     if queried is not None:
         event_queries.report(queried)
+    if postgres is not None:
+        report_postgres(postgres, args)
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
         f"Linux {info['kernel']}, {info['wrk']}"
@@ -509,6 +735,11 @@ def parse_args() -> argparse.Namespace:
         help="events/s of the delivery open loop (default 1000)",
     )  # fmt: skip
     parser.add_argument(
+        "--postgres-url", default=POSTGRES_URL,
+        help=f"PostgreSQL database of the postgres block, a fresh schema per server run "
+        f"(default {POSTGRES_URL})",
+    )  # fmt: skip
+    parser.add_argument(
         "--events", type=int, default=event_queries.EVENTS,
         help=f"events in the query phase's database (default {event_queries.EVENTS:,})",
     )  # fmt: skip
@@ -520,16 +751,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_ingest(names: list[str], args: argparse.Namespace, scratch: Path) -> dict[str, Result]:
-    """The wrk-driven phases, all walking one pool of pre-signed requests."""
-    if not names:
-        return {}
+def build_pool(args: argparse.Namespace, scratch: Path) -> Pool:
+    """The pre-signed requests every wrk-driven phase walks (the same slices for each server;
+    servers sharing a database split them)."""
     warm_n = WARMUP_S * args.pool_rate
     run_n = math.ceil(args.duration * args.pool_rate)
-    print(f"generating {warm_n + run_n + 1:,} signed requests ...", file=sys.stderr)
+    spares = max(POSTGRES_INGEST.values())  # a probe per server sharing a database
+    print(f"generating {warm_n + run_n + spares:,} signed requests ...", file=sys.stderr)
     path = scratch / "requests.bin"
-    record = write_requests(path, warm_n + run_n + 1)
-    pool = Pool(path, record, (0, warm_n), (warm_n, run_n), warm_n + run_n)
+    record = write_requests(path, warm_n + run_n + spares)
+    return Pool(path, record, (0, warm_n), (warm_n, run_n), warm_n + run_n)
+
+
+def run_ingest(
+    names: list[str], pool: Pool, args: argparse.Namespace, scratch: Path
+) -> dict[str, Result]:
+    """The wrk-driven phases against one server each."""
     results: dict[str, Result] = {}
     for name in names:
         print(f"measuring {LABELS[name]} ...", file=sys.stderr)
@@ -540,24 +777,27 @@ def run_ingest(names: list[str], args: argparse.Namespace, scratch: Path) -> dic
 def main() -> int:
     args = parse_args()
     phases = args.only or PHASES
-    names = [n for p in phases if p not in ("delivery", "query") for n in FLOOD_NAMES.get(p, [p])]
+    names = [n for p in phases if p not in NOT_WRK for n in FLOOD_NAMES.get(p, [p])]
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     scratch = RESULTS / f".scratch-{stamp}"
     scratch.mkdir()
-    delivered = queried = None
+    delivered = queried = postgres = None
     try:
-        results = run_ingest(names, args, scratch)
+        pool = build_pool(args, scratch) if names or "postgres" in phases else None
+        results = run_ingest(names, pool, args, scratch) if pool is not None else {}
         if "delivery" in phases:
             delivered = delivery.run(args.queued, args.rate, args.duration, scratch)
         if "query" in phases:
             queried = event_queries.run(args.events, QUICK_QUERY_RUNS if args.quick else QUERY_RUNS)
+        if "postgres" in phases and pool is not None:
+            postgres = run_postgres(pool, args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     info = machine()
-    report(results, args, info, delivered, queried)
+    report(results, args, info, delivered, queried, postgres)
     out = RESULTS / f"{stamp}.json"
     out.write_text(
         json.dumps(
@@ -571,6 +811,7 @@ def main() -> int:
                 "flood": flood_summary(results),
                 "delivery": asdict(delivered) if delivered is not None else None,
                 "query": asdict(queried) if queried is not None else None,
+                "postgres": postgres_summary(postgres),
             },
             indent=2,
         )
@@ -581,6 +822,11 @@ def main() -> int:
         loud += delivered.problems
     if queried is not None:
         loud += queried.problems
+    if postgres is not None:
+        loud += postgres.problems + [p for d in postgres.drains for p in d.problems]
+        loud += [
+            p for r in postgres.ingest.values() for p in r.problems if not p.startswith("(info)")
+        ]
     return 1 if loud else 0
 
 

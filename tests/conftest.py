@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -37,19 +38,60 @@ DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 POSTGRES_URL = os.environ.get("HOOKYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database URL whose search_path is a new, empty schema, dropped afterwards."""
+def _create_schema() -> str:
     schema = f"hy_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    return schema
+
+
+def _drop_schema(schema: str) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(  # connections a killed server left behind
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name LIKE 'hookyard %' AND pid != pg_backend_pid()"
-        )
+        conn.execute("SET lock_timeout = '20s'")  # fail loudly rather than hang on a leak
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _schema_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database URL whose search_path is a new, empty schema, dropped afterwards."""
+    schema = _create_schema()
+    yield _schema_url(schema)
+    _drop_schema(schema)
+
+
+@pytest.fixture
+def fresh_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """Call to give the next server a database of its own. SQLite servers have one per config
+    directory already; on PostgreSQL runs this points HOOKYARD_SERVER__DATABASE at a new
+    schema."""
+    created: list[str] = []
+
+    def switch() -> None:
+        if "HOOKYARD_SERVER__DATABASE" in os.environ:
+            created.append(_create_schema())
+            monkeypatch.setenv("HOOKYARD_SERVER__DATABASE", _schema_url(created[-1]))
+
+    yield switch
+    for schema in created:
+        _drop_schema(schema)
+
+
+def query_database(base_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Run a read query as another process would, on a fresh connection to the test's database
+    (PostgreSQL when the backend fixture chose it, else base_dir/hookyard.db)."""
+    url = os.environ.get("HOOKYARD_SERVER__DATABASE")
+    if url:
+        with psycopg.connect(url) as pg:
+            return pg.execute(sql.replace("?", "%s"), params).fetchall()
+    conn = sqlite3.connect(f"file:{base_dir / 'hookyard.db'}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 DROP = object()  # a receiver behaviour's answer meaning "close the connection, say nothing"

@@ -88,7 +88,9 @@ class Pace:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     claims: list[Claim]
-    rate_wait: float | None  # seconds until a rate-limited destination has a token again
+    # Seconds until a blocked destination may yield more: its next rate-limit token, or the
+    # end of another process's claim.
+    retry_in: float | None
     # Destinations that may take nothing now (not active, or at their limits across the
     # cluster): a due backlog of theirs is no reason to wake up early.
     blocked: frozenset[str] = frozenset()

@@ -1,6 +1,7 @@
 """Every integration test runs on both backends (SQLite, and PostgreSQL through the
 `HOOKYARD_SERVER__DATABASE` override that in-process and subprocess servers alike read), except
-those marked `sqlite_only` (they inspect the SQLite file itself)."""
+those marked `sqlite_only` (they inspect the SQLite file itself) or `postgres_only` (several
+processes sharing one database)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked sqlite_only run on SQLite alone."""
+    """Tests marked sqlite_only run on SQLite alone, postgres_only on PostgreSQL alone."""
     keep, drop = [], []
     for item in items:
-        on_postgres = "[postgresql" in item.name
-        (drop if on_postgres and item.get_closest_marker("sqlite_only") else keep).append(item)
+        only = "postgres_only" if "[sqlite" in item.name else "sqlite_only"
+        (drop if item.get_closest_marker(only) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

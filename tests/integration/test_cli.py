@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hookyard.store.migrate import SCHEMA_VERSION, migrations
 from tests.conftest import GITHUB_SECRET, basic_config, start_serve, write_config
 
 pytestmark = pytest.mark.slow
@@ -129,6 +131,7 @@ def test_sighup_reloads_and_refuses_a_broken_file(tmp_path: Path, serve_processe
     assert server.proc.poll() is None
 
 
+@pytest.mark.sqlite_only
 def test_second_server_on_the_same_sqlite_file_is_refused(
     tmp_path: Path, serve_processes: list
 ) -> None:
@@ -259,3 +262,42 @@ def test_rejected_list_command(tmp_path: Path, serve_processes: list) -> None:
     shown = hookyard("rejected", "list", "--config", str(config), "--url", server.url, cwd=tmp_path)
     assert shown.returncode == 0
     assert "missing_signature" in shown.stdout and "X-Hub-Signature-256" in shown.stdout
+
+
+def test_migrate_creates_then_finds_nothing_to_do(tmp_path: Path, backend: str) -> None:
+    url = os.environ.get("HOOKYARD_SERVER__DATABASE") or f"sqlite:///{tmp_path / 'm.db'}"
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    args = ("migrate", "--config", str(config), "--database", url)
+    dry = hookyard(*args, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert f"schema empty; would apply version {SCHEMA_VERSION}" in dry.stdout
+    done = hookyard(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"schema empty -> version {SCHEMA_VERSION}" in done.stdout
+    again = hookyard(*args, cwd=tmp_path)
+    assert f"schema version {SCHEMA_VERSION}, up to date" in again.stdout
+
+
+@pytest.mark.sqlite_only
+def test_an_old_database_is_migrated_by_the_command_not_by_serve_when_told(
+    tmp_path: Path,
+) -> None:
+    old = sqlite3.connect(tmp_path / "hookyard.db")
+    for _, script in migrations("sqlite")[:7]:
+        old.executescript(script)
+    old.close()
+    config = write_config(
+        tmp_path,
+        basic_config("http://127.0.0.1:9/unused").replace(
+            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nauto_migrate = false', 1
+        ),
+    )
+    refused = hookyard("serve", "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "schema version 7" in refused.stderr and "hookyard migrate" in refused.stderr
+    dry = hookyard("migrate", "--config", str(config), "--dry-run", cwd=tmp_path)
+    assert "schema version 7; would apply version 8" in dry.stdout
+    done = hookyard("migrate", "--config", str(config), cwd=tmp_path)
+    assert "schema version 7 -> version 8" in done.stdout, done.stderr
+    server = start_serve(config)
+    server.stop()

@@ -31,6 +31,7 @@ from tests.conftest import (
     Running,
     ServeProcess,
     basic_config,
+    query_database,
     run_hookyard,
     start_serve,
     write_config,
@@ -206,16 +207,13 @@ async def hookyard(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Running]
             writer.commit_hook = None
 
 
-def event_rows(db: Path, event_id: str | None = None) -> int:
+def event_rows(base_dir: Path, event_id: str | None = None) -> int:
     """Count committed events as a separate process would see them: a fresh connection."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        if event_id is None:
-            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-        query = "SELECT count(*) FROM events WHERE id = ?"
-        return int(conn.execute(query, (event_id,)).fetchone()[0])
-    finally:
-        conn.close()
+    if event_id is None:
+        return int(query_database(base_dir, "SELECT count(*) FROM events")[0][0])
+    return int(
+        query_database(base_dir, "SELECT count(*) FROM events WHERE id = ?", (event_id,))[0][0]
+    )
 
 
 def holds_new_event(conn: sqlite3.Connection, committed: int) -> bool:
@@ -223,6 +221,7 @@ def holds_new_event(conn: sqlite3.Connection, committed: int) -> bool:
     return int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) > committed
 
 
+@pytest.mark.sqlite_only
 async def test_writer_runs_wal_with_full_sync(hookyard: Running) -> None:
     store = hookyard.service.store
     settings = await asyncio.to_thread(store.writer_settings)
@@ -231,9 +230,15 @@ async def test_writer_runs_wal_with_full_sync(hookyard: Running) -> None:
     assert settings["auto_vacuum"] == 2  # INCREMENTAL, chosen before the first table
 
 
+@pytest.mark.postgres_only
+async def test_postgres_writer_commits_synchronously(hookyard: Running) -> None:
+    settings = await asyncio.to_thread(hookyard.service.store.writer_settings)
+    assert settings == {"synchronous_commit": "on"}  # whatever the server's default
+
+
 async def test_answer_waits_for_commit(hookyard: Running) -> None:
     store = hookyard.service.store
-    db = store.path
+    db = hookyard.service.gateway.base_dir
     reached = threading.Event()
     release = threading.Event()
 
@@ -262,7 +267,7 @@ async def test_answer_waits_for_commit(hookyard: Running) -> None:
 
 async def test_failed_commit_answers_503_and_stores_nothing(hookyard: Running) -> None:
     store = hookyard.service.store
-    db = store.path
+    db = hookyard.service.gateway.base_dir
     failed = threading.Event()
 
     def fail(conn: sqlite3.Connection) -> None:

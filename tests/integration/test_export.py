@@ -9,7 +9,7 @@ import orjson
 from tests.conftest import basic_config, run_hookyard, write_config
 
 
-async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver):
+async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver, fresh_database):
     bodies = [b'{"a": 1}', b"\xff\x00 not utf-8", b"", b"a=1&b=2", b'{"n": "\\u00e9"}' * 500]
     first_dir, second_dir = tmp_path / "one", tmp_path / "two"
     first_dir.mkdir()
@@ -28,6 +28,7 @@ async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver):
     assert [base64.b64decode(orjson.loads(line)["payload_base64"]) for line in lines] == bodies
 
     second = write_config(second_dir, basic_config(receiver.url))
+    fresh_database()
     async with run_hookyard(second) as two, two.api() as api:
         loaded = await api.post("/api/v1/events/import", content=exported)
         assert loaded.json() == {"imported": len(bodies), "skipped": 0}

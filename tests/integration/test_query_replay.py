@@ -149,6 +149,7 @@ async def test_bulk_replay_of_ten_thousand_events_with_a_dry_run(hookyard_factor
     assert all(ids.count(i) == 2 for i in list(set(ids))[:100])  # original + replay
 
 
+@pytest.mark.sqlite_only
 async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, receiver):
     from hookyard.models import EventFilter
     from hookyard.store.queries import event_where
@@ -183,3 +184,26 @@ async def test_indexed_payload_fields_are_built_used_and_dropped(tmp_path, recei
     left = db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'events_field_%'")
     assert left.fetchone()[0] == 0
     db.close()
+
+
+@pytest.mark.postgres_only
+async def test_indexed_payload_fields_on_postgres_are_built_used_and_dropped(tmp_path, receiver):
+    from tests.conftest import query_database, run_hookyard, write_config
+
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nindexed_fields = ["data.customer"]', 1
+    )
+    path = write_config(tmp_path, config)
+    async with run_hookyard(path) as hy:
+        for body in (b'{"data": {"customer": "cus_1"}}', b"not json", b'{"data": {"customer": 5}}'):
+            assert (await hy.client.post("/in/open", content=body)).status_code == 200
+        async with hy.api() as api:
+            assert len(await _ids(api, **{"field.data.customer": "cus_1"})) == 1
+            assert len(await _ids(api, **{"field.data.customer": "5"})) == 1
+    indexes = "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'events_field_%'"
+    [(definition,)] = query_database(tmp_path, indexes + " AND schemaname = current_schema()")
+    assert "hookyard_json(payload)" in definition
+    path.write_text(config.replace('indexed_fields = ["data.customer"]', ""))
+    async with run_hookyard(path):
+        pass  # a field no longer configured loses its index
+    assert query_database(tmp_path, indexes + " AND schemaname = current_schema()") == []

@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import signal
-import sqlite3
 import time
 import uuid
 
 import httpx
 
 from hookyard.tokens import hash_token, read_token_file
-from tests.conftest import GITHUB_SECRET, basic_config, start_serve, write_config
+from tests.conftest import (
+    GITHUB_SECRET,
+    basic_config,
+    query_database,
+    start_serve,
+    write_config,
+)
 
 
 def _signed(body: bytes) -> dict[str, str]:
@@ -134,17 +139,16 @@ def test_sigterm_gives_leases_back(tmp_path, serve_processes):
         hy = start_serve(config)
         serve_processes.append(hy)
         assert httpx.post(f"{hy.url}/in/open", content=b"x").status_code == 200
-        db = sqlite3.connect(tmp_path / "hookyard.db")
         deadline = time.monotonic() + 10
-        while db.execute("SELECT status FROM deliveries").fetchone()[0] != "in_flight":
+        while query_database(tmp_path, "SELECT status FROM deliveries")[0][0] != "in_flight":
             assert time.monotonic() < deadline
             time.sleep(0.05)
         hy.proc.send_signal(signal.SIGTERM)
         assert hy.proc.wait(10) == 0
-        status, attempts, lease = db.execute(
-            "SELECT status, attempts, lease_until FROM deliveries"
-        ).fetchone()
-        db.close()
+        [(status, attempts, lease)] = query_database(
+            tmp_path,
+            "SELECT status, attempts, lease_until FROM deliveries",
+        )
         assert (status, attempts, lease) == ("pending", 0, None)
     finally:
         release.set()

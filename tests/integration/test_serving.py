@@ -56,7 +56,9 @@ def test_tls_termination_and_certificate_reload_on_sighup(tmp_path: Path, serve_
         time.sleep(0.05)
 
 
-def test_forwarded_headers_are_believed_only_from_trusted_proxies(tmp_path: Path, serve_processes):
+def test_forwarded_headers_are_believed_only_from_trusted_proxies(
+    tmp_path: Path, serve_processes, fresh_database
+):
     def peer_seen(trusted: str) -> str:
         directory = tmp_path / (trusted or "none").replace("/", "_")
         directory.mkdir()
@@ -68,6 +70,7 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(tmp_path: Path
                 1,
             ),
         )
+        fresh_database()
         server = start_serve(config)
         serve_processes.append(server)
         headers = {"x-forwarded-for": "203.0.113.7"}

@@ -129,7 +129,7 @@ async def test_rate_limit_is_shared_and_says_when_to_come_back(open_stores: Open
     a = await first.claim(pace, 100, lease=30)
     b = await second.claim(pace, 100, lease=30)
     assert len(a.claims) + len(b.claims) == 2  # a bucket of one second's worth
-    assert b.rate_wait is not None and 0 < b.rate_wait <= 0.5
+    assert b.retry_in is not None and 0 < b.retry_in <= 0.5
     time.sleep(0.6)
     c = await second.claim(pace, 100, lease=30)
     assert len(c.claims) == 1

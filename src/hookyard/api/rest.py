@@ -448,7 +448,7 @@ def build_api(state: AppState) -> FastAPI:
                 who.name,
                 action,
                 target,
-                orjson.dumps(detail) if detail else None,
+                orjson.dumps(detail).decode() if detail else None,
             )
         )
 
@@ -476,6 +476,8 @@ def build_api(state: AppState) -> FastAPI:
     async def readyz() -> JSONResponse:
         if state.store.pending_writes >= state.gateway.settings.server.max_pending:
             return JSONResponse({"status": "overloaded"}, 503)
+        if not state.store.writer.available:
+            return JSONResponse({"status": "database unavailable"}, 503)
         return JSONResponse({"status": "ready"})
 
     @api.get("/metrics", include_in_schema=False)

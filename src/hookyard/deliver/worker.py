@@ -43,7 +43,7 @@ class Worker:
         self._dead_alerts: dict[str, tuple[float, int]] = {}  # destination -> (when, suppressed)
         self._finishing: list[tuple[Outcome, asyncio.Future[float | None]]] = []
         self._writes: set[asyncio.Task[None]] = set()
-        self._rate_wait: float | None = None  # until the next token of a rate-limited one
+        self._retry_in: float | None = None  # see Claimed.retry_in
         self._main: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -91,10 +91,10 @@ class Worker:
             try:
                 paces, total = self._claim_paces()
                 claims = []
-                self._rate_wait = None
+                self._retry_in = None
                 if paces and total > 0:
                     claimed = await self.state.store.claim(paces, total, self.state.gateway.lease)
-                    claims, self._rate_wait = claimed.claims, claimed.rate_wait
+                    claims, self._retry_in = claimed.claims, claimed.retry_in
                     paces = {n: p for n, p in paces.items() if n not in claimed.blocked}
                 if claims:
                     events = await self.state.store.event_data([c.event_id for c in claims])
@@ -118,8 +118,8 @@ class Worker:
         destination wakes the loop through `_slot_released` instead (else its backlog, already
         due, would make this loop spin)."""
         timeout = self.state.gateway.settings.worker.poll_interval
-        if self._rate_wait is not None:  # a rate-limited destination gets a token then
-            timeout = min(timeout, self._rate_wait + 0.001)
+        if self._retry_in is not None:  # a rate-limited or contended destination frees then
+            timeout = min(timeout, self._retry_in + 0.001)
         if not paces:
             return timeout
         due = await self.state.store.next_due(list(paces))

@@ -71,9 +71,10 @@ class Dialect:
     )
     analyze_sql: ClassVar[tuple[str, ...]] = ("PRAGMA analysis_limit=1000", "ANALYZE")
 
-    def lock_destination(self, conn: Conn, destination: str) -> None:
-        """Serialise claims of one destination across processes until the transaction ends.
-        SQLite has one writer, so nothing to do."""
+    def lock_destination(self, conn: Conn, destination: str) -> bool:
+        """Take the right to claim one destination's deliveries until the transaction ends;
+        False if another process holds it now. SQLite has one writer: always True."""
+        return True
 
     def notify(self, conn: Conn, topic: str) -> None:
         """Tell the other processes, at commit, that work or states changed."""
@@ -101,11 +102,14 @@ class _Postgres(Dialect):
     )
     analyze_sql: ClassVar[tuple[str, ...]] = ("ANALYZE",)
 
-    def lock_destination(self, conn: Conn, destination: str) -> None:
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+    def lock_destination(self, conn: Conn, destination: str) -> bool:
+        # Try, never wait: two workers taking the locks of several destinations in different
+        # orders would otherwise deadlock.
+        row = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
             (f"/destination/{destination}",),
-        )
+        ).fetchone()
+        return bool(row[0])
 
     def notify(self, conn: Conn, topic: str) -> None:
         conn.execute("SELECT pg_notify('hookyard', current_schema() || ' ' || ?)", (topic,))

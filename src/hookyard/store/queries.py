@@ -311,6 +311,9 @@ def _tokens(rate: float, stored: float | None, stamp: float | None, now: float) 
     return min(capacity, stored + max(0.0, now - stamp) * rate)
 
 
+CLAIM_CONTENDED = 0.02  # seconds before trying a destination another process was claiming
+
+
 def claim(
     conn: Conn, requests: Sequence[tuple[float, float, dict[str, Pace], int]]
 ) -> list[Claimed]:
@@ -323,12 +326,16 @@ def claim(
     for now, lease_seconds, paces, total in requests:
         lease = now + lease_seconds
         claimed: list[Claim] = []
-        rate_wait: float | None = None
+        retry_in: float | None = None
         blocked = set()
         for destination, pace in paces.items():
             if total - len(claimed) <= 0:
                 break
-            conn.dialect.lock_destination(conn, destination)  # until this transaction ends
+            if not conn.dialect.lock_destination(conn, destination):
+                # Another process is claiming it this very moment: come back shortly.
+                blocked.add(destination)
+                retry_in = CLAIM_CONTENDED if retry_in is None else min(retry_in, CLAIM_CONTENDED)
+                continue
             params: dict[str, Any] = {"destination": destination, "now": now, "lease": lease}
             state, busy, stored, stamp = conn.execute(PACE, params).fetchone()
             if state not in (None, "active") or busy >= pace.concurrency:
@@ -340,7 +347,7 @@ def claim(
                 tokens = _tokens(pace.rate, stored, stamp, now)
                 if tokens < 1:
                     wait = (1 - tokens) / pace.rate
-                    rate_wait = wait if rate_wait is None else min(rate_wait, wait)
+                    retry_in = wait if retry_in is None else min(retry_in, wait)
                     blocked.add(destination)
                 limit = min(limit, int(tokens))
             taken = 0
@@ -359,7 +366,7 @@ def claim(
                     " refilled_at = excluded.refilled_at",
                     (destination, tokens - taken, now),
                 )
-        results.append(Claimed(claimed, rate_wait, frozenset(blocked)))
+        results.append(Claimed(claimed, retry_in, frozenset(blocked)))
     return results
 
 
@@ -403,8 +410,9 @@ def _finish_sql(rows: int) -> str:
         "WITH outcome (id, status, next_at, code, error, lease) AS (VALUES "
         + ",".join(["(?,?,?,?,?,?)"] * rows)
         + ") UPDATE deliveries SET status = outcome.status, next_attempt_at = outcome.next_at,"
-        " lease_until = NULL, updated_at = ?, last_status_code = outcome.code,"
-        " last_error = outcome.error FROM outcome WHERE deliveries.id = outcome.id"
+        # A column of NULLs has no type of its own on PostgreSQL: name the types.
+        " lease_until = NULL, updated_at = ?, last_status_code = CAST(outcome.code AS INTEGER),"
+        " last_error = CAST(outcome.error AS TEXT) FROM outcome WHERE deliveries.id = outcome.id"
         " AND deliveries.status = 'in_flight' AND deliveries.lease_until = outcome.lease"
     )
 
@@ -889,10 +897,13 @@ def sync_field_indexes(conn: Conn, paths: Sequence[Sequence[str]]) -> list[list[
         names = {f"events_field_{hashlib.sha256(p.encode()).hexdigest()[:12]}": p for p in wanted}
         existing = {row[0] for row in conn.execute(conn.dialect.field_indexes_sql)}
         for name in existing - set(names):
-            conn.execute(f"DROP INDEX {name}")
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
         new = [name for name in names if name not in existing]
         for name in new:
-            conn.execute(f"CREATE INDEX {name} ON events ({field_expression(conn, names[name])})")
+            conn.execute(  # IF NOT EXISTS: several processes may start at once
+                f"CREATE INDEX IF NOT EXISTS {name} ON events"
+                f" ({field_expression(conn, names[name])})"
+            )
         created.append(new)
     return created
 

@@ -49,6 +49,7 @@ class Writer:
         self._connect = connect
         self._conn: Conn | None = None
         self._next_reconnect = 0.0
+        self.available = True  # False from a lost database link until a write succeeds again
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hookyard-writer", daemon=True)
         self._ready = threading.Event()
@@ -165,6 +166,7 @@ class Writer:
         try:
             conn = self._connection()
         except StoreError as exc:
+            self.available = False
             self._resolve(ops, [None], exc)
             return
         self._execute(conn, ops)
@@ -180,11 +182,14 @@ class Writer:
                     self._execute(conn, [op])
                 return
             log.error("write failed: %s", exc)
+            if getattr(conn, "broken", False):
+                self.available = False
             error = (
                 exc if isinstance(exc, StoreError) else StoreError(f"database write failed: {exc}")
             )
             self._resolve(ops, [None], error)
             return
+        self.available = True
         self.commits += 1
         self.committed_ops += len(ops)
         self.commit_seconds += time.perf_counter() - started
