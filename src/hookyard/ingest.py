@@ -39,14 +39,20 @@ def lazy_json(body: bytes) -> Callable[[], Any]:
 
 
 def dedup_keys(
-    event_id: str | None, delivery_id: str | None, body: bytes | None
+    event_id: str | None,
+    delivery_id: str | None,
+    body: bytes | None,
+    replay_key: str | None = None,
 ) -> tuple[str, ...]:
-    """The provider's event id, else its delivery id; plus the body hash where asked for."""
+    """The provider's event id, else its delivery id; the signature's one-time value; plus the
+    body hash where asked for. An event is a duplicate when any of its keys is known."""
     keys = []
     if event_id:
         keys.append("id:" + event_id)
     elif delivery_id:
         keys.append("delivery:" + delivery_id)
+    if replay_key:
+        keys.append("replay:" + replay_key)
     if body is not None:
         keys.append("sha256:" + hashlib.sha256(body).hexdigest())
     return tuple(keys)
@@ -78,7 +84,10 @@ def prepare(
         provider_event_id=verified.event_id,
         event_type=verified.event_type,
         dedup_keys=dedup_keys(
-            verified.event_id, verified.delivery_id, body if body_dedup else None
+            verified.event_id,
+            verified.delivery_id,
+            body if body_dedup else None,
+            verified.replay_key,
         ),
         content_type=inbound.headers.get("content-type"),
         payload=body,

@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hookyard.errors import ConfigError
+from hookyard.verify.asymmetric import DiscordVerifier, SendGridVerifier
 from hookyard.verify.base import Handshake, Inbound, Verified, Verifier, VerifyOptions
 from hookyard.verify.generic import GenericHmacVerifier
 from hookyard.verify.hmac_body import GitHubVerifier, ShopifyVerifier
+from hookyard.verify.hubspot import HubSpotVerifier
+from hookyard.verify.mailgun import MailgunVerifier
+from hookyard.verify.msgraph import MicrosoftGraphVerifier
 from hookyard.verify.providers import (
     CalendlyVerifier,
     GitLabVerifier,
@@ -28,21 +32,27 @@ from hookyard.verify.simple import BasicAuthVerifier, NoneVerifier, TokenVerifie
 from hookyard.verify.slack import SlackVerifier
 from hookyard.verify.standard import StandardWebhooksVerifier, SvixVerifier
 from hookyard.verify.stripe import StripeVerifier
+from hookyard.verify.twilio import TwilioVerifier
 
 __all__ = [
     "SCHEMES",
     "BasicAuthVerifier",
     "CalendlyVerifier",
+    "DiscordVerifier",
     "GenericHmacVerifier",
     "GitHubVerifier",
     "GitLabVerifier",
     "Handshake",
+    "HubSpotVerifier",
     "Inbound",
     "IntercomVerifier",
     "JiraVerifier",
     "LinearVerifier",
+    "MailgunVerifier",
+    "MicrosoftGraphVerifier",
     "NoneVerifier",
     "PaddleVerifier",
+    "SendGridVerifier",
     "ShopifyVerifier",
     "SlackVerifier",
     "SquareVerifier",
@@ -50,6 +60,7 @@ __all__ = [
     "StripeVerifier",
     "SvixVerifier",
     "TokenVerifier",
+    "TwilioVerifier",
     "TwitchVerifier",
     "TypeformVerifier",
     "Verified",
@@ -78,6 +89,12 @@ _FACTORIES: dict[str, _Factory] = {
     "twitch": TwitchVerifier,
     "jira": JiraVerifier,
     "gitlab": GitLabVerifier,
+    "twilio": TwilioVerifier,
+    "discord": DiscordVerifier,
+    "mailgun": MailgunVerifier,
+    "msgraph": MicrosoftGraphVerifier,
+    "hubspot": HubSpotVerifier,
+    "sendgrid": SendGridVerifier,
     "hmac": GenericHmacVerifier,
     "basic": BasicAuthVerifier,
     "token": TokenVerifier,

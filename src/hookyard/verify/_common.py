@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,14 +117,20 @@ def check_timestamp(raw: str, now: float, tolerance: int, header: str) -> None:
     skew = now - int(raw)
     if skew > tolerance:
         raise VerificationError(
-            f"timestamp in {header} is {int(skew)} s old; allowed ±{tolerance} s",
+            f"timestamp in {header} is {whole(skew)} s old; allowed ±{tolerance} s",
             code="stale_timestamp",
         )
     if -skew > tolerance:
         raise VerificationError(
-            f"timestamp in {header} is {int(-skew)} s in the future; allowed ±{tolerance} s",
+            f"timestamp in {header} is {whole(-skew)} s in the future; allowed ±{tolerance} s",
             code="stale_timestamp",
         )
+
+
+def whole(seconds: float) -> str:
+    """Seconds as a whole number for a message; never raises (an infinite clock reading is
+    not a timestamp anyone sent, but it must not crash the verifier)."""
+    return str(int(seconds)) if math.isfinite(seconds) else str(seconds)
 
 
 # --- JSON facts ----------------------------------------------------------------------------
@@ -152,6 +159,25 @@ def json_path(doc: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | Non
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def json_any(body: bytes) -> Any:
+    """The body as any JSON value, or None (never raises)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def shared_field(doc: Any, key: str) -> str | None:
+    """The non-empty string `key` that every object of a JSON array (or the one object) has,
+    when they all agree (the type of a batch of events), else None."""
+    items = doc if isinstance(doc, list) else [doc]
+    values = {item.get(key) if isinstance(item, dict) else None for item in items}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,9 @@ import re
 from urllib.parse import unquote_to_bytes
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# A space is sent as "+", controls percent-escaped: literal ones would make "+" and " " (say)
+# two spellings of one parameter list.
+_LITERAL = re.compile(rb"[\x00-\x20\x7f]")
 _BOUNDARY = re.compile(r"""boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))""", re.IGNORECASE)
 _NAME = re.compile(rb"""(?:^|;)\s*name="([^"]*)"(?:\s*;|\s*$)""", re.IGNORECASE)
 _FILENAME = re.compile(rb"""(?:^|;)\s*filename\*?=""", re.IGNORECASE)
@@ -27,10 +30,11 @@ def _unquote(raw: bytes) -> str | None:
 
 
 def urlencoded(body: bytes) -> list[tuple[str, str]] | None:
-    """``application/x-www-form-urlencoded`` fields in order; ``[]`` for an empty body."""
+    """``application/x-www-form-urlencoded`` fields in order; ``[]`` for an empty body;
+    None unless every byte is printable ASCII and every field is ``name=value``."""
     if not body:
         return []
-    if not body.isascii():
+    if not body.isascii() or _LITERAL.search(body):
         return None
     pairs = []
     for field in body.split(b"&"):

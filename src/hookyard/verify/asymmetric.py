@@ -27,14 +27,15 @@ from hookyard.verify._common import (
     Frozen,
     check_timestamp,
     init,
+    json_any,
     json_object,
     require_secrets,
+    shared_field,
     to_bytes,
     tried,
     unhex,
 )
 from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
-from hookyard.verify.hubspot import _json, shared
 from hookyard.verify.providers import _facts, _missing, _tolerance
 
 # --- Discord -------------------------------------------------------------------------------
@@ -57,12 +58,15 @@ class DiscordVerifier(Frozen):
     A PING (``{"type": 1}``) is answered inline with ``{"type": 1}`` (PONG) once the signature
     has verified; Discord also sends deliberately bad signatures to check that they are refused
     (401). Discord documents no timestamp window; it does not retry and wants an answer within
-    3 s, so the default 5-minute window costs nothing (``tolerance`` changes it, 0 turns it
-    off). Event id: the interaction ``id``; type: the interaction type's name
+    3 s (the research notes mark both UNVERIFIED; they are Discord's well-known behaviour), so
+    the default 5-minute window costs nothing (``tolerance`` changes it, 0 turns it off).
+    Event id: the interaction ``id``; type: the interaction type's name
     (``application_command``, ``message_component``, …).
 
     Hookyard answers other interactions with its own 200 ``{"id": …}``, which is not an
-    interaction response: the destination must follow up with the interaction token.
+    interaction response: the destination has to answer through Discord's API with the
+    interaction token, within Discord's 3 s (UNVERIFIED that Discord accepts that for
+    interactions it delivered over HTTP).
     """
 
     __slots__ = ("_fields", "_keys", "_tolerance")
@@ -122,7 +126,7 @@ class DiscordVerifier(Frozen):
             request,
             event_id=interaction if isinstance(interaction, str) and interaction else None,
             event_type=event_type,
-            handshake=_PONG if kind == 1 and event_type == "ping" else None,
+            handshake=_PONG if event_type == "ping" else None,
         )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
@@ -141,6 +145,7 @@ def _ed25519(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
 # --- SendGrid ------------------------------------------------------------------------------
 
 _ECDSA = ec.ECDSA(hashes.SHA256())
+_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 _MAX_SIGNATURE = 200  # characters: a P-256 DER signature is at most 72 bytes (96 in base64)
 
 
@@ -226,13 +231,11 @@ class SendGridVerifier(Frozen):
                 f"{tried(len(self._keys))}",
                 code="bad_signature",
             )
-        check_timestamp(
-            timestamp, request.received_at, self._tolerance, "X-Twilio-Email-Event-Webhook-Timestamp"
-        )
+        check_timestamp(timestamp, request.received_at, self._tolerance, _TIMESTAMP_HEADER)
         return _facts(
             self._fields,
             request,
-            event_type=shared(_json(request.body), "event"),
+            event_type=shared_field(json_any(request.body), "event"),
             body_dedup=True,
         )
 

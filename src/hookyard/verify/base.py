@@ -39,6 +39,9 @@ class Verified:
     event_type: str | None = None  # used by route type globs
     delivery_id: str | None = None  # the provider's delivery/message id: dedup fallback
     body_dedup: bool = False  # the scheme signs no timestamp: the body hash is a dedup key too
+    # A one-time value of the signature (Mailgun's token): a request reusing it is a replay,
+    # acknowledged as a duplicate, whatever its body.
+    replay_key: str | None = None
     handshake: Handshake | None = None
 
 

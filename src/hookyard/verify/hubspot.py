@@ -27,19 +27,19 @@ import base64
 import hmac
 import re
 from collections.abc import Sequence
-from typing import Any
-
-import orjson
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
     Fields,
     Frozen,
     init,
+    json_any,
+    shared_field,
     to_bytes,
     tried,
     unbase64,
     utf8_keys,
+    whole,
 )
 from hookyard.verify.base import Inbound, Verified, VerifyOptions
 from hookyard.verify.providers import _facts, _missing, _tolerance
@@ -64,23 +64,6 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 def hubspot_uri(url: str) -> str:
     """`url` with HubSpot's listed escapes decoded (others, e.g. ``%20``, kept)."""
     return _ESCAPE.sub(lambda m: _DECODED.get(m.group().upper(), m.group()), url)
-
-
-def shared(events: Any, key: str) -> str | None:
-    """The string `key` every object of a JSON array (or the one object) has in common."""
-    items = events if isinstance(events, list) else [events]
-    values = {item.get(key) if isinstance(item, dict) else None for item in items}
-    if len(values) != 1:
-        return None
-    value = values.pop()
-    return value if isinstance(value, str) and value else None
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
 
 
 class HubSpotVerifier(Frozen):
@@ -117,9 +100,8 @@ class HubSpotVerifier(Frozen):
                 code="bad_signature",
             )
         self._check_timestamp(timestamp, request.received_at)
-        return _facts(
-            self._fields, request, event_type=shared(_json(request.body), "subscriptionType")
-        )
+        kind = shared_field(json_any(request.body), "subscriptionType")
+        return _facts(self._fields, request, event_type=kind)
 
     def _matches(self, request: Inbound, timestamp: str, signature: bytes) -> bool:
         tail = to_bytes(timestamp)
@@ -147,7 +129,7 @@ class HubSpotVerifier(Frozen):
         if abs(skew) > self._tolerance:
             when = "old" if skew > 0 else "in the future"
             raise VerificationError(
-                f"X-HubSpot-Request-Timestamp is {int(abs(skew))} s {when}; "
+                f"X-HubSpot-Request-Timestamp is {whole(abs(skew))} s {when}; "
                 f"allowed ±{self._tolerance} s",
                 code="stale_timestamp",
             )

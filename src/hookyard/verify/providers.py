@@ -34,6 +34,7 @@ from hookyard.verify._common import (
     unbase64,
     unhex,
     utf8_keys,
+    whole,
 )
 from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
 from hookyard.verify.simple import _any_digest
@@ -64,6 +65,7 @@ def _facts(
     delivery_id: str | None = None,
     body_dedup: bool = False,
     handshake: Handshake | None = None,
+    replay_key: str | None = None,
 ) -> Verified:
     """The provider's facts, with the source's id/type overrides applied."""
     headers = request.headers
@@ -77,6 +79,7 @@ def _facts(
         delivery_id=delivery_id,
         body_dedup=body_dedup,
         handshake=handshake,
+        replay_key=replay_key,
     )
 
 
@@ -346,7 +349,7 @@ class TwitchVerifier(_Base):
             if abs(skew) > self._tolerance:
                 when = "old" if skew > 0 else "in the future"
                 raise VerificationError(
-                    f"Twitch-Eventsub-Message-Timestamp is {int(abs(skew))} s {when}; "
+                    f"Twitch-Eventsub-Message-Timestamp is {whole(abs(skew))} s {when}; "
                     f"allowed ±{self._tolerance} s",
                     code="stale_timestamp",
                 )
@@ -412,7 +415,7 @@ class LinearVerifier(_Base):
             if abs(skew) > self._tolerance:
                 when = "old" if skew > 0 else "in the future"
                 raise VerificationError(
-                    f"body webhookTimestamp is {int(abs(skew))} s {when}; "
+                    f"body webhookTimestamp is {whole(abs(skew))} s {when}; "
                     f"allowed ±{self._tolerance} s",
                     code="stale_timestamp",
                 )

@@ -170,9 +170,7 @@ class TwilioVerifier(Frozen):
         )
 
     @staticmethod
-    def _matches(
-        keys: tuple[hmac.HMAC, ...], url: str, params: bytes, signature: bytes
-    ) -> bool:
+    def _matches(keys: tuple[hmac.HMAC, ...], url: str, params: bytes, signature: bytes) -> bool:
         for candidate in url_variants(url):
             head = to_bytes(candidate)
             for base in keys:
