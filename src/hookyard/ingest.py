@@ -74,25 +74,28 @@ def prepare(
         return verified.handshake
     body = inbound.body
     body_dedup = verified.body_dedup if source.dedup_body is None else source.dedup_body
-    document = lazy_json(body)
-
-    event = NewEvent(
-        id=new_id("evt"),
-        source=source.name,
-        origin="webhook",
-        received_at=inbound.received_at,
-        provider_event_id=verified.event_id,
-        event_type=verified.event_type,
-        dedup_keys=dedup_keys(
-            verified.event_id,
-            verified.delivery_id,
-            body if body_dedup else None,
-            verified.replay_key,
-        ),
-        content_type=inbound.headers.get("content-type"),
-        payload=body,
-        destinations=gateway.targets(source.name, verified.event_type, document),
-    )
+    key_of_body = body if body_dedup else None
+    if verified.items:  # a batch: one event per item, the raw body kept whole in the request
+        events = [
+            _event(
+                gateway,
+                source,
+                inbound,
+                item.payload,
+                item.event_id,
+                item.event_type,
+                # An item without an id of its own is known by its content.
+                dedup_keys(
+                    item.event_id, None, item.payload if key_of_body or not item.event_id else None
+                ),
+            )
+            for item in verified.items
+        ]
+    else:
+        keys = dedup_keys(verified.event_id, verified.delivery_id, key_of_body, verified.replay_key)
+        events = [
+            _event(gateway, source, inbound, body, verified.event_id, verified.event_type, keys)
+        ]
     return NewRequest(
         id=new_id("req"),
         source=source.name,
@@ -102,8 +105,31 @@ def prepare(
         query=query,
         headers=orjson.dumps(source.redact(headers)),
         peer=peer,
-        body=None,
-        events=[event],
+        body=body if verified.items else None,
+        events=events,
+    )
+
+
+def _event(
+    gateway: Gateway,
+    source: Source,
+    inbound: Inbound,
+    payload: bytes,
+    event_id: str | None,
+    event_type: str | None,
+    keys: tuple[str, ...],
+) -> NewEvent:
+    return NewEvent(
+        id=new_id("evt"),
+        source=source.name,
+        origin="webhook",
+        received_at=inbound.received_at,
+        provider_event_id=event_id,
+        event_type=event_type,
+        dedup_keys=keys,
+        content_type=inbound.headers.get("content-type"),
+        payload=payload,
+        destinations=gateway.targets(source.name, event_type, lazy_json(payload)),
     )
 
 

@@ -182,17 +182,17 @@ class IngestApp:
                 extra = ((b"allow", b"POST"),)
             await _answer(send, exc.status, error_body(exc.code, exc.message), extra=extra)
             return
-        first = accepted[0]
-        if first.duplicate:
-            state.counts[(name, "duplicate")] += 1
-        else:
-            state.counts[(name, "accepted")] += 1
-            if any(event.destinations for event in prepared.events):
+        for event, outcome in zip(prepared.events, accepted, strict=True):
+            state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1
+            if event.destinations and not outcome.duplicate:
                 state.work_ready.set()  # committed deliveries: wake the worker now
         if len(accepted) == 1:
-            answer = {"id": first.event_id, "duplicate": first.duplicate}
-        else:
-            answer = {"ids": [a.event_id for a in accepted]}
+            answer = {"id": accepted[0].event_id, "duplicate": accepted[0].duplicate}
+        else:  # a batch
+            answer = {
+                "ids": [a.event_id for a in accepted],
+                "duplicates": sum(a.duplicate for a in accepted),
+            }
         await _answer(send, 200, orjson.dumps(answer))
 
     async def _commit_traced(self, prepared: NewRequest) -> list[Accepted]:

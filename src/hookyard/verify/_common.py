@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from hookyard.errors import ConfigError, VerificationError
-from hookyard.verify.base import VerifyOptions
+from hookyard.verify.base import Item, VerifyOptions
 
 DEFAULT_TOLERANCE = 300  # seconds; Standard Webhooks, Stripe and Slack all document 5 minutes
 
@@ -178,6 +178,22 @@ def shared_field(doc: Any, key: str) -> str | None:
         return None
     value = values.pop()
     return value if isinstance(value, str) and value else None
+
+
+def batch_items(doc: Any, id_key: str, type_key: str) -> tuple[Item, ...]:
+    """The events of a batch body (a JSON array of objects), each with its id and type; a
+    single object is a batch of one. Anything else: no items (the body is one event)."""
+    elements = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else []
+    if not all(isinstance(element, dict) for element in elements):
+        return ()
+    return tuple(
+        Item(
+            orjson.dumps(element),
+            json_path(element, (id_key,)),
+            json_path(element, (type_key,)),
+        )
+        for element in elements
+    )
 
 
 @dataclass(frozen=True, slots=True)

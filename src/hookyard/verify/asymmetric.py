@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Sequence
+from dataclasses import replace
 
 import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,6 +26,7 @@ from hookyard.errors import ConfigError, VerificationError
 from hookyard.verify._common import (
     Fields,
     Frozen,
+    batch_items,
     check_timestamp,
     init,
     json_any,
@@ -232,11 +234,10 @@ class SendGridVerifier(Frozen):
                 code="bad_signature",
             )
         check_timestamp(timestamp, request.received_at, self._tolerance, _TIMESTAMP_HEADER)
-        return _facts(
-            self._fields,
-            request,
-            event_type=shared_field(json_any(request.body), "event"),
-            body_dedup=True,
+        doc = json_any(request.body)
+        return replace(
+            _facts(self._fields, request, event_type=shared_field(doc, "event"), body_dedup=True),
+            items=batch_items(doc, "sg_event_id", "event"),  # one event per element
         )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:

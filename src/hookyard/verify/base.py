@@ -32,6 +32,15 @@ class Handshake:
 
 
 @dataclass(frozen=True, slots=True)
+class Item:
+    """One event of a request that carries several (SendGrid's and HubSpot's batches)."""
+
+    payload: bytes  # the element, as compact JSON (the request's raw body is kept whole)
+    event_id: str | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Verified:
     """Facts established by a verifier about an authentic request."""
 
@@ -42,6 +51,7 @@ class Verified:
     # A one-time value of the signature (Mailgun's token): a request reusing it is a replay,
     # acknowledged as a duplicate, whatever its body.
     replay_key: str | None = None
+    items: tuple[Item, ...] = ()  # a batch: one event each; empty: the body is one event
     handshake: Handshake | None = None
 
 

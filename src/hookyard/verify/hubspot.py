@@ -27,11 +27,13 @@ import base64
 import hmac
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
     Fields,
     Frozen,
+    batch_items,
     init,
     json_any,
     shared_field,
@@ -100,8 +102,12 @@ class HubSpotVerifier(Frozen):
                 code="bad_signature",
             )
         self._check_timestamp(timestamp, request.received_at)
-        kind = shared_field(json_any(request.body), "subscriptionType")
-        return _facts(self._fields, request, event_type=kind)
+        doc = json_any(request.body)
+        kind = shared_field(doc, "subscriptionType")
+        return replace(
+            _facts(self._fields, request, event_type=kind),
+            items=batch_items(doc, "eventId", "subscriptionType"),  # one event per element
+        )
 
     def _matches(self, request: Inbound, timestamp: str, signature: bytes) -> bool:
         tail = to_bytes(timestamp)
