@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 
 import pytest
@@ -236,3 +237,18 @@ def test_immutable_and_negative_tolerance_refused() -> None:
     with pytest.raises(ConfigError) as info:
         build_verifier("hubspot", [SECRET], VerifyOptions(tolerance=-1))
     assert info.value.key == "tolerance"
+
+
+def test_a_batch_is_one_item_per_element() -> None:
+    batch = [
+        {"eventId": 1, "subscriptionType": "contact.creation", "objectId": 7},
+        {"eventId": 2, "subscriptionType": "contact.deletion", "objectId": 8},
+    ]
+    body = json.dumps(batch).encode()
+    result = outcome(signed(body), body)
+    assert isinstance(result, Verified)
+    assert [(i.event_id, i.event_type) for i in result.items] == [
+        ("1", "contact.creation"),
+        ("2", "contact.deletion"),
+    ]
+    assert [json.loads(i.payload) for i in result.items] == batch
