@@ -6,7 +6,9 @@ at request time a verifier raises nothing but `VerificationError`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from hookyard.errors import ConfigError
 from hookyard.verify.asymmetric import DiscordVerifier, SendGridVerifier
@@ -104,12 +106,46 @@ _FACTORIES: dict[str, _Factory] = {
 SCHEMES: tuple[str, ...] = tuple(_FACTORIES)
 
 
+ENTRY_POINTS = "hookyard.verifiers"  # where installed packages register their own schemes
+
+
+def _plugin(scheme: str) -> _Factory | None:
+    """A scheme from outside Hookyard: `package.module:Class`, or a name an installed package
+    registers under the `hookyard.verifiers` entry point group. The class is called like the
+    built-in ones, `Class(secrets, options)`, and must provide `verify`, `sign`, `scheme` and
+    `credential_headers` (see base.Verifier)."""
+    if ":" in scheme:
+        module_name, _, attribute = scheme.partition(":")
+        try:
+            found = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError("verify", f"cannot load verifier {scheme!r}: {exc}") from None
+    else:
+        matches = entry_points(group=ENTRY_POINTS, name=scheme)
+        if not matches:
+            return None
+        found = next(iter(matches)).load()
+    missing = [name for name in ("verify", "sign") if not callable(getattr(found, name, None))]
+    if not callable(found) or missing:
+        raise ConfigError(
+            "verify", f"{scheme!r} is not a verifier class (it lacks {', '.join(missing)})"
+        )
+    factory: _Factory = found
+    return factory
+
+
 def build_verifier(scheme: str, secrets: Sequence[str], options: VerifyOptions) -> Verifier:
     """The verifier for a source; raises `ConfigError` (key = the offending option) if the
     scheme is unknown or its options or secrets cannot work."""
-    factory = _FACTORIES.get(scheme)
+    factory = _FACTORIES.get(scheme) or _plugin(scheme)
     if factory is None:
         raise ConfigError(
-            "verify", f"unknown scheme {scheme!r}; expected one of: {', '.join(SCHEMES)}"
+            "verify",
+            f"unknown scheme {scheme!r}; expected one of: {', '.join(SCHEMES)}, a scheme an "
+            f"installed package registers ({ENTRY_POINTS} entry points), or module:Class",
         )
-    return factory(secrets, options)
+    verifier = factory(secrets, options)
+    for attribute in ("scheme", "credential_headers"):
+        if not hasattr(verifier, attribute):
+            raise ConfigError("verify", f"verifier {scheme!r} has no {attribute!r} attribute")
+    return verifier
