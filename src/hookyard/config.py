@@ -145,6 +145,9 @@ class SourceConfig(_Model):
     dedup_body: bool | None = None  # None: the scheme decides (HMAC without a signed timestamp)
     max_body: Size | None = None
     forward_headers: list[str] = []  # glob patterns added to the default allow-list
+    # Where fetch-back schemes (mollie) fetch what a hint names; the default is the provider's
+    # API. Outbound requests obey [egress].
+    fetch_url: str | None = None
 
     @model_validator(mode="after")
     def _verify_for_webhooks(self) -> SourceConfig:

@@ -11,7 +11,7 @@ import fnmatch
 import re
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -63,7 +63,19 @@ def redact_query(query: str) -> str:
     )
 
 
+# Fetch-back schemes and their providers' APIs ([sources.NAME] fetch_url overrides).
+FETCH_URLS = {"mollie": "https://api.mollie.com"}
+
+
 @dataclass(frozen=True, slots=True)
+class FetchTarget:
+    """The provider API a fetch-back source's hints are resolved against."""
+
+    url: str  # base URL, e.g. https://api.mollie.com
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     kind: str  # webhook | api
@@ -72,6 +84,7 @@ class Source:
     max_body: int
     forward: re.Pattern[str]
     credential_headers: frozenset[str]
+    fetch: FetchTarget | None = None  # where a fetch-back scheme fetches what hints name
 
     def redact(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         secret = self.credential_headers
@@ -189,6 +202,11 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         max_body=cfg.max_body or settings.server.max_body,
         forward=forward,
         credential_headers=CREDENTIAL_HEADERS | verifier.credential_headers,
+        fetch=(
+            FetchTarget((cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"), secrets[0])
+            if verifier.scheme in FETCH_URLS
+            else None
+        ),
     )
 
 

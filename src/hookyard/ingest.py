@@ -73,6 +73,19 @@ def prepare(
     if verified.handshake is not None:
         return verified.handshake
     body = inbound.body
+    if verified.hint is not None:  # kept pending until the worker has fetched what it names
+        return NewRequest(
+            id=new_id("req"),
+            source=source.name,
+            received_at=inbound.received_at,
+            method=inbound.method,
+            path=path,
+            query=query,
+            headers=orjson.dumps(source.redact(headers)),
+            peer=peer,
+            body=body,
+            pending=True,
+        )
     body_dedup = verified.body_dedup if source.dedup_body is None else source.dedup_body
     key_of_body = body if body_dedup else None
     if verified.items:  # a batch: one event per item, the raw body kept whole in the request

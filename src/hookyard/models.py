@@ -38,6 +38,18 @@ class NewRequest:
     peer: str | None
     body: bytes | None  # None when it equals the single event's payload
     events: list[NewEvent] = field(default_factory=list)
+    pending: bool = False  # a hint: its event comes from fetching what it names (fetchback.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A pending request leased to this worker for fetching."""
+
+    request_id: str
+    source: str
+    received_at: float
+    body: bytes
+    attempt: int  # the number of this fetch, from 1
 
 
 @dataclass(frozen=True, slots=True)

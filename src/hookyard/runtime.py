@@ -26,6 +26,7 @@ from hookyard.app import HookyardApp
 from hookyard.config import Settings, database_url, load_config, parse_listen, redact_url
 from hookyard.deliver.worker import Worker
 from hookyard.errors import ConfigError
+from hookyard.fetchback import FetchBack
 from hookyard.gateway import Gateway
 from hookyard.maintenance import run_maintenance
 from hookyard.rejected import RejectedLog
@@ -52,6 +53,7 @@ class Service:
         self.store: Store | None = None
         self.state: AppState | None = None
         self.worker: Worker | None = None
+        self.fetchback: FetchBack | None = None
         self.token_file: Path | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -99,6 +101,8 @@ class Service:
         if "worker" in settings.server.roles:
             self.worker = Worker(state)
             self.worker.start()
+            self.fetchback = FetchBack(state)
+            self.fetchback.start()
         self.state = state
         return state
 
@@ -128,6 +132,8 @@ class Service:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        if self.fetchback is not None:
+            await self.fetchback.stop()
         if self.worker is not None:
             await self.worker.stop(self.gateway.settings.worker.shutdown_grace)
         if self.state is not None:

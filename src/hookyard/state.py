@@ -18,6 +18,7 @@ class AppState:
     store: Store
     rejected: RejectedLog
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)  # set after commits with work
+    hints_ready: asyncio.Event = field(default_factory=asyncio.Event)  # a hint waits to be fetched
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (destination, class)
     tracing: Tracing = field(default_factory=lambda: Tracing(False))

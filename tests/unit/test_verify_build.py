@@ -23,7 +23,7 @@ SECRETS = {
 }
 # Schemes whose `sign` cannot make a verifiable request: the signature (mailgun) or the
 # credential (msgraph) is in the body, or only the provider holds the key (discord, sendgrid).
-UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid"}
+UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid", "mollie"}
 BODIES = {"twilio": b"a=1"}  # a form: Twilio signs form parameters (JSON needs bodySHA256)
 OPTIONS = {"hmac": VerifyOptions(signature_header="X-Sig")}
 
@@ -52,6 +52,7 @@ def test_schemes() -> None:
         "msgraph",
         "hubspot",
         "sendgrid",
+        "mollie",
         "hmac",
         "basic",
         "token",

@@ -182,6 +182,11 @@ class IngestApp:
                 extra = ((b"allow", b"POST"),)
             await _answer(send, exc.status, error_body(exc.code, exc.message), extra=extra)
             return
+        if prepared.pending:  # a hint: the worker fetches what it names
+            state.counts[(name, "hint")] += 1
+            state.hints_ready.set()
+            await _answer(send, 200, orjson.dumps({"pending": True, "request_id": prepared.id}))
+            return
         for event, outcome in zip(prepared.events, accepted, strict=True):
             state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1
             if event.destinations and not outcome.duplicate:

@@ -15,6 +15,8 @@ from hookyard.models import (
     Claimed,
     EventData,
     EventFilter,
+    Hint,
+    NewEvent,
     NewRequest,
     Outcome,
     Pace,
@@ -65,6 +67,28 @@ class BaseStore:
         """Lease deliveries of each destination within its pace, `total` at most."""
         result: Claimed = await self.writer.run(queries.claim, (time.time(), lease, paces, total))
         return result
+
+    async def claim_hints(self, lease: float, limit: int) -> list[Hint]:
+        """Lease up to `limit` pending hints that are due (see fetchback.py)."""
+        hints: list[Hint] = await self.writer.run(queries.claim_hints, (time.time(), lease, limit))
+        return hints
+
+    async def settle_hint(
+        self,
+        request_id: str,
+        events: list[NewEvent] | None,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> list[Accepted]:
+        """Store a hint's fetched events (its request row exists already), or record why
+        fetching failed and when to try again (None: never, it has failed)."""
+        rows = None
+        if events is not None:
+            rows = queries.event_rows(events)
+        accepted: list[Accepted] = await self.writer.run(
+            queries.settle_hints, (request_id, rows, error, next_attempt_at)
+        )
+        return accepted
 
     async def take_job(self, name: str, interval: float, owner: str) -> bool:
         """True if this process is to run the scheduled job now (once per interval across

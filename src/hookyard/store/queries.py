@@ -4,6 +4,7 @@ take a reader connection."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
@@ -21,6 +22,8 @@ from hookyard.models import (
     Claimed,
     EventData,
     EventFilter,
+    Hint,
+    NewEvent,
     NewRequest,
     Outcome,
     Pace,
@@ -31,7 +34,10 @@ from hookyard.tokens import CONFIGURED_ADMIN, GENERATED_ADMIN
 
 INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
 COUNT_HIT = "UPDATE dedup SET hits = hits + 1 WHERE source = ? AND key = ?"
-INSERT_REQUEST = "INSERT INTO requests VALUES "
+INSERT_REQUEST = (
+    "INSERT INTO requests (id, source, received_at, method, path, query, headers, peer, body,"
+    " state, next_attempt_at) VALUES "
+)
 INSERT_EVENT = "INSERT INTO events VALUES "
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
@@ -102,7 +108,7 @@ class IngestRows:
     """One request's rows, built on the caller's thread (the event loop), so that the writer
     thread, which competes with it for the GIL, does little more than run SQL."""
 
-    request: tuple[Any, ...]
+    request: tuple[Any, ...] | None  # None: the request is stored already (a fetched hint)
     event_ids: list[str]
     events: list[tuple[Any, ...]]
     keys: list[list[tuple[str, bytes]]]  # per event: (source, key digest)
@@ -122,7 +128,8 @@ def ingest_rows(request: NewRequest) -> IngestRows:
             request.headers,
             request.peer,
             request.body,
-            "accepted",
+            "pending" if request.pending else "accepted",
+            request.received_at if request.pending else None,  # a hint is fetched at once
         ),
         event_ids=[event.id for event in request.events],
         events=[
@@ -153,6 +160,12 @@ def ingest_rows(request: NewRequest) -> IngestRows:
             for event in request.events
         ],
     )
+
+
+def event_rows(events: Sequence[NewEvent]) -> IngestRows:
+    """Rows for events of a request that is stored already (a fetched hint)."""
+    request = NewRequest("", "", 0.0, "", "", "", b"", None, None, list(events))
+    return dataclasses.replace(ingest_rows(request), request=None)
 
 
 def _all_keys_new(conn: Conn, batch: Sequence[IngestRows], now: float) -> bool:
@@ -188,7 +201,7 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
     if _all_keys_new(conn, batch, now):
-        insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch])
+        insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
         insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
         _insert_deliveries(
             conn, [d for rows in batch for per_event in rows.deliveries for d in per_event]
@@ -223,7 +236,7 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
             accepted.append(Accepted(event_id, False))
             event_rows.append(rows.events[index])
             delivery_rows.extend(rows.deliveries[index])
-        if any(not a.duplicate for a in accepted):
+        if rows.request and (any(not a.duplicate for a in accepted) or not rows.event_ids):
             request_rows.append(rows.request)
         results.append(accepted)
     # A plain insert: should another process have stored one of these keys meanwhile, the
@@ -384,6 +397,42 @@ def take_job(conn: Conn, jobs: Sequence[tuple[str, float, str]]) -> list[bool]:
         == 1
         for name, interval, owner in jobs
     ]
+
+
+def claim_hints(conn: Conn, requests: Sequence[tuple[float, float, int]]) -> list[list[Hint]]:
+    """Lease up to `limit` due hints: their next attempt moves to the lease's end, so a hint
+    whose worker died is fetched again then."""
+    results = []
+    for now, lease, limit in requests:
+        lock = " FOR UPDATE SKIP LOCKED" if conn.dialect is POSTGRESQL else ""
+        rows = conn.execute(
+            "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
+            " WHERE id IN (SELECT id FROM requests WHERE state = 'pending'"
+            f" AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock})"
+            " RETURNING id, source, received_at, body, attempts",
+            (now + lease, now, limit),
+        ).fetchall()
+        results.append([Hint(r[0], r[1], r[2], r[3] or b"", r[4]) for r in rows])
+    return results
+
+
+def settle_hints(
+    conn: Conn, outcomes: Sequence[tuple[str, IngestRows | None, str | None, float | None]]
+) -> list[list[Accepted]]:
+    """Record fetched hints: (request id, the event's rows or None, error, next attempt). With
+    rows, the event is stored (deduplicated like any) and the request accepted; without, it
+    waits for its next attempt, or has failed when there is none."""
+    fetched = [rows for _, rows, _, _ in outcomes if rows is not None]
+    accepted = iter(ingest(conn, fetched))
+    results = []
+    for request_id, rows, error, next_at in outcomes:
+        state = "accepted" if rows is not None else "pending" if next_at is not None else "failed"
+        conn.execute(
+            "UPDATE requests SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            (state, next_at, error, request_id),
+        )
+        results.append(next(accepted) if rows is not None else [])
+    return results
 
 
 RELEASE = """

@@ -17,6 +17,7 @@ from hookyard.verify.generic import GenericHmacVerifier
 from hookyard.verify.hmac_body import GitHubVerifier, ShopifyVerifier
 from hookyard.verify.hubspot import HubSpotVerifier
 from hookyard.verify.mailgun import MailgunVerifier
+from hookyard.verify.mollie import MollieVerifier
 from hookyard.verify.msgraph import MicrosoftGraphVerifier
 from hookyard.verify.providers import (
     CalendlyVerifier,
@@ -52,6 +53,7 @@ __all__ = [
     "LinearVerifier",
     "MailgunVerifier",
     "MicrosoftGraphVerifier",
+    "MollieVerifier",
     "NoneVerifier",
     "PaddleVerifier",
     "SendGridVerifier",
@@ -97,6 +99,7 @@ _FACTORIES: dict[str, _Factory] = {
     "msgraph": MicrosoftGraphVerifier,
     "hubspot": HubSpotVerifier,
     "sendgrid": SendGridVerifier,
+    "mollie": MollieVerifier,
     "hmac": GenericHmacVerifier,
     "basic": BasicAuthVerifier,
     "token": TokenVerifier,

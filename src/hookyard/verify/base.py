@@ -52,6 +52,9 @@ class Verified:
     # acknowledged as a duplicate, whatever its body.
     replay_key: str | None = None
     items: tuple[Item, ...] = ()  # a batch: one event each; empty: the body is one event
+    # A thin hint (Mollie's `id=tr_...`): nothing in it is trusted; the worker fetches the
+    # resource it names from the provider's API, and that becomes the event (fetchback.py).
+    hint: str | None = None
     handshake: Handshake | None = None
 
 

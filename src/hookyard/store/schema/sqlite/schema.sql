@@ -1,4 +1,4 @@
--- Hookyard schema, version 8 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 9 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -16,8 +16,12 @@ CREATE TABLE requests (
     headers     BLOB NOT NULL,          -- JSON [[name, value], ...], credentials redacted
     peer        TEXT,
     body        BLOB,
-    state       TEXT NOT NULL           -- accepted | pending
+    state       TEXT NOT NULL,          -- accepted | pending (a hint to fetch) | failed
+    attempts    INTEGER NOT NULL DEFAULT 0,  -- fetches of a hint
+    next_attempt_at REAL,                -- when a pending hint is fetched (next)
+    last_error  TEXT
 );
+CREATE INDEX requests_pending ON requests (next_attempt_at) WHERE state = 'pending';
 
 -- Accepted facts. Never changed after commit; retention may drop the payload or the row.
 CREATE TABLE events (
@@ -150,4 +154,4 @@ CREATE TABLE jobs (
     last_run_by TEXT
 );
 
-INSERT INTO schema_version (version) VALUES (8);
+INSERT INTO schema_version (version) VALUES (9);

@@ -1,0 +1,201 @@
+"""Fetch-back: turning thin hints into events, inside the worker role.
+
+Some providers send a hint instead of an event (Mollie: `id=tr_...`, "fetch the payment to
+learn its status"). Ingest stores the hint as a pending request and answers at once; this task
+leases due hints, fetches what each names from the provider's API with the source's API key
+(outbound requests obey the egress policy), and stores the fetched object as the event, routed
+and delivered like any. An event is deduplicated on the resource and its status, so a hint
+repeated for the same state yields one event and each change of state a new one.
+
+A fetch that fails for a reason that may pass (network, 5xx, 429, a rejected API key that an
+operator can fix) is retried on SCHEDULE; one the provider answers 404 or 410 for, or that has
+used every attempt, fails: the request is marked failed and the failure goes to the rejected
+log (`hookyard rejected list`), where it can be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from hookyard.deliver.egress import EgressPolicy, GuardedResolver
+from hookyard.deliver.http import USER_AGENT
+from hookyard.gateway import FetchTarget, Source
+from hookyard.ids import new_id
+from hookyard.ingest import dedup_keys, lazy_json
+from hookyard.models import Hint, NewEvent, Rejected
+from hookyard.state import AppState
+from hookyard.verify import Inbound
+
+log = logging.getLogger("hookyard.fetchback")
+SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3600.0)  # before attempts 2..8
+LEASE = 60.0  # a fetch that has not finished by then is tried again (its worker died)
+BATCH = 32
+TIMEOUT = 15.0
+MOLLIE_RESOURCES = {"tr": "payments", "ord": "orders"}
+
+
+class FetchFailed(Exception):
+    def __init__(self, reason: str, *, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    payload: bytes
+    event_id: str  # the resource and its state: one event per state
+    event_type: str
+
+
+async def fetch_mollie(session: aiohttp.ClientSession, target: FetchTarget, hint: str) -> Fetched:
+    kind = hint.split("_", 1)[0]
+    resource = MOLLIE_RESOURCES[kind]
+    url = f"{target.url}/v2/{resource}/{hint}"
+    headers = {"authorization": f"Bearer {target.api_key}", "user-agent": USER_AGENT}
+    async with session.get(url, headers=headers, allow_redirects=False) as response:
+        body = await response.read()
+        if response.status in (404, 410):
+            raise FetchFailed(f"Mollie knows no {hint} (HTTP {response.status})", final=True)
+        if response.status != 200:
+            raise FetchFailed(f"GET {url} answered HTTP {response.status}")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise FetchFailed(f"GET {url} answered something that is not JSON") from None
+    status = document.get("status") if isinstance(document, dict) else None
+    if document.get("id") != hint or not isinstance(status, str):
+        raise FetchFailed(f"GET {url} answered an object without id {hint} and a status")
+    return Fetched(body, f"{hint}:{status}", f"{resource.rstrip('s')}.{status}")
+
+
+FETCHERS = {"mollie": fetch_mollie}
+
+
+class FetchBack:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._policy: EgressPolicy | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hookyard-fetchback")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        policy = EgressPolicy.from_cidrs(self.state.gateway.settings.egress.allow)
+        if self._session is None or policy != self._policy:  # new, or egress changed on reload
+            if self._session is not None:
+                asyncio.get_running_loop().create_task(self._session.close())
+            self._policy = policy
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            )
+        return self._session
+
+    async def _run(self) -> None:
+        ready = self.state.hints_ready
+        while True:
+            ready.clear()
+            try:
+                hints = await self.state.store.claim_hints(LEASE, BATCH)
+                await asyncio.gather(*(self._resolve(hint) for hint in hints))
+                if len(hints) == BATCH:
+                    continue
+            except Exception:
+                log.exception("fetch-back could not claim hints; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    ready.wait(), self.state.gateway.settings.worker.poll_interval
+                )
+
+    async def _resolve(self, hint: Hint) -> None:
+        source = self.state.gateway.sources.get(hint.source)
+        try:
+            fetched = await self._fetch(source, hint)
+        except FetchFailed as exc:
+            final = exc.final or hint.attempt > len(SCHEDULE)
+            next_at = None if final else time.time() + SCHEDULE[hint.attempt - 1]
+            log.warning(
+                "fetching hint %s of %s failed (attempt %d%s): %s",
+                hint.request_id,
+                hint.source,
+                hint.attempt,
+                ", giving up" if final else "",
+                exc,
+            )
+            await self.state.store.settle_hint(hint.request_id, None, str(exc), next_at)
+            if final:
+                self._record_failure(hint, str(exc))
+            return
+        assert source is not None
+        event = NewEvent(
+            id=new_id("evt"),
+            source=source.name,
+            origin="fetch-back",
+            received_at=time.time(),
+            provider_event_id=fetched.event_id,
+            event_type=fetched.event_type,
+            dedup_keys=dedup_keys(fetched.event_id, None, None),
+            content_type="application/json",
+            payload=fetched.payload,
+            destinations=self.state.gateway.targets(
+                source.name, fetched.event_type, lazy_json(fetched.payload)
+            ),
+        )
+        [accepted] = await self.state.store.settle_hint(hint.request_id, [event])
+        if event.destinations and not accepted.duplicate:
+            self.state.work_ready.set()
+
+    async def _fetch(self, source: Source | None, hint: Hint) -> Fetched:
+        if source is None or source.fetch is None:
+            raise FetchFailed(f"source {hint.source!r} no longer fetches hints", final=True)
+        verified = source.verifier.verify(Inbound("POST", "", {}, hint.body, hint.received_at))
+        if verified.hint is None:
+            raise FetchFailed("the stored hint no longer parses", final=True)
+        try:
+            session = self._client()
+            assert self._policy is not None
+            # An IP in the URL is never resolved, so the resolver's check would not see it.
+            self._policy.check_literal(URL(source.fetch.url).host or "")
+            fetch = FETCHERS[source.verifier.scheme]
+            return await fetch(session, source.fetch, verified.hint)
+        except FetchFailed:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise FetchFailed(f"{type(exc).__name__}: {exc}") from None
+
+    def _record_failure(self, hint: Hint, reason: str) -> None:
+        self.state.rejected.add(
+            Rejected(
+                id=new_id("rej"),
+                source=hint.source,
+                received_at=hint.received_at,
+                status=200,  # what the provider was answered: the hint itself was fine
+                code="fetch_failed",
+                reason=f"request {hint.request_id}: {reason}",
+                method="POST",
+                path=f"/in/{hint.source}",
+                query="",
+                headers=b"[]",
+                peer=None,
+                body=hint.body[:4096],
+                body_size=len(hint.body),
+            )
+        )

@@ -1,0 +1,174 @@
+"""Fetch-back (Mollie): a hint is stored at once, the worker fetches what it names from the
+provider's API (a fake Mollie on loopback here), and the fetched object is the event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+import hookyard.fetchback
+from tests.conftest import Receiver, basic_config, query_database
+
+API_KEY = "test_dHar4XY7LxsDOtmnkVtjNVWXLSlXsM"
+
+
+@dataclass
+class FakeMollie:
+    url: str = ""
+    payments: dict[str, dict[str, object]] = field(default_factory=dict)
+    failures: int = 0  # answer 500 this many times first
+    seen: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def mollie() -> AsyncIterator[FakeMollie]:
+    fake = FakeMollie()
+
+    async def payment(request: web.Request) -> web.Response:
+        fake.seen.append(request.match_info["id"])
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return web.json_response({"status": 401, "title": "Unauthorized"}, status=401)
+        if fake.failures:
+            fake.failures -= 1
+            return web.json_response({"status": 500}, status=500)
+        found = fake.payments.get(request.match_info["id"])
+        if found is None:
+            return web.json_response({"status": 404, "title": "Not Found"}, status=404)
+        return web.json_response(found)
+
+    app = web.Application()
+    app.router.add_get("/v2/payments/{id}", payment)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield fake
+    await runner.cleanup()
+
+
+def _config(receiver: Receiver, fetch_url: str) -> str:
+    return basic_config(
+        receiver.url,
+        extra=f"""
+[sources.mollie]
+verify = "mollie"
+secrets = ["{API_KEY}"]
+fetch_url = "{fetch_url}"
+
+[[routes]]
+source = "mollie"
+destination = "app"
+
+[worker]
+poll_interval = "100ms"
+""",
+    )
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+async def _eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_hint_becomes_the_fetched_payment_once_per_status(
+    hookyard_factory, receiver: Receiver, mollie: FakeMollie
+) -> None:
+    mollie.payments["tr_WDqYK6vllg"] = {"id": "tr_WDqYK6vllg", "status": "open", "amount": "10.00"}
+    async with hookyard_factory(_config(receiver, mollie.url)) as hy:
+        answer = await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
+        assert answer.status_code == 200 and answer.json()["pending"] is True
+        await receiver.wait_for(1)
+        first = receiver.received[0]
+        assert json.loads(first.body) == mollie.payments["tr_WDqYK6vllg"]
+        assert first.headers["hookyard-event-type"] == "payment.open"
+        assert first.headers["hookyard-provider-event-id"] == "tr_WDqYK6vllg:open"
+
+        # Mollie calls again for the same state: one more fetch, no second event.
+        await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
+        await _eventually(lambda: _true_if(len(mollie.seen) == 2))
+        mollie.payments["tr_WDqYK6vllg"]["status"] = "paid"
+        await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
+        await receiver.wait_for(2)
+        assert receiver.received[1].headers["hookyard-event-type"] == "payment.paid"
+        await asyncio.sleep(0.3)
+        assert len(receiver.received) == 2
+        async with hy.api() as api:
+            events = (await api.get("/api/v1/events", params={"source": "mollie"})).json()["data"]
+            assert {e["origin"] for e in events} == {"fetch-back"}
+            assert len(events) == 2
+
+
+async def _true_if(value: bool) -> bool:
+    return value
+
+
+async def test_an_unknown_id_is_answered_200_and_fails_visibly(
+    hookyard_factory, receiver: Receiver, mollie: FakeMollie, tmp_path
+) -> None:
+    async with hookyard_factory(_config(receiver, mollie.url)) as hy:
+        answer = await hy.client.post("/in/mollie", content=b"id=tr_nosuchpay", headers=FORM)
+        assert answer.status_code == 200  # no oracle: the caller learns nothing
+        state = "SELECT state, last_error FROM requests WHERE source = 'mollie'"
+
+        async def failed() -> bool:
+            rows = query_database(tmp_path, state)
+            return bool(rows) and rows[0][0] == "failed"
+
+        await _eventually(failed)
+        assert "Mollie knows no tr_nosuchpay" in query_database(tmp_path, state)[0][1]
+        async with hy.api() as api:
+
+            async def listed() -> bool:
+                rows = (await api.get("/api/v1/rejected", params={"source": "mollie"})).json()
+                return any(r["code"] == "fetch_failed" for r in rows["data"])
+
+            await _eventually(listed)
+    assert receiver.received == []
+
+
+async def test_a_failing_api_is_retried(
+    hookyard_factory, receiver: Receiver, mollie: FakeMollie, monkeypatch
+) -> None:
+    monkeypatch.setattr(hookyard.fetchback, "SCHEDULE", (0.2, 0.2, 0.2))
+    mollie.failures = 2
+    mollie.payments["tr_retry123"] = {"id": "tr_retry123", "status": "paid"}
+    async with hookyard_factory(_config(receiver, mollie.url)) as hy:
+        await hy.client.post("/in/mollie", content=b"id=tr_retry123", headers=FORM)
+        await receiver.wait_for(1)
+    assert mollie.seen == ["tr_retry123"] * 3
+
+
+@pytest.mark.parametrize(
+    "body", [b"id=cst_8wmqcHMN4U", b"id=tr_x&id=tr_y", b'{"id": "tr_abc"}', b"", b"id=tr_a%00"]
+)
+async def test_malformed_hints_are_refused(hookyard_factory, receiver, mollie, body) -> None:
+    async with hookyard_factory(_config(receiver, mollie.url)) as hy:
+        answer = await hy.client.post("/in/mollie", content=body, headers=FORM)
+        assert answer.status_code == 401 and answer.json()["error"] == "not_a_hint"
+    assert mollie.seen == []
+
+
+async def test_fetches_obey_the_egress_policy(
+    hookyard_factory, receiver: Receiver, tmp_path
+) -> None:
+    # 10.0.0.1 is outside the policy (loopback only): refused before any connection is tried.
+    async with hookyard_factory(_config(receiver, "http://10.0.0.1")) as hy:
+        await hy.client.post("/in/mollie", content=b"id=tr_egress1", headers=FORM)
+        query = "SELECT last_error FROM requests WHERE source = 'mollie'"
+
+        async def refused() -> bool:
+            rows = query_database(tmp_path, query)
+            return bool(rows) and "EgressRefused" in (rows[0][0] or "")
+
+        await _eventually(refused)
