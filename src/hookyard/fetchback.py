@@ -1,11 +1,12 @@
 """Fetch-back: turning thin hints into events, inside the worker role.
 
 Some providers send a hint instead of an event (Mollie: `id=tr_...`, "fetch the payment to
-learn its status"). Ingest stores the hint as a pending request and answers at once; this task
-leases due hints, fetches what each names from the provider's API with the source's API key
-(outbound requests obey the egress policy), and stores the fetched object as the event, routed
-and delivered like any. An event is deduplicated on the resource and its status, so a hint
-repeated for the same state yields one event and each change of state a new one.
+learn its status"), or an event that can only be verified with something fetched (SNS: the
+signing certificate). Ingest stores such a request as a pending hint and answers at once; this
+task leases due hints, fetches what each needs (outbound requests obey the egress policy), and
+stores the resulting event, routed and delivered like any. A Mollie event is deduplicated on
+the resource and its status, so a hint repeated for the same state yields one event and each
+change of state a new one; an SNS message on its MessageId.
 
 A fetch that fails for a reason that may pass (network, 5xx, 429, a rejected API key that an
 operator can fix) is retried on SCHEDULE; one the provider answers 404 or 410 for, or that has
@@ -16,13 +17,19 @@ log (`hookyard rejected list`), where it can be seen.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
 from hookyard.deliver.egress import EgressPolicy, GuardedResolver
@@ -32,7 +39,7 @@ from hookyard.ids import new_id
 from hookyard.ingest import dedup_keys, lazy_json
 from hookyard.models import Hint, NewEvent, Rejected
 from hookyard.state import AppState
-from hookyard.verify import Inbound
+from hookyard.verify import Inbound, sns
 
 log = logging.getLogger("hookyard.fetchback")
 SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3600.0)  # before attempts 2..8
@@ -55,7 +62,17 @@ class Fetched:
     event_type: str
 
 
-async def fetch_mollie(session: aiohttp.ClientSession, target: FetchTarget, hint: str) -> Fetched:
+@dataclass
+class Context:
+    """What fetchers share: the egress-guarded HTTP client, and certificates fetched before
+    (keyed by URL: AWS reuses one certificate for many messages)."""
+
+    session: aiohttp.ClientSession
+    certificates: dict[str, x509.Certificate] = field(default_factory=dict)
+
+
+async def fetch_mollie(context: Context, target: FetchTarget, hint: str, body: bytes) -> Fetched:
+    session = context.session
     kind = hint.split("_", 1)[0]
     resource = MOLLIE_RESOURCES[kind]
     url = f"{target.url}/v2/{resource}/{hint}"
@@ -76,14 +93,71 @@ async def fetch_mollie(session: aiohttp.ClientSession, target: FetchTarget, hint
     return Fetched(body, f"{hint}:{status}", f"{resource.rstrip('s')}.{status}")
 
 
-FETCHERS = {"mollie": fetch_mollie}
+def _via(target: FetchTarget, url: str) -> str:
+    """An AWS URL, or the same path and query under `fetch_url` when one is configured (a
+    proxy, or a stand-in for AWS in tests)."""
+    if not target.url:
+        return url
+    parsed = URL(url)
+    return target.url + parsed.raw_path_qs
+
+
+async def _certificate(context: Context, target: FetchTarget, url: str) -> x509.Certificate:
+    cached = context.certificates.get(url)
+    if cached is not None:
+        return cached
+    async with context.session.get(_via(target, url), allow_redirects=False) as response:
+        pem = await response.read()
+        if response.status != 200:
+            raise FetchFailed(f"GET {url} answered HTTP {response.status}")
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise FetchFailed(f"{url} is not a PEM certificate", final=True) from None
+    if len(context.certificates) >= 64:  # AWS rotates rarely: a small cache is plenty
+        context.certificates.clear()
+    context.certificates[url] = certificate
+    return certificate
+
+
+async def fetch_sns(context: Context, target: FetchTarget, hint: str, body: bytes) -> Fetched:
+    message = sns.envelope(body)
+    assert message is not None  # ingest's verifier accepted it
+    certificate = await _certificate(context, target, message["SigningCertURL"])
+    digest = hashes.SHA1() if message["SignatureVersion"] == "1" else hashes.SHA256()
+    key = certificate.public_key()
+    try:
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise InvalidSignature
+        key.verify(
+            base64.b64decode(message["Signature"]),
+            sns.string_to_sign(message),
+            padding.PKCS1v15(),
+            digest,
+        )
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise FetchFailed(
+            f"SNS message {hint}: the signature does not match {message['SigningCertURL']}",
+            final=True,
+        ) from None
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":  # confirm, as AWS asks ("visit the SubscribeURL")
+        url = message["SubscribeURL"]
+        async with context.session.get(_via(target, url), allow_redirects=False) as response:
+            await response.read()
+            if response.status != 200:
+                raise FetchFailed(f"confirming the subscription answered HTTP {response.status}")
+    return Fetched(body, hint, kind)
+
+
+FETCHERS = {"mollie": fetch_mollie, "sns": fetch_sns}
 
 
 class FetchBack:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._context: Context | None = None
         self._policy: EgressPolicy | None = None
 
     def start(self) -> None:
@@ -94,20 +168,22 @@ class FetchBack:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._session is not None:
-            await self._session.close()
+        if self._context is not None:
+            await self._context.session.close()
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> Context:
         policy = EgressPolicy.from_cidrs(self.state.gateway.settings.egress.allow)
-        if self._session is None or policy != self._policy:  # new, or egress changed on reload
-            if self._session is not None:
-                asyncio.get_running_loop().create_task(self._session.close())
+        if self._context is None or policy != self._policy:  # new, or egress changed on reload
+            if self._context is not None:
+                asyncio.get_running_loop().create_task(self._context.session.close())
             self._policy = policy
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            self._context = Context(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+                    timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+                )
             )
-        return self._session
+        return self._context
 
     async def _run(self) -> None:
         ready = self.state.hints_ready
@@ -170,12 +246,12 @@ class FetchBack:
         if verified.hint is None:
             raise FetchFailed("the stored hint no longer parses", final=True)
         try:
-            session = self._client()
+            context = self._client()
             assert self._policy is not None
             # An IP in the URL is never resolved, so the resolver's check would not see it.
             self._policy.check_literal(URL(source.fetch.url).host or "")
             fetch = FETCHERS[source.verifier.scheme]
-            return await fetch(session, source.fetch, verified.hint)
+            return await fetch(context, source.fetch, verified.hint, hint.body)
         except FetchFailed:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:

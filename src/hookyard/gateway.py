@@ -63,8 +63,11 @@ def redact_query(query: str) -> str:
     )
 
 
-# Fetch-back schemes and their providers' APIs ([sources.NAME] fetch_url overrides).
-FETCH_URLS = {"mollie": "https://api.mollie.com"}
+# Schemes whose hints the worker resolves, and where it fetches from by default ([sources.NAME]
+# fetch_url overrides; for sns it replaces the scheme and host of AWS's URLs). Mollie's API key
+# is the source's secret; SNS's secrets are topic ARNs, not keys.
+FETCH_URLS = {"mollie": "https://api.mollie.com", "sns": ""}
+KEYED_FETCH = frozenset({"mollie"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ class FetchTarget:
     """The provider API a fetch-back source's hints are resolved against."""
 
     url: str  # base URL, e.g. https://api.mollie.com
-    api_key: str = field(repr=False)
+    api_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,10 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         forward=forward,
         credential_headers=CREDENTIAL_HEADERS | verifier.credential_headers,
         fetch=(
-            FetchTarget((cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"), secrets[0])
+            FetchTarget(
+                (cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"),
+                secrets[0] if verifier.scheme in KEYED_FETCH else "",
+            )
             if verifier.scheme in FETCH_URLS
             else None
         ),

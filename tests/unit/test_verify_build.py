@@ -14,6 +14,7 @@ SECRETS = {
     "svix": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
     "basic": ["user:pass"],
     "none": [],
+    "sns": ["arn:aws:sns:eu-west-1:123456789012:orders"],  # the topics it accepts
     # public keys: the provider signs with the private one
     "discord": ["d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"],
     "sendgrid": [
@@ -23,7 +24,7 @@ SECRETS = {
 }
 # Schemes whose `sign` cannot make a verifiable request: the signature (mailgun) or the
 # credential (msgraph) is in the body, or only the provider holds the key (discord, sendgrid).
-UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid", "mollie"}
+UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid", "mollie", "sns"}
 BODIES = {"twilio": b"a=1"}  # a form: Twilio signs form parameters (JSON needs bodySHA256)
 OPTIONS = {"hmac": VerifyOptions(signature_header="X-Sig")}
 
@@ -53,6 +54,7 @@ def test_schemes() -> None:
         "hubspot",
         "sendgrid",
         "mollie",
+        "sns",
         "hmac",
         "basic",
         "token",

@@ -33,6 +33,7 @@ from hookyard.verify.providers import (
 )
 from hookyard.verify.simple import BasicAuthVerifier, NoneVerifier, TokenVerifier
 from hookyard.verify.slack import SlackVerifier
+from hookyard.verify.sns import SnsVerifier
 from hookyard.verify.standard import StandardWebhooksVerifier, SvixVerifier
 from hookyard.verify.stripe import StripeVerifier
 from hookyard.verify.twilio import TwilioVerifier
@@ -59,6 +60,7 @@ __all__ = [
     "SendGridVerifier",
     "ShopifyVerifier",
     "SlackVerifier",
+    "SnsVerifier",
     "SquareVerifier",
     "StandardWebhooksVerifier",
     "StripeVerifier",
@@ -100,6 +102,7 @@ _FACTORIES: dict[str, _Factory] = {
     "hubspot": HubSpotVerifier,
     "sendgrid": SendGridVerifier,
     "mollie": MollieVerifier,
+    "sns": SnsVerifier,
     "hmac": GenericHmacVerifier,
     "basic": BasicAuthVerifier,
     "token": TokenVerifier,

@@ -1,0 +1,129 @@
+"""Amazon SNS: the message is signed with a key whose certificate AWS publishes at the
+message's `SigningCertURL` (docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message).
+
+Fetching that certificate is network I/O, which ingest never does; so ingest checks everything
+it can without it (the JSON envelope, a known `Type`, the topic in the source's allow-list,
+certificate and subscribe URLs on AWS's SNS hosts over HTTPS, the message-type header) and
+stores the request as a pending hint. The worker then fetches the certificate (cached), checks
+the signature (SignatureVersion 1: SHA1, 2: SHA256), confirms a subscription by visiting its
+SubscribeURL, and only then stores the message as an event (hookyard/fetchback.py). A message
+whose signature fails never becomes an event; it is listed in the rejected log.
+
+The source's `secrets` are the topic ARNs it accepts (SNS signs with AWS's key, not a shared
+secret). Raw message delivery must stay off on the subscription: it drops the signed envelope.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from yarl import URL
+
+from hookyard.errors import ConfigError, VerificationError
+from hookyard.verify._common import Frozen, init, json_object, require_secrets
+from hookyard.verify.base import Inbound, Verified, VerifyOptions
+
+SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
+TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
+# The fields each type signs, in order, when present (AWS's documented string to sign).
+SIGNED = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+SIGNED["UnsubscribeConfirmation"] = SIGNED["SubscriptionConfirmation"]
+# Lambda-style spellings some relays use.
+ALIASES = {"SigningCertUrl": "SigningCertURL", "SubscribeUrl": "SubscribeURL"}
+
+
+def envelope(body: bytes) -> dict[str, Any] | None:
+    """The SNS message with its keys normalised, or None if the body is not one."""
+    doc = json_object(body)
+    if doc is None:
+        return None
+    return {ALIASES.get(key, key): value for key, value in doc.items()}
+
+
+def string_to_sign(message: dict[str, Any]) -> bytes:
+    fields = SIGNED[message["Type"]]
+    return "".join(
+        f"{name}\n{message[name]}\n" for name in fields if message.get(name) is not None
+    ).encode()
+
+
+def aws_url(value: Any, *, pem: bool = False) -> bool:
+    """An HTTPS URL on an SNS host (a .pem file for certificates): nothing else is fetched."""
+    if not isinstance(value, str):
+        return False
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    host_ok = url.scheme == "https" and SNS_HOST.match(url.host or "") is not None
+    return host_ok and (not pem or url.path.endswith(".pem")) and url.port in (None, 443)
+
+
+class SnsVerifier(Frozen):
+    __slots__ = ("_topics",)
+
+    scheme: str = "sns"
+    credential_headers: frozenset[str] = frozenset()
+    _topics: frozenset[str]
+
+    def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
+        topics = require_secrets(self.scheme, secrets)
+        for topic in topics:
+            if not topic.startswith("arn:"):
+                raise ConfigError("secrets", "sns takes the topic ARNs it accepts (arn:aws:sns:…)")
+        init(self, _topics=frozenset(topics))
+
+    def verify(self, request: Inbound) -> Verified:
+        message = envelope(request.body)
+        if message is None or message.get("Type") not in TYPES:
+            raise VerificationError(
+                f"expected an SNS message: a JSON object whose Type is one of {', '.join(TYPES)}",
+                code="missing_signature",
+            )
+        kind = message["Type"]
+        header = request.headers.get("x-amz-sns-message-type")
+        if header is not None and header != kind:
+            raise VerificationError(
+                f"x-amz-sns-message-type is {header[:40]!r} but the message's Type is {kind}",
+                code="bad_signature",
+            )
+        problems = []
+        if not isinstance(message.get("MessageId"), str) or not message["MessageId"]:
+            problems.append("MessageId")
+        if not isinstance(message.get("Signature"), str):
+            problems.append("Signature")
+        if message.get("SignatureVersion") not in ("1", "2"):
+            problems.append("SignatureVersion (1 or 2)")
+        if not aws_url(message.get("SigningCertURL"), pem=True):
+            problems.append("SigningCertURL (https://sns.<region>.amazonaws.com/….pem)")
+        if kind != "Notification" and not aws_url(message.get("SubscribeURL")):
+            problems.append("SubscribeURL (https://sns.<region>.amazonaws.com/…)")
+        if problems:
+            raise VerificationError(
+                f"SNS message without a valid {', '.join(problems)}", code="bad_signature"
+            )
+        if message.get("TopicArn") not in self._topics:
+            raise VerificationError(
+                f"topic {str(message.get('TopicArn'))[:200]!r} is not one this source accepts "
+                "(its secrets list the topic ARNs)",
+                code="bad_signature",
+            )
+        # The signature is checked by the worker, with the certificate it fetches.
+        return Verified(hint=message["MessageId"])
+
+    def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
+        """Nothing: only AWS holds the signing key."""
+        return {}
