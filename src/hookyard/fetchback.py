@@ -39,7 +39,7 @@ from hookyard.ids import new_id
 from hookyard.ingest import dedup_keys, lazy_json
 from hookyard.models import Hint, NewEvent, Rejected
 from hookyard.state import AppState
-from hookyard.verify import Inbound, sns
+from hookyard.verify import Inbound, paypal, sns
 
 log = logging.getLogger("hookyard.fetchback")
 SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3600.0)  # before attempts 2..8
@@ -59,7 +59,7 @@ class FetchFailed(Exception):
 class Fetched:
     payload: bytes
     event_id: str  # the resource and its state: one event per state
-    event_type: str
+    event_type: str | None
 
 
 @dataclass
@@ -71,12 +71,12 @@ class Context:
     certificates: dict[str, x509.Certificate] = field(default_factory=dict)
 
 
-async def fetch_mollie(context: Context, target: FetchTarget, hint: str, body: bytes) -> Fetched:
+async def fetch_mollie(context: Context, target: FetchTarget, hint: str, stored: Hint) -> Fetched:
     session = context.session
     kind = hint.split("_", 1)[0]
     resource = MOLLIE_RESOURCES[kind]
     url = f"{target.url}/v2/{resource}/{hint}"
-    headers = {"authorization": f"Bearer {target.api_key}", "user-agent": USER_AGENT}
+    headers = {"authorization": f"Bearer {target.secrets[0]}", "user-agent": USER_AGENT}
     async with session.get(url, headers=headers, allow_redirects=False) as response:
         body = await response.read()
         if response.status in (404, 410):
@@ -120,7 +120,8 @@ async def _certificate(context: Context, target: FetchTarget, url: str) -> x509.
     return certificate
 
 
-async def fetch_sns(context: Context, target: FetchTarget, hint: str, body: bytes) -> Fetched:
+async def fetch_sns(context: Context, target: FetchTarget, hint: str, stored: Hint) -> Fetched:
+    body = stored.body
     message = sns.envelope(body)
     assert message is not None  # ingest's verifier accepted it
     certificate = await _certificate(context, target, message["SigningCertURL"])
@@ -150,7 +151,37 @@ async def fetch_sns(context: Context, target: FetchTarget, hint: str, body: byte
     return Fetched(body, hint, kind)
 
 
-FETCHERS = {"mollie": fetch_mollie, "sns": fetch_sns}
+async def fetch_paypal(context: Context, target: FetchTarget, hint: str, stored: Hint) -> Fetched:
+    headers = stored.headers
+    url = headers["paypal-cert-url"]
+    certificate = await _certificate(context, target, url)
+    names = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if not names or names[0].value not in paypal.CERT_NAMES:
+        raise FetchFailed(f"{url} is not PayPal's message-verification certificate", final=True)
+    key = certificate.public_key()
+    try:
+        signature = base64.b64decode(headers["paypal-transmission-sig"], validate=True)
+    except binascii.Error:
+        signature = b""
+    for webhook_id in target.secrets:  # several during rotation
+        signed = paypal.signed_string(headers, webhook_id, stored.body)
+        try:
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+                break
+        except InvalidSignature:
+            continue
+    else:
+        raise FetchFailed(
+            f"PayPal event {hint}: the signature matches none of the source's webhook ids",
+            final=True,
+        )
+    document = orjson.loads(stored.body)
+    kind = document.get("event_type")
+    return Fetched(stored.body, hint, kind if isinstance(kind, str) else None)
+
+
+FETCHERS = {"mollie": fetch_mollie, "sns": fetch_sns, "paypal": fetch_paypal}
 
 
 class FetchBack:
@@ -242,7 +273,8 @@ class FetchBack:
     async def _fetch(self, source: Source | None, hint: Hint) -> Fetched:
         if source is None or source.fetch is None:
             raise FetchFailed(f"source {hint.source!r} no longer fetches hints", final=True)
-        verified = source.verifier.verify(Inbound("POST", "", {}, hint.body, hint.received_at))
+        inbound = Inbound("POST", "", hint.headers, hint.body, hint.received_at)
+        verified = source.verifier.verify(inbound)
         if verified.hint is None:
             raise FetchFailed("the stored hint no longer parses", final=True)
         try:
@@ -251,7 +283,7 @@ class FetchBack:
             # An IP in the URL is never resolved, so the resolver's check would not see it.
             self._policy.check_literal(URL(source.fetch.url).host or "")
             fetch = FETCHERS[source.verifier.scheme]
-            return await fetch(context, source.fetch, verified.hint, hint.body)
+            return await fetch(context, source.fetch, verified.hint, hint)
         except FetchFailed:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:

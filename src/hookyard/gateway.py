@@ -64,10 +64,9 @@ def redact_query(query: str) -> str:
 
 
 # Schemes whose hints the worker resolves, and where it fetches from by default ([sources.NAME]
-# fetch_url overrides; for sns it replaces the scheme and host of AWS's URLs). Mollie's API key
-# is the source's secret; SNS's secrets are topic ARNs, not keys.
-FETCH_URLS = {"mollie": "https://api.mollie.com", "sns": ""}
-KEYED_FETCH = frozenset({"mollie"})
+# fetch_url overrides; for sns and paypal it replaces the scheme and host of the certificate
+# URLs the provider names).
+FETCH_URLS = {"mollie": "https://api.mollie.com", "sns": "", "paypal": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ class FetchTarget:
     """The provider API a fetch-back source's hints are resolved against."""
 
     url: str  # base URL, e.g. https://api.mollie.com
-    api_key: str = field(default="", repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # Mollie: API key; PayPal: ids
 
 
 @dataclass(frozen=True)
@@ -206,10 +205,7 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         forward=forward,
         credential_headers=CREDENTIAL_HEADERS | verifier.credential_headers,
         fetch=(
-            FetchTarget(
-                (cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"),
-                secrets[0] if verifier.scheme in KEYED_FETCH else "",
-            )
+            FetchTarget((cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"), tuple(secrets))
             if verifier.scheme in FETCH_URLS
             else None
         ),

@@ -50,6 +50,7 @@ class Hint:
     received_at: float
     body: bytes
     attempt: int  # the number of this fetch, from 1
+    headers: dict[str, str] = field(default_factory=dict)  # as stored (credentials redacted)
 
 
 @dataclass(frozen=True, slots=True)

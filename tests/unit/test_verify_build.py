@@ -24,7 +24,7 @@ SECRETS = {
 }
 # Schemes whose `sign` cannot make a verifiable request: the signature (mailgun) or the
 # credential (msgraph) is in the body, or only the provider holds the key (discord, sendgrid).
-UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid", "mollie", "sns"}
+UNSIGNABLE = {"mailgun", "msgraph", "discord", "sendgrid", "mollie", "sns", "paypal"}
 BODIES = {"twilio": b"a=1"}  # a form: Twilio signs form parameters (JSON needs bodySHA256)
 OPTIONS = {"hmac": VerifyOptions(signature_header="X-Sig")}
 
@@ -55,6 +55,7 @@ def test_schemes() -> None:
         "sendgrid",
         "mollie",
         "sns",
+        "paypal",
         "hmac",
         "basic",
         "token",

@@ -409,10 +409,12 @@ def claim_hints(conn: Conn, requests: Sequence[tuple[float, float, int]]) -> lis
             "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
             " WHERE id IN (SELECT id FROM requests WHERE state = 'pending'"
             f" AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock})"
-            " RETURNING id, source, received_at, body, attempts",
+            " RETURNING id, source, received_at, body, attempts, headers",
             (now + lease, now, limit),
         ).fetchall()
-        results.append([Hint(r[0], r[1], r[2], r[3] or b"", r[4]) for r in rows])
+        results.append(
+            [Hint(r[0], r[1], r[2], r[3] or b"", r[4], dict(orjson.loads(r[5]))) for r in rows]
+        )
     return results
 
 

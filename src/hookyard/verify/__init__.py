@@ -19,6 +19,7 @@ from hookyard.verify.hubspot import HubSpotVerifier
 from hookyard.verify.mailgun import MailgunVerifier
 from hookyard.verify.mollie import MollieVerifier
 from hookyard.verify.msgraph import MicrosoftGraphVerifier
+from hookyard.verify.paypal import PayPalVerifier
 from hookyard.verify.providers import (
     CalendlyVerifier,
     GitLabVerifier,
@@ -57,6 +58,7 @@ __all__ = [
     "MollieVerifier",
     "NoneVerifier",
     "PaddleVerifier",
+    "PayPalVerifier",
     "SendGridVerifier",
     "ShopifyVerifier",
     "SlackVerifier",
@@ -103,6 +105,7 @@ _FACTORIES: dict[str, _Factory] = {
     "sendgrid": SendGridVerifier,
     "mollie": MollieVerifier,
     "sns": SnsVerifier,
+    "paypal": PayPalVerifier,
     "hmac": GenericHmacVerifier,
     "basic": BasicAuthVerifier,
     "token": TokenVerifier,
