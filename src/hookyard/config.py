@@ -459,7 +459,8 @@ def database_url(settings: Settings, base_dir: Path) -> str:
 
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and messages."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def sqlite_path(database: str, base_dir: Path) -> Path:

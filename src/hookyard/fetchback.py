@@ -34,6 +34,7 @@ from yarl import URL
 
 from hookyard.deliver.egress import EgressPolicy, GuardedResolver
 from hookyard.deliver.http import USER_AGENT
+from hookyard.errors import VerificationError
 from hookyard.gateway import FetchTarget, Source
 from hookyard.ids import new_id
 from hookyard.ingest import dedup_keys, lazy_json
@@ -42,7 +43,9 @@ from hookyard.state import AppState
 from hookyard.verify import Inbound, paypal, sns
 
 log = logging.getLogger("hookyard.fetchback")
-SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3600.0)  # before attempts 2..8
+# Before attempts 2..12: about two days in all, since the provider got its 200 and will not
+# send the hint again.
+SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0)
 LEASE = 60.0  # a fetch that has not finished by then is tried again (its worker died)
 BATCH = 32
 TIMEOUT = 15.0
@@ -58,8 +61,9 @@ class FetchFailed(Exception):
 @dataclass(frozen=True, slots=True)
 class Fetched:
     payload: bytes
-    event_id: str  # the resource and its state: one event per state
+    event_id: str
     event_type: str | None
+    dedup: tuple[str, ...]  # the event's dedup keys
 
 
 @dataclass
@@ -87,10 +91,15 @@ async def fetch_mollie(context: Context, target: FetchTarget, hint: str, stored:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise FetchFailed(f"GET {url} answered something that is not JSON") from None
-    status = document.get("status") if isinstance(document, dict) else None
-    if document.get("id") != hint or not isinstance(status, str):
-        raise FetchFailed(f"GET {url} answered an object without id {hint} and a status")
-    return Fetched(body, f"{hint}:{status}", f"{resource.rstrip('s')}.{status}")
+    if not isinstance(document, dict) or document.get("id") != hint:
+        raise FetchFailed(f"GET {url} answered something other than {hint}")
+    status = document.get("status")
+    if not isinstance(status, str):
+        raise FetchFailed(f"GET {url} answered {hint} without a status")
+    # Known by its content: a refund or chargeback leaves the status `paid` but changes the
+    # object, and must not be taken for a repeat.
+    keys = dedup_keys(None, None, body)
+    return Fetched(body, hint, f"{resource.rstrip('s')}.{status}", keys)
 
 
 def _via(target: FetchTarget, url: str) -> str:
@@ -148,7 +157,7 @@ async def fetch_sns(context: Context, target: FetchTarget, hint: str, stored: Hi
             await response.read()
             if response.status != 200:
                 raise FetchFailed(f"confirming the subscription answered HTTP {response.status}")
-    return Fetched(body, hint, kind)
+    return Fetched(body, hint, kind, dedup_keys(hint, None, None))
 
 
 async def fetch_paypal(context: Context, target: FetchTarget, hint: str, stored: Hint) -> Fetched:
@@ -178,7 +187,10 @@ async def fetch_paypal(context: Context, target: FetchTarget, hint: str, stored:
         )
     document = orjson.loads(stored.body)
     kind = document.get("event_type")
-    return Fetched(stored.body, hint, kind if isinstance(kind, str) else None)
+    # PayPal signs only a CRC32 of the body, which can be forged to fit: a transmission is
+    # accepted once, whatever body comes with it.
+    keys = dedup_keys(hint, None, None, headers["paypal-transmission-id"])
+    return Fetched(stored.body, hint, kind if isinstance(kind, str) else None, keys)
 
 
 FETCHERS = {"mollie": fetch_mollie, "sns": fetch_sns, "paypal": fetch_paypal}
@@ -235,7 +247,12 @@ class FetchBack:
     async def _resolve(self, hint: Hint) -> None:
         source = self.state.gateway.sources.get(hint.source)
         try:
-            fetched = await self._fetch(source, hint)
+            try:
+                fetched = await self._fetch(source, hint)
+            except FetchFailed:
+                raise
+            except Exception as exc:  # whatever else went wrong may pass: try again later
+                raise FetchFailed(f"{type(exc).__name__}: {exc}") from exc
         except FetchFailed as exc:
             final = exc.final or hint.attempt > len(SCHEDULE)
             next_at = None if final else time.time() + SCHEDULE[hint.attempt - 1]
@@ -259,7 +276,7 @@ class FetchBack:
             received_at=time.time(),
             provider_event_id=fetched.event_id,
             event_type=fetched.event_type,
-            dedup_keys=dedup_keys(fetched.event_id, None, None),
+            dedup_keys=fetched.dedup,
             content_type="application/json",
             payload=fetched.payload,
             destinations=self.state.gateway.targets(
@@ -274,20 +291,17 @@ class FetchBack:
         if source is None or source.fetch is None:
             raise FetchFailed(f"source {hint.source!r} no longer fetches hints", final=True)
         inbound = Inbound("POST", "", hint.headers, hint.body, hint.received_at)
-        verified = source.verifier.verify(inbound)
+        try:  # the source's config may have changed since ingest accepted the hint
+            verified = source.verifier.verify(inbound)
+        except VerificationError as exc:
+            raise FetchFailed(f"the stored hint no longer verifies: {exc}", final=True) from None
         if verified.hint is None:
-            raise FetchFailed("the stored hint no longer parses", final=True)
-        try:
-            context = self._client()
-            assert self._policy is not None
-            # An IP in the URL is never resolved, so the resolver's check would not see it.
-            self._policy.check_literal(URL(source.fetch.url).host or "")
-            fetch = FETCHERS[source.verifier.scheme]
-            return await fetch(context, source.fetch, verified.hint, hint)
-        except FetchFailed:
-            raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise FetchFailed(f"{type(exc).__name__}: {exc}") from None
+            raise FetchFailed("the stored hint no longer verifies as a hint", final=True)
+        context = self._client()
+        assert self._policy is not None
+        # An IP in the URL is never resolved, so the resolver's check would not see it.
+        self._policy.check_literal(URL(source.fetch.url).host or "")
+        return await FETCHERS[source.verifier.scheme](context, source.fetch, verified.hint, hint)
 
     def _record_failure(self, hint: Hint, reason: str) -> None:
         self.state.rejected.add(

@@ -92,7 +92,7 @@ async def test_a_hint_becomes_the_fetched_payment_once_per_status(
         first = receiver.received[0]
         assert json.loads(first.body) == mollie.payments["tr_WDqYK6vllg"]
         assert first.headers["hookyard-event-type"] == "payment.open"
-        assert first.headers["hookyard-provider-event-id"] == "tr_WDqYK6vllg:open"
+        assert first.headers["hookyard-provider-event-id"] == "tr_WDqYK6vllg"
 
         # Mollie calls again for the same state: one more fetch, no second event.
         await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
@@ -101,12 +101,17 @@ async def test_a_hint_becomes_the_fetched_payment_once_per_status(
         await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
         await receiver.wait_for(2)
         assert receiver.received[1].headers["hookyard-event-type"] == "payment.paid"
+        # A refund leaves the status `paid` but changes the payment: a new event too.
+        mollie.payments["tr_WDqYK6vllg"]["amountRefunded"] = "10.00"
+        await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
+        await receiver.wait_for(3)
+        assert json.loads(receiver.received[2].body)["amountRefunded"] == "10.00"
         await asyncio.sleep(0.3)
-        assert len(receiver.received) == 2
+        assert len(receiver.received) == 3
         async with hy.api() as api:
             events = (await api.get("/api/v1/events", params={"source": "mollie"})).json()["data"]
             assert {e["origin"] for e in events} == {"fetch-back"}
-            assert len(events) == 2
+            assert len(events) == 3
 
 
 async def _true_if(value: bool) -> bool:

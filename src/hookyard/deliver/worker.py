@@ -97,11 +97,18 @@ class Worker:
                     claims, self._retry_in = claimed.claims, claimed.retry_in
                     paces = {n: p for n, p in paces.items() if n not in claimed.blocked}
                 if claims:
-                    events = await self.state.store.event_data([c.event_id for c in claims])
+                    try:
+                        events = await self.state.store.event_data([c.event_id for c in claims])
+                    except Exception:
+                        await self.state.store.release(claims)  # not sent: give them back
+                        raise
                     for claim in claims:
                         self._spawn(claim, events.get(claim.event_id))
                     continue
-                timeout = await self._idle_timeout(paces)
+                if total <= 0:  # max_in_flight reached: a finishing attempt wakes the loop
+                    timeout = self.state.gateway.settings.worker.poll_interval
+                else:
+                    timeout = await self._idle_timeout(paces)
             except Exception:
                 log.exception("worker could not claim deliveries; retrying in 1s")
                 timeout = 1.0

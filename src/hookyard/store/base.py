@@ -84,7 +84,7 @@ class BaseStore:
         fetching failed and when to try again (None: never, it has failed)."""
         rows = None
         if events is not None:
-            rows = queries.event_rows(events)
+            rows = queries.event_rows(request_id, events)
         accepted: list[Accepted] = await self.writer.run(
             queries.settle_hints, (request_id, rows, error, next_attempt_at)
         )

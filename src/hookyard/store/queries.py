@@ -162,9 +162,9 @@ def ingest_rows(request: NewRequest) -> IngestRows:
     )
 
 
-def event_rows(events: Sequence[NewEvent]) -> IngestRows:
-    """Rows for events of a request that is stored already (a fetched hint)."""
-    request = NewRequest("", "", 0.0, "", "", "", b"", None, None, list(events))
+def event_rows(request_id: str, events: Sequence[NewEvent]) -> IngestRows:
+    """Rows for events of a request that is stored already (a fetched hint), created now."""
+    request = NewRequest(request_id, "", time.time(), "", "", "", b"", None, None, list(events))
     return dataclasses.replace(ingest_rows(request), request=None)
 
 
@@ -283,10 +283,12 @@ UPDATE deliveries
 SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
 WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:picked))
 """
+# MATERIALIZED: the LIMIT is what caps a claim, so the pick must run exactly once.
 PG_LEASE = """
+WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED)
 UPDATE deliveries
 SET status = 'in_flight', attempts = attempts + 1, lease_until = :lease, updated_at = :now
-WHERE id IN (SELECT id FROM ({pick} FOR UPDATE SKIP LOCKED) AS picked)
+WHERE id IN (SELECT id FROM picked)
 RETURNING id, event_id, attempts, replay
 """
 # In one statement: the destination's state, how many of its deliveries are leased by any
@@ -404,13 +406,22 @@ def claim_hints(conn: Conn, requests: Sequence[tuple[float, float, int]]) -> lis
     whose worker died is fetched again then."""
     results = []
     for now, lease, limit in requests:
-        lock = " FOR UPDATE SKIP LOCKED" if conn.dialect is POSTGRESQL else ""
+        pick = (
+            "SELECT id FROM requests WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at LIMIT ?"
+        )
+        if conn.dialect is POSTGRESQL:  # run once (the LIMIT caps it), skipping others' rows
+            pick = f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED) "
+            update = pick + "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
+            where = " WHERE id IN (SELECT id FROM picked)"
+            params: tuple[Any, ...] = (now, limit, now + lease)
+        else:
+            update = "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
+            where = f" WHERE id IN ({pick})"
+            params = (now + lease, now, limit)
         rows = conn.execute(
-            "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
-            " WHERE id IN (SELECT id FROM requests WHERE state = 'pending'"
-            f" AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock})"
-            " RETURNING id, source, received_at, body, attempts, headers",
-            (now + lease, now, limit),
+            update + where + " RETURNING id, source, received_at, body, attempts, headers",
+            params,
         ).fetchall()
         results.append(
             [Hint(r[0], r[1], r[2], r[3] or b"", r[4], dict(orjson.loads(r[5]))) for r in rows]
@@ -430,7 +441,8 @@ def settle_hints(
     for request_id, rows, error, next_at in outcomes:
         state = "accepted" if rows is not None else "pending" if next_at is not None else "failed"
         conn.execute(
-            "UPDATE requests SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            "UPDATE requests SET state = ?, next_attempt_at = ?, last_error = ?"
+            " WHERE id = ? AND state = 'pending'",  # a late second fetch changes nothing
             (state, next_at, error, request_id),
         )
         results.append(next(accepted) if rows is not None else [])
@@ -516,7 +528,7 @@ def finish(conn: Conn, outcomes: Sequence[Outcome]) -> list[float | None]:
     failing: dict[str, float | None] = {}
     for o in outcomes:  # in order: the last outcome of a destination decides
         failing[o.claim.destination] = None if o.status == "succeeded" else o.started_at
-    names = list(failing)
+    names = sorted(failing)  # one lock order in every process: no deadlock between them
     conn.execute(
         "INSERT INTO destination_state (name, state, changed_at, failing_since, last_failure_at)"
         " VALUES "

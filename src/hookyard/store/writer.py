@@ -44,6 +44,10 @@ class _Op:
 _STOP = object()
 
 
+class _LinkLost(Exception):
+    """The connection turned out dead before a transaction began."""
+
+
 class Writer:
     def __init__(self, connect: Callable[[], Conn]) -> None:
         self._connect = connect
@@ -174,7 +178,13 @@ class Writer:
     def _execute(self, conn: Conn, ops: list[_Op]) -> None:
         started = time.perf_counter()
         try:
-            results = self._transaction(conn, ops)
+            try:
+                results = self._transaction(conn, ops)
+            except _LinkLost:
+                # The link died while idle (a database restart): nothing was sent, so the
+                # group can run again on a new connection rather than fail.
+                conn = self._connection()
+                results = self._transaction(conn, ops)
         except Exception as exc:
             if len(ops) > 1 and not getattr(conn, "broken", False):
                 # Run each alone so that one bad operation fails only its own caller.
@@ -199,7 +209,12 @@ class Writer:
 
     def _transaction(self, conn: Conn, ops: list[_Op]) -> list[Any]:
         results: list[Any] = []
-        conn.execute(conn.dialect.begin)
+        try:
+            conn.execute(conn.dialect.begin)
+        except Exception as exc:
+            if getattr(conn, "broken", False):
+                raise _LinkLost from exc
+            raise
         try:
             for handler, group in groupby(ops, key=lambda op: op.handler):
                 payloads = [op.payload for op in group]

@@ -35,7 +35,7 @@ class MollieVerifier(Frozen):
     def verify(self, request: Inbound) -> Verified:
         fields = urlencoded(request.body) or []
         hint = fields[0][1] if len(fields) == 1 and fields[0][0] == "id" else ""
-        if not MOLLIE_ID.match(hint):
+        if not MOLLIE_ID.fullmatch(hint):
             raise VerificationError(
                 "expected a form body with one field, id=tr_... (a payment) or id=ord_... (an "
                 "order), as Mollie sends",
