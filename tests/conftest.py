@@ -86,6 +86,8 @@ def query_database(base_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> li
     url = os.environ.get("HOOKYARD_SERVER__DATABASE")
     if url:
         with psycopg.connect(url) as pg:
+            if not params:  # psycopg would read a LIKE pattern's % as a placeholder
+                return pg.execute(sql).fetchall()
             return pg.execute(sql.replace("?", "%s"), params).fetchall()
     conn = sqlite3.connect(f"file:{base_dir / 'hookyard.db'}?mode=ro", uri=True)
     try:

@@ -114,6 +114,8 @@ class Service:
         """Another process committed work, or changed a destination's state."""
         if topic == "work":
             state.work_ready.set()
+        elif topic == "hints":
+            state.hints_ready.set()
         elif topic == "state":
             task = asyncio.create_task(self._refresh_states(state))
             self._background.add(task)

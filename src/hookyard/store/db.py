@@ -79,6 +79,9 @@ class Dialect:
     def notify(self, conn: Conn, topic: str) -> None:
         """Tell the other processes, at commit, that work or states changed."""
 
+    def lock_schema(self, conn: Conn) -> None:
+        """Hold off other processes' schema changes until this transaction ends."""
+
 
 class _Postgres(Dialect):
     def glob(self, column: str) -> str:
@@ -110,6 +113,12 @@ class _Postgres(Dialect):
             (f"/destination/{destination}",),
         ).fetchone()
         return bool(row[0])
+
+    def lock_schema(self, conn: Conn) -> None:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+            ("/schema",),
+        )
 
     def notify(self, conn: Conn, topic: str) -> None:
         conn.execute("SELECT pg_notify('hookyard', current_schema() || ' ' || ?)", (topic,))

@@ -200,6 +200,8 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
     counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
+    if any(rows.request and rows.request[9] == "pending" for rows in batch):
+        conn.dialect.notify(conn, "hints")  # the fetch-back of every process wakes
     if _all_keys_new(conn, batch, now):
         insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
         insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
@@ -958,6 +960,7 @@ def sync_field_indexes(conn: Conn, paths: Sequence[Sequence[str]]) -> list[list[
     created = []
     for wanted in paths:
         names = {f"events_field_{hashlib.sha256(p.encode()).hexdigest()[:12]}": p for p in wanted}
+        conn.dialect.lock_schema(conn)  # processes starting together build each index once
         existing = {row[0] for row in conn.execute(conn.dialect.field_indexes_sql)}
         for name in existing - set(names):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
