@@ -25,7 +25,7 @@ from hookyard import alerts, logs
 from hookyard.app import HookyardApp
 from hookyard.config import Settings, database_url, load_config, parse_listen, redact_url
 from hookyard.deliver.worker import Worker
-from hookyard.errors import ConfigError
+from hookyard.errors import ConfigError, StoreError
 from hookyard.fetchback import FetchBack
 from hookyard.gateway import Gateway
 from hookyard.maintenance import run_maintenance
@@ -106,8 +106,14 @@ class Service:
         self.state = state
         return state
 
-    async def _refresh_states(self, state: AppState) -> None:
-        states = await state.store.destination_states()
+    async def _refresh_states(self, state: AppState, *, quiet: bool = False) -> None:
+        try:
+            states = await state.store.destination_states()
+        except StoreError as exc:
+            if not quiet:
+                raise
+            log.warning("could not refresh destination states (%s); next notification will", exc)
+            return
         state.destination_states = {name: row["state"] for name, row in states.items()}
 
     def _notified(self, state: AppState, topic: str) -> None:
@@ -117,7 +123,7 @@ class Service:
         elif topic == "hints":
             state.hints_ready.set()
         elif topic == "state":
-            task = asyncio.create_task(self._refresh_states(state))
+            task = asyncio.create_task(self._refresh_states(state, quiet=True))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
