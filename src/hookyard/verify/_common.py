@@ -180,20 +180,19 @@ def shared_field(doc: Any, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def batch_items(doc: Any, id_key: str, type_key: str) -> tuple[Item, ...]:
-    """The events of a batch body (a JSON array of objects), each with its id and type; a
-    single object is a batch of one. Anything else: no items (the body is one event)."""
-    elements = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else []
-    if not all(isinstance(element, dict) for element in elements):
+def batch_items(body: bytes, id_key: str, type_key: str) -> tuple[Item, ...]:
+    """The events of a batch body (a JSON array of objects), each its exact byte slice, with
+    its id and type. Anything else: no items (the body is one event)."""
+    slices = array_slices(body)
+    if not slices:
         return ()
-    return tuple(
-        Item(
-            orjson.dumps(element),
-            json_path(element, (id_key,)),
-            json_path(element, (type_key,)),
-        )
-        for element in elements
-    )
+    items = []
+    for raw in slices:
+        element = orjson.loads(raw)
+        if not isinstance(element, dict):
+            return ()
+        items.append(Item(raw, json_path(element, (id_key,)), json_path(element, (type_key,))))
+    return tuple(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,3 +290,40 @@ def any_match(bases: tuple[hmac.HMAC, ...], head: bytes, body: bytes, signature:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def array_slices(body: bytes) -> list[bytes] | None:
+    """The exact bytes of each element of a JSON array body (whitespace around them trimmed),
+    or None if the body is not a JSON array. Batch events keep the bytes the provider sent."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, list):
+        return None
+    slices: list[bytes] = []
+    depth, in_string, escaped, start = 0, False, False, -1
+    for index, byte in enumerate(body):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth == 1:
+                start = index + 1
+        elif byte in (0x5D, 0x7D):  # ] }
+            if depth == 1:
+                slices.append(body[start:index].strip())
+            depth -= 1
+        elif byte == 0x2C and depth == 1:  # a comma between top-level elements
+            slices.append(body[start:index].strip())
+            start = index + 1
+    if slices == [b""]:  # []
+        slices = []
+    return slices if len(slices) == len(doc) else None

@@ -237,7 +237,7 @@ class SendGridVerifier(Frozen):
         doc = json_any(request.body)
         return replace(
             _facts(self._fields, request, event_type=shared_field(doc, "event"), body_dedup=True),
-            items=batch_items(doc, "sg_event_id", "event"),  # one event per element
+            items=batch_items(request.body, "sg_event_id", "event"),  # one event per element
         )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:

@@ -106,7 +106,7 @@ class HubSpotVerifier(Frozen):
         kind = shared_field(doc, "subscriptionType")
         return replace(
             _facts(self._fields, request, event_type=kind),
-            items=batch_items(doc, "eventId", "subscriptionType"),  # one event per element
+            items=batch_items(request.body, "eventId", "subscriptionType"),  # one event per element
         )
 
     def _matches(self, request: Inbound, timestamp: str, signature: bytes) -> bool:

@@ -1,0 +1,35 @@
+"""Batch bodies are split into the exact bytes of each element."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hookyard.verify._common import array_slices
+
+scalars = st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(), max_size=8)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.lists(values, max_size=6), st.sampled_from([(",", ":"), (", ", ": ")]), st.booleans())
+def test_slices_are_the_elements_bytes(elements, separators, indent) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps(elements, separators=separators, indent=2 if indent else None).encode()
+    slices = array_slices(body)
+    assert slices is not None
+    assert [orjson.loads(s) for s in slices] == elements
+    for piece in slices:
+        assert piece in body  # a slice of what was sent, not a re-encoding
+
+
+def test_anything_but_an_array_has_no_slices() -> None:
+    for body in (b"{}", b'"[1,2]"', b"[1,2", b"", b"nul"):
+        assert array_slices(body) is None
