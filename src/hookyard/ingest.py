@@ -120,6 +120,11 @@ def prepare(
         peer=peer,
         body=body if verified.items else None,
         events=events,
+        reply=(
+            None
+            if verified.reply is None
+            else (verified.reply.status, verified.reply.content_type, verified.reply.body)
+        ),
     )
 
 

@@ -39,6 +39,8 @@ class NewRequest:
     body: bytes | None  # None when it equals the single event's payload
     events: list[NewEvent] = field(default_factory=list)
     pending: bool = False  # a hint: its event comes from fetching what it names (fetchback.py)
+    # The provider's expected answer once stored (status, content type, body), if not ours.
+    reply: tuple[int, str, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

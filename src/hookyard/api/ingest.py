@@ -191,6 +191,10 @@ class IngestApp:
             state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1
             if event.destinations and not outcome.duplicate:
                 state.work_ready.set()  # committed deliveries: wake the worker now
+        if prepared.reply is not None:  # the provider expects an answer of its own
+            status, content_type, reply = prepared.reply
+            await _answer(send, status, reply, content_type.encode("latin-1"))
+            return
         if len(accepted) == 1:
             answer = {"id": accepted[0].event_id, "duplicate": accepted[0].duplicate}
         else:  # a batch

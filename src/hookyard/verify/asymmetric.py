@@ -50,6 +50,23 @@ _INTERACTION_TYPES = {
     5: "modal_submit",
 }
 _PONG = Handshake(200, "application/json", orjson.dumps({"type": 1}))
+# Stored interactions are answered "deferred" (Discord wants an answer within 3 s; the
+# destination then follows up through Discord's API with the interaction token): a command or
+# a modal shows "thinking…" (type 5), a component keeps its message (type 6). Autocomplete
+# cannot be deferred: it gets no suggestions (type 8).
+_DEFERRED = {
+    "application_command": 5,
+    "modal_submit": 5,
+    "message_component": 6,
+}
+
+
+def _deferred(event_type: str | None) -> Handshake:
+    if event_type == "application_command_autocomplete":
+        body = orjson.dumps({"type": 8, "data": {"choices": []}})
+    else:
+        body = orjson.dumps({"type": _DEFERRED.get(event_type or "", 5)})
+    return Handshake(200, "application/json", body)
 
 
 class DiscordVerifier(Frozen):
@@ -65,10 +82,9 @@ class DiscordVerifier(Frozen):
     Event id: the interaction ``id``; type: the interaction type's name
     (``application_command``, ``message_component``, …).
 
-    Hookyard answers other interactions with its own 200 ``{"id": …}``, which is not an
-    interaction response: the destination has to answer through Discord's API with the
-    interaction token, within Discord's 3 s (UNVERIFIED that Discord accepts that for
-    interactions it delivered over HTTP).
+    Other interactions are stored, delivered, and answered with a deferred response (see
+    ``_DEFERRED``); the destination follows up through Discord's API with the interaction
+    token.
     """
 
     __slots__ = ("_fields", "_keys", "_tolerance")
@@ -123,13 +139,14 @@ class DiscordVerifier(Frozen):
         event_type = None
         if isinstance(kind, int) and not isinstance(kind, bool):
             event_type = _INTERACTION_TYPES.get(kind, str(kind))
-        return _facts(
+        facts = _facts(
             self._fields,
             request,
             event_id=interaction if isinstance(interaction, str) and interaction else None,
             event_type=event_type,
             handshake=_PONG if event_type == "ping" else None,
         )
+        return replace(facts, reply=None if facts.handshake else _deferred(event_type))
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """Nothing: only Discord holds the private key (the request goes unsigned)."""

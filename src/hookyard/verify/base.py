@@ -55,6 +55,9 @@ class Verified:
     # A thin hint (Mollie's `id=tr_...`): nothing in it is trusted; the worker fetches the
     # resource it names from the provider's API, and that becomes the event (fetchback.py).
     hint: str | None = None
+    # What the provider must be answered once the event is stored, instead of Hookyard's own
+    # {"id": ...} (Discord: a deferred interaction response).
+    reply: Handshake | None = None
     handshake: Handshake | None = None
 
 
