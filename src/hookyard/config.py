@@ -148,6 +148,9 @@ class SourceConfig(_Model):
     # Where fetch-back schemes (mollie) fetch what a hint names; the default is the provider's
     # API. Outbound requests obey [egress].
     fetch_url: str | None = None
+    # At most this many fetches (hints resolved) per second or minute, across all processes:
+    # forged hints cannot spend the provider API's quota faster. "10/s", "600/m".
+    fetch_rate: Annotated[float, BeforeValidator(parse_rate)] = 10.0
 
     @model_validator(mode="after")
     def _verify_for_webhooks(self) -> SourceConfig:

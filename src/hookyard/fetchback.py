@@ -233,7 +233,12 @@ class FetchBack:
         while True:
             ready.clear()
             try:
-                hints = await self.state.store.claim_hints(LEASE, BATCH)
+                rates = {
+                    name: source.fetch_rate
+                    for name, source in self.state.gateway.sources.items()
+                    if source.fetch is not None
+                }
+                hints = await self.state.store.claim_hints(LEASE, BATCH, rates) if rates else []
                 await asyncio.gather(*(self._resolve(hint) for hint in hints))
                 if len(hints) == BATCH:
                     continue

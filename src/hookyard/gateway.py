@@ -87,6 +87,7 @@ class Source:
     forward: re.Pattern[str]
     credential_headers: frozenset[str]
     fetch: FetchTarget | None = None  # where a fetch-back scheme fetches what hints name
+    fetch_rate: float = 10.0  # fetches per second at most, across all processes
 
     def redact(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         secret = self.credential_headers
@@ -209,6 +210,7 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
             if verifier.scheme in FETCH_URLS
             else None
         ),
+        fetch_rate=cfg.fetch_rate,
     )
 
 

@@ -177,3 +177,22 @@ async def test_fetches_obey_the_egress_policy(
             return bool(rows) and "EgressRefused" in (rows[0][0] or "")
 
         await _eventually(refused)
+
+
+async def test_fetches_are_rate_limited_per_source(
+    hookyard_factory, receiver: Receiver, mollie: FakeMollie
+) -> None:
+    for n in range(6):
+        mollie.payments[f"tr_rate{n}"] = {"id": f"tr_rate{n}", "status": "paid"}
+    config = _config(receiver, mollie.url).replace(
+        f'fetch_url = "{mollie.url}"', f'fetch_url = "{mollie.url}"\nfetch_rate = "2/s"'
+    )
+    async with hookyard_factory(config) as hy:
+        started = asyncio.get_running_loop().time()
+        for n in range(6):
+            await hy.client.post("/in/mollie", content=f"id=tr_rate{n}".encode(), headers=FORM)
+        await receiver.wait_for(6)
+        elapsed = asyncio.get_running_loop().time() - started
+    # A bucket of 2 (one second's worth), then 2 a second: the last of 6 waits about 2 s.
+    assert elapsed >= 1.5, elapsed
+    assert len(mollie.seen) == 6

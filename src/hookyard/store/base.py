@@ -68,9 +68,12 @@ class BaseStore:
         result: Claimed = await self.writer.run(queries.claim, (time.time(), lease, paces, total))
         return result
 
-    async def claim_hints(self, lease: float, limit: int) -> list[Hint]:
-        """Lease up to `limit` pending hints that are due (see fetchback.py)."""
-        hints: list[Hint] = await self.writer.run(queries.claim_hints, (time.time(), lease, limit))
+    async def claim_hints(self, lease: float, limit: int, rates: dict[str, float]) -> list[Hint]:
+        """Lease up to `limit` due hints of these sources, each within its fetch rate (per
+        second, shared by every process); see fetchback.py."""
+        hints: list[Hint] = await self.writer.run(
+            queries.claim_hints, (time.time(), lease, limit, rates)
+        )
         return hints
 
     async def settle_hint(

@@ -403,32 +403,62 @@ def take_job(conn: Conn, jobs: Sequence[tuple[str, float, str]]) -> list[bool]:
     ]
 
 
-def claim_hints(conn: Conn, requests: Sequence[tuple[float, float, int]]) -> list[list[Hint]]:
-    """Lease up to `limit` due hints: their next attempt moves to the lease's end, so a hint
-    whose worker died is fetched again then."""
+def claim_hints(
+    conn: Conn, requests: Sequence[tuple[float, float, int, dict[str, float]]]
+) -> list[list[Hint]]:
+    """Lease up to `limit` due hints of the given sources, each source within its fetch rate
+    (per second, across every process: a bucket shared like a destination's, so a flood of
+    forged hints cannot spend the provider API quota). A lease moves the hint's next attempt
+    to the lease's end, so a hint whose worker died is fetched again then."""
     results = []
-    for now, lease, limit in requests:
-        pick = (
-            "SELECT id FROM requests WHERE state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at LIMIT ?"
-        )
-        if conn.dialect is POSTGRESQL:  # run once (the LIMIT caps it), skipping others' rows
-            pick = f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED) "
-            update = pick + "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
-            where = " WHERE id IN (SELECT id FROM picked)"
-            params: tuple[Any, ...] = (now, limit, now + lease)
-        else:
-            update = "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
-            where = f" WHERE id IN ({pick})"
-            params = (now + lease, now, limit)
-        rows = conn.execute(
-            update + where + " RETURNING id, source, received_at, body, attempts, headers",
-            params,
-        ).fetchall()
-        results.append(
-            [Hint(r[0], r[1], r[2], r[3] or b"", r[4], dict(orjson.loads(r[5]))) for r in rows]
-        )
+    for now, lease, limit, rates in requests:
+        hints: list[Hint] = []
+        for source, rate in rates.items():
+            bucket = f"source:{source}"  # destination_pace holds sources' buckets too
+            if not conn.dialect.lock_destination(conn, bucket):
+                continue
+            stored = conn.execute(
+                "SELECT tokens, refilled_at FROM destination_pace WHERE name = ?", (bucket,)
+            ).fetchone()
+            tokens = (
+                _tokens(rate, stored[0], stored[1], now)
+                if stored
+                else _tokens(rate, None, None, now)
+            )
+            most = min(limit - len(hints), int(tokens))
+            if most <= 0:
+                continue
+            rows = _lease_hints(conn, source, now, lease, most)
+            hints += rows
+            if rows:
+                conn.execute(
+                    "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
+                    " refilled_at = excluded.refilled_at",
+                    (bucket, tokens - len(rows), now),
+                )
+        results.append(hints)
     return results
+
+
+def _lease_hints(conn: Conn, source: str, now: float, lease: float, limit: int) -> list[Hint]:
+    pick = (
+        "SELECT id FROM requests WHERE state = 'pending' AND source = ? AND next_attempt_at <= ?"
+        " ORDER BY next_attempt_at LIMIT ?"
+    )
+    if conn.dialect is POSTGRESQL:  # run once (the LIMIT caps it), skipping others' rows
+        pick = f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED) "
+        update = pick + "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
+        where = " WHERE id IN (SELECT id FROM picked)"
+        params: tuple[Any, ...] = (source, now, limit, now + lease)
+    else:
+        update = "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
+        where = f" WHERE id IN ({pick})"
+        params = (now + lease, source, now, limit)
+    rows = conn.execute(
+        update + where + " RETURNING id, source, received_at, body, attempts, headers", params
+    ).fetchall()
+    return [Hint(r[0], r[1], r[2], r[3] or b"", r[4], dict(orjson.loads(r[5]))) for r in rows]
 
 
 def settle_hints(
