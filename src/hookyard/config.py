@@ -151,6 +151,9 @@ class SourceConfig(_Model):
     # At most this many fetches (hints resolved) per second or minute, across all processes:
     # forged hints cannot spend the provider API's quota faster. "10/s", "600/m".
     fetch_rate: Annotated[float, BeforeValidator(parse_rate)] = 10.0
+    # sns: the worker confirms subscriptions by visiting SubscribeURL. Off: the confirmation is
+    # only stored and delivered (your application confirms with its Token).
+    confirm_subscriptions: bool = True
 
     @model_validator(mode="after")
     def _verify_for_webhooks(self) -> SourceConfig:

@@ -151,7 +151,7 @@ async def fetch_sns(context: Context, target: FetchTarget, hint: str, stored: Hi
             final=True,
         ) from None
     kind = message["Type"]
-    if kind == "SubscriptionConfirmation":  # confirm, as AWS asks ("visit the SubscribeURL")
+    if kind == "SubscriptionConfirmation" and target.confirm:  # "visit the SubscribeURL"
         url = message["SubscribeURL"]
         async with context.session.get(_via(target, url), allow_redirects=False) as response:
             await response.read()

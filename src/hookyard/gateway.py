@@ -75,6 +75,7 @@ class FetchTarget:
 
     url: str  # base URL, e.g. https://api.mollie.com
     secrets: tuple[str, ...] = field(default=(), repr=False)  # Mollie: API key; PayPal: ids
+    confirm: bool = True  # sns: confirm subscriptions
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,11 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         forward=forward,
         credential_headers=CREDENTIAL_HEADERS | verifier.credential_headers,
         fetch=(
-            FetchTarget((cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"), tuple(secrets))
+            FetchTarget(
+                (cfg.fetch_url or FETCH_URLS[verifier.scheme]).rstrip("/"),
+                tuple(secrets),
+                cfg.confirm_subscriptions,
+            )
             if verifier.scheme in FETCH_URLS
             else None
         ),

@@ -191,3 +191,16 @@ async def test_a_subscribe_url_off_aws_is_refused(hookyard_factory, receiver, aw
     async with hookyard_factory(_config(receiver, aws)) as hy:
         answer = await _post(hy, body)
         assert answer.status_code == 401 and "SubscribeURL" in answer.json()["message"]
+
+
+async def test_confirming_subscriptions_can_be_left_to_the_application(
+    hookyard_factory, receiver: Receiver, aws: FakeAws
+) -> None:
+    config = _config(receiver, aws).replace(
+        f'fetch_url = "{aws.url}"', f'fetch_url = "{aws.url}"\nconfirm_subscriptions = false'
+    )
+    async with hookyard_factory(config) as hy:
+        assert (await _post(hy, message("SubscriptionConfirmation"))).status_code == 200
+        await receiver.wait_for(1)  # delivered, with its Token, for the application
+        assert json.loads(receiver.received[0].body)["Token"]
+    assert not any("ConfirmSubscription" in r for r in aws.requests)
