@@ -8,6 +8,7 @@ pattern matching, catalog queries), and those few spots ask the dialect.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
@@ -82,6 +83,11 @@ class Dialect:
     def lock_schema(self, conn: Conn) -> None:
         """Hold off other processes' schema changes until this transaction ends."""
 
+    @contextlib.contextmanager
+    def on_indexes(self, conn: Conn) -> Iterator[None]:
+        """Run a read-only queue query planned on indexes (see lock_destination)."""
+        yield
+
 
 class _Postgres(Dialect):
     def glob(self, column: str) -> str:
@@ -108,11 +114,24 @@ class _Postgres(Dialect):
     def lock_destination(self, conn: Conn, destination: str) -> bool:
         # Try, never wait: two workers taking the locks of several destinations in different
         # orders would otherwise deadlock.
+        # And plan this transaction's picks on the queue's indexes whatever the statistics say:
+        # stale ones (a table analysed while empty, autovacuum off) turned each claim into scans
+        # of the whole queue.
         row = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+            "SELECT set_config('enable_seqscan', 'off', true),"
+            " pg_try_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
             (f"/destination/{destination}",),
         ).fetchone()
-        return bool(row[0])
+        return bool(row[1])
+
+    @contextlib.contextmanager
+    def on_indexes(self, conn: Conn) -> Iterator[None]:
+        conn.execute("BEGIN")
+        try:
+            conn.execute("SET LOCAL enable_seqscan = off")
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     def lock_schema(self, conn: Conn) -> None:
         conn.execute(

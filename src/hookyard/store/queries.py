@@ -844,14 +844,15 @@ def next_due(conn: Conn, destinations: Sequence[str]) -> float | None:
     """When the earliest delivery that may go (see READY) or lease of these destinations falls
     due; a delivery waiting behind another with its ordering key does not count."""
     times = []
-    for destination in destinations:
-        times += conn.execute(
-            "SELECT * FROM (SELECT d.next_attempt_at FROM deliveries d"
-            f" WHERE {READY} ORDER BY d.next_attempt_at LIMIT 1) AS first_due"
-            " UNION ALL SELECT min(lease_until) FROM deliveries"
-            " WHERE status = 'in_flight' AND destination = :destination",
-            {"destination": destination},
-        ).fetchall()
+    with conn.dialect.on_indexes(conn):
+        for destination in destinations:
+            times += conn.execute(
+                "SELECT * FROM (SELECT d.next_attempt_at FROM deliveries d"
+                f" WHERE {READY} ORDER BY d.next_attempt_at LIMIT 1) AS first_due"
+                " UNION ALL SELECT min(lease_until) FROM deliveries"
+                " WHERE status = 'in_flight' AND destination = :destination",
+                {"destination": destination},
+            ).fetchall()
     return min((t for (t,) in times if t is not None), default=None)
 
 
