@@ -19,22 +19,22 @@ import random
 import subprocess
 import time
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import psycopg
 import pytest
+from aiohttp import web
 
 from hookyard.tokens import read_token_file
 from tests.conftest import (
     GITHUB_SECRET,
     POSTGRES_URL,
-    Received,
     Receiver,
     ServeProcess,
     query_database,
@@ -142,6 +142,34 @@ async def serve(
     raise AssertionError("unreachable")
 
 
+def cluster_state(base_dir: Path) -> str:
+    """What the deliveries and the database sessions look like: for a stall's message."""
+    statuses = query_database(base_dir, "SELECT status, count(*) FROM deliveries GROUP BY 1")
+    leases = query_database(
+        base_dir,
+        "SELECT count(*), min(lease_until) - extract(epoch FROM now()),"
+        " max(lease_until) - extract(epoch FROM now()) FROM deliveries WHERE status = 'in_flight'",
+    )
+    sessions = query_database(
+        base_dir,
+        "SELECT a.pid, a.application_name, a.state, now() - a.xact_start, a.wait_event_type,"
+        " left(a.query, 80), (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid"
+        " AND l.locktype = 'advisory' AND l.granted)"
+        " FROM pg_stat_activity a WHERE a.application_name LIKE 'hookyard %'"
+        " AND a.state != 'idle' AND a.pid != pg_backend_pid()",
+    )
+    stats = query_database(
+        base_dir, "SELECT relpages, reltuples FROM pg_class WHERE oid = 'deliveries'::regclass"
+    )
+    lines = [
+        f"deliveries by status: {statuses}",
+        f"in flight (count, first/last lease in s): {leases}",
+        f"planner statistics of deliveries (relpages, reltuples): {stats}",
+    ]
+    lines += [f"  session {row}" for row in sessions]
+    return "\n".join(lines)
+
+
 def unfinished(base_dir: Path) -> dict[str, int]:
     """Deliveries not succeeded, by status."""
     rows = query_database(
@@ -151,61 +179,117 @@ def unfinished(base_dir: Path) -> dict[str, int]:
 
 
 @dataclass
-class InFlight:
-    """A receiver behaviour that counts the requests it is answering at once, per path, and
-    keeps a snapshot of those in flight whenever there are more than `limit`."""
+class Arrival:
+    event_id: str
+    at: float  # time.time(), to compare with the attempts Hookyard records
+    start: float  # time.monotonic()
+    end: float = 0.0
+    answered: bool = False  # the sender was still waiting when the answer went out
 
-    pause: float
-    limit: int
-    now: dict[str, dict[int, Received]] = field(default_factory=dict)
-    peak: Counter[str] = field(default_factory=Counter)
-    over: list[tuple[float, list[Received]]] = field(default_factory=list)
 
-    async def __call__(self, item: Received) -> int:
-        current = self.now.setdefault(item.path, {})
-        current[id(item)] = item
-        self.peak[item.path] = max(self.peak[item.path], len(current))
-        if len(current) > self.limit:
-            self.over.append((time.time(), list(current.values())))
+class CountingReceiver:
+    """A destination on loopback that answers 204 after `pause`, counting the requests it is
+    answering at once: up on arrival, down on answering.
+
+    A sender may give up on a request before its answer: its attempt timed out (Hookyard then
+    counts the slot free, rightly) or its process was killed. It has closed the connection by
+    then, and such a request is not counted against the limit: were this test process stalled
+    for longer than the destination's timeout, the requests that piled up meanwhile would all
+    be answered at once, though their senders had long given up on most of them."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.url = ""
+        self.arrivals: list[Arrival] = []
+        self.now = 0
+        self.peak = 0  # of every request, given up on or not
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        arrival = Arrival(request.headers.get("webhook-id", ""), time.time(), time.monotonic())
+        self.arrivals.append(arrival)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
         try:
             await asyncio.sleep(self.pause)
         finally:
-            del current[id(item)]
-        return 204
+            self.now -= 1
+            arrival.end = time.monotonic()
+            transport = request.transport
+            arrival.answered = transport is not None and not transport.is_closing()
+        return web.Response(status=204)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CountingReceiver]:
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/hooks"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+    def ids(self) -> list[str]:
+        return [a.event_id for a in self.arrivals]
+
+    def first_arrivals(self) -> list[Arrival]:
+        """Each event's first delivery, in arrival order (later ones are redeliveries)."""
+        seen: set[str] = set()
+        firsts = []
+        for arrival in self.arrivals:
+            if arrival.event_id not in seen:
+                seen.add(arrival.event_id)
+                firsts.append(arrival)
+        return firsts
+
+    def most_at_once(self) -> tuple[int, list[Arrival]]:
+        """The most requests in flight at once among those answered to a waiting sender, and
+        the first such set."""
+        answered = [a for a in self.arrivals if a.answered]
+        edges = sorted(
+            [(a.start, 1, i) for i, a in enumerate(answered)]
+            + [(a.end, -1, i) for i, a in enumerate(answered)]
+        )  # at equal times an answer (-1) sorts before an arrival (+1)
+        current: set[int] = set()
+        most: tuple[int, list[Arrival]] = (0, [])
+        for _, step, index in edges:
+            if step > 0:
+                current.add(index)
+                if len(current) > most[0]:
+                    most = (len(current), [answered[i] for i in sorted(current)])
+            else:
+                current.discard(index)
+        return most
 
     def explain(self, base_dir: Path) -> str:
-        """The first time the limit was exceeded: what was in flight, and what the database
-        recorded of those deliveries' attempts."""
-        if not self.over:
-            return "never over the limit"
-        at, items = self.over[0]
-        lines = [f"{len(items)} in flight at {at:.3f}:"]
-        for item in items:
-            event_id = item.headers.get("webhook-id", "")
+        """The requests of the busiest moment, with the attempts the database recorded of them
+        (times relative to the first of them)."""
+        count, arrivals = self.most_at_once()
+        if not arrivals:
+            return "nothing arrived"
+        at = arrivals[0].at
+        lines = [f"{count} in flight at once (every request, given up on or not: {self.peak}):"]
+        for arrival in arrivals:
             attempts = query_database(
                 base_dir,
                 "SELECT number, started_at, duration_ms, status_code, error FROM attempts"
                 " WHERE event_id = ? ORDER BY started_at",
-                (event_id,),
+                (arrival.event_id,),
             )
             shown = [
                 f"#{n} {started - at:+.3f}s {duration:.0f}ms {code} {error or ''}".strip()
                 for n, started, duration, code, error in attempts
             ]
-            lines.append(f"  {event_id} arrived {item.at - at:+.3f}s; attempts: {shown}")
+            lines.append(
+                f"  {arrival.event_id} arrived {arrival.at - at:+.3f}s for "
+                f"{arrival.end - arrival.start:.3f}s; attempts: {shown}"
+            )
         return "\n".join(lines)
-
-
-def first_arrivals(received: list[Received]) -> list[Received]:
-    """Each event's first delivery, in arrival order (later ones are redeliveries)."""
-    seen: set[str] = set()
-    firsts = []
-    for item in received:
-        event_id = item.headers.get("webhook-id", "")
-        if event_id not in seen:
-            seen.add(event_id)
-            firsts.append(item)
-    return firsts
 
 
 # -- 1. Two ingest nodes, three workers killed at random: all delivered, in order, capped --------
@@ -213,29 +297,50 @@ def first_arrivals(received: list[Received]) -> list[Received]:
 EVENTS = 20_000
 CUSTOMERS = 50
 POSTING = 32  # requests in flight at once
-KILLS = 5  # at least
+KILLS = 5
+
+
+def flood_session(url: str) -> aiohttp.ClientSession:
+    """The flood's client. aiohttp rather than httpx: httpx spent 2.7 ms of this process's CPU
+    per request (aiohttp 0.3 ms), which made the test client the slowest part of the cluster.
+    Idle connections are dropped before uvicorn drops them (after 5 s), so that no request
+    races the server closing the connection it reuses."""
+    connector = aiohttp.TCPConnector(limit=POSTING, keepalive_timeout=1.0)
+    return aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(30))
 
 
 @pytest.mark.timeout(300)
 async def test_cluster_delivers_everything_in_order_within_concurrency_while_workers_die(
-    tmp_path: Path, receiver: Receiver, serve_processes: list[ServeProcess]
+    tmp_path: Path, serve_processes: list[ServeProcess]
+) -> None:
+    async with CountingReceiver(pause=0.003).running() as receiver:
+        await cluster_flood(tmp_path, receiver, serve_processes)
+
+
+async def cluster_flood(
+    tmp_path: Path, receiver: CountingReceiver, serve_processes: list[ServeProcess]
 ) -> None:
     rng = random.Random(20_000)
-    inflight = InFlight(pause=0.003, limit=CONCURRENCY)
-    receiver.behaviour = inflight
     config = write_config(tmp_path, cluster_config(receiver.url))
     ingest = [await serve(config, serve_processes, "--roles", "ingest,api") for _ in range(2)]
     workers = [await serve(config, serve_processes, "--roles", "worker") for _ in range(3)]
+    # The cluster idles a little before the first webhook, as a new deployment does: its
+    # workers poll an empty queue meanwhile.
+    await asyncio.sleep(3.0)
     started = time.monotonic()
 
-    clients = [http_client(n.url, POSTING) for n in ingest]
+    sessions = [flood_session(node.url) for node in ingest]
     gate = asyncio.Semaphore(POSTING)
     acked: dict[str, tuple[str, int]] = {}  # event id -> (customer, sequence number)
-    refused: list[str] = []  # 503 answers, sent again
-    dropped: list[str] = []  # requests that got no answer at all (sent again too)
-    duplicates: list[tuple[str, int]] = []  # retries the first attempt had stored after all
+    refused: list[str] = []  # 503 answers; sent again
+    dropped: list[str] = []  # requests that got no answer at all
+    duplicates: list[tuple[str, int]] = []  # sent again after a 503, stored the first time
     kills = 0
-    posting_done = asyncio.Event()
+    finished: list[float] = []  # when each customer's last event was acked
+
+    async def post(body: bytes, headers: dict[str, str], node: int) -> tuple[int, bytes]:
+        async with gate, sessions[node].post("/in/github", data=body, headers=headers) as answer:
+            return answer.status, await answer.read()
 
     async def post_customer(number: int) -> None:
         """One customer's events one after another (each acked before the next is sent), each
@@ -250,63 +355,44 @@ async def test_cluster_delivers_everything_in_order_within_concurrency_while_wor
             retried = False
             while True:
                 try:
-                    async with gate:
-                        response = await pick.choice(clients).post(
-                            "/in/github", content=body, headers=headers
-                        )
-                except httpx.TransportError as exc:
+                    status, text = await post(body, headers, pick.randrange(len(sessions)))
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     dropped.append(repr(exc))
                 else:
-                    if response.status_code != 503:
+                    if status != 503:
                         break
-                    refused.append(response.text)
+                    refused.append(text.decode())
                 retried = True
                 await asyncio.sleep(0.05)
-            assert response.status_code == 200, response.text
-            answer = response.json()
+            assert status == 200, text
+            answer = orjson.loads(text)
             if answer["duplicate"]:
                 assert retried, answer  # a first attempt is never a duplicate
                 duplicates.append((customer, seq))
             acked[answer["id"]] = (customer, seq)
+        finished.append(time.monotonic())
 
     async def chaos() -> None:
-        """While events pour in, SIGKILL a random worker now and then and start it again."""
+        """While events flow, SIGKILL a random worker now and then and start it again."""
         nonlocal kills
-        while not posting_done.is_set() or kills < KILLS:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(posting_done.wait(), rng.uniform(2.0, 6.0))
+        while kills < KILLS:
+            await asyncio.sleep(rng.uniform(1.5, 4.0))
             index = rng.randrange(len(workers))
             await asyncio.to_thread(workers[index].kill)
             kills += 1
             await asyncio.sleep(rng.uniform(0.1, 1.0))
             workers[index] = await serve(config, serve_processes, "--roles", "worker", tries=3)
 
-    async def post_all() -> None:
-        try:
-            await asyncio.gather(*(post_customer(n) for n in range(CUSTOMERS)))
-        finally:
-            posting_done.set()
-
-    async def progress() -> None:  # TEMP
-        while True:
-            await asyncio.sleep(5)
-            print(
-                f"t={time.monotonic() - started:.0f} acked={len(acked)} recv={len(receiver.received)} kills={kills} refused={len(refused)} peak={dict(inflight.peak)}",
-                flush=True,
-            )
-
-    prog = asyncio.create_task(progress())
     try:
-        async with asyncio.TaskGroup() as group:  # a failure in one cancels the other
+        async with asyncio.TaskGroup() as group:  # a failure in one cancels the others
             group.create_task(chaos())
-            group.create_task(post_all())
+            for number in range(CUSTOMERS):
+                group.create_task(post_customer(number))
     finally:
-        for http in clients:
-            await http.aclose()
-    posted = time.monotonic()
-    assert len(acked) == EVENTS
-    assert kills >= KILLS
+        for session in sessions:
+            await session.close()
     assert not dropped, f"ingest nodes dropped {len(dropped)} requests: {dropped[:3]}"
+    assert len(acked) == EVENTS
 
     def undelivered() -> set[str]:
         return set(acked) - set(receiver.ids())
@@ -314,9 +400,19 @@ async def test_cluster_delivers_everything_in_order_within_concurrency_while_wor
     async def all_delivered() -> bool:
         return not undelivered()
 
+    # A HOOKYARD BUG when this fails with a claim running for seconds (see the sessions in the
+    # message). At commit f14a44e the claim's pick is planned from the statistics Hookyard's
+    # start-up ANALYZE took of the empty tables (refreshed every 10 minutes; this server runs
+    # without autovacuum): the ordering check (NOT EXISTS an earlier unfinished delivery of
+    # the key) becomes a sequential scan per candidate row, each claim costs O(queue length
+    # squared) while it holds the destination's claim lock, and deliveries crawl at a few per
+    # second behind the 20,000-event queue. An ANALYZE of deliveries restores ~600/s.
     await eventually(
         all_delivered,
-        lambda: f"{len(undelivered())} of {EVENTS} acked events never delivered",
+        lambda: (
+            f"{len(undelivered())} of {EVENTS} acked events never delivered\n"
+            + cluster_state(tmp_path)
+        ),
         timeout=120.0,
     )
     delivered = time.monotonic()
@@ -324,31 +420,38 @@ async def test_cluster_delivers_everything_in_order_within_concurrency_while_wor
     async def nothing_left() -> bool:
         return not await asyncio.to_thread(unfinished, tmp_path)
 
-    await eventually(
-        nothing_left, lambda: f"deliveries left unfinished: {unfinished(tmp_path)}", timeout=30.0
-    )
+    await eventually(nothing_left, lambda: f"deliveries left unfinished: {unfinished(tmp_path)}")
     stored = query_database(tmp_path, "SELECT count(*), count(DISTINCT event_id) FROM deliveries")
     assert stored == [(EVENTS, EVENTS)]  # one event per delivery id, one delivery per event
 
-    # The destination's concurrency held across the three workers.
-    assert inflight.peak["/hooks/ordered"] <= CONCURRENCY, inflight.explain(tmp_path)
-
-    # Each customer's events first arrived in the order they were acked.
+    # Each customer's events first arrived in the order they were acked. (An event a killed
+    # worker had sent may arrive again later: redeliveries are at-least-once, not misorder.)
     order: dict[str, list[int]] = {}
-    for item in first_arrivals(receiver.received):
-        customer, seq = acked[item.headers["webhook-id"]]
+    for arrival in receiver.first_arrivals():
+        customer, seq = acked[arrival.event_id]
         order.setdefault(customer, []).append(seq)
     wrong = {c: seqs for c, seqs in order.items() if seqs != sorted(seqs)}
     assert not wrong, {
         c: [(a, b) for a, b in itertools.pairwise(s) if a > b] for c, s in wrong.items()
     }
-    redelivered = len(receiver.received) - EVENTS
-    prog.cancel()
+    most, _ = receiver.most_at_once()
     print(
-        f"posted {EVENTS} in {posted - started:.1f}s, all delivered after "
-        f"{delivered - started:.1f}s; {redelivered} redeliveries; peak in flight "
-        f"{inflight.peak['/hooks/ordered']}; {kills} kills; {len(refused)} refused "
-        f"({len(duplicates)} stored after all)"
+        f"\n{EVENTS} events posted in {max(finished) - started:.1f}s, all delivered after "
+        f"{delivered - started:.1f}s; {kills} workers killed, "
+        f"{len(receiver.arrivals) - EVENTS} redeliveries; at most {most} in flight at once "
+        f"({receiver.peak} counting those given up on); {len(refused)} answered 503 "
+        f"({len(duplicates)} of them stored after all)"
+    )
+
+    # The destination's concurrency held across the workers, whichever died.
+    assert most <= CONCURRENCY, (
+        # A HOOKYARD BUG when it fails. Seen before commit e3d656a: the PostgreSQL claim was
+        # `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`; planned while
+        # the table looked empty, that became a nested-loop semi join rescanning the subquery
+        # for every row, each rescan skipping the rows already updated and returning the next
+        # n, so one claim leased every ready delivery (50 at once here, for a limit of 8).
+        f"HOOKYARD BUG: {most} deliveries in flight at once, above the destination's "
+        f"concurrency ({CONCURRENCY}).\n" + receiver.explain(tmp_path)
     )
 
 
@@ -454,6 +557,7 @@ class Answer:
     answered: float
     status: int | None  # None: no answer at all
     detail: str = ""
+    retry_after: str | None = None
 
 
 class Poster:
@@ -477,7 +581,14 @@ class Poster:
         number = 0
         while not self.stop.is_set():
             number += 1
-            body = orjson.dumps({"client": index, "n": number, "nonce": uuid.uuid4().hex})
+            body = orjson.dumps(  # customers spread the deliveries over ordering keys
+                {
+                    "customer": f"c{number % 16}",
+                    "client": index,
+                    "n": number,
+                    "nonce": uuid.uuid4().hex,
+                }
+            )
             sent = time.monotonic()
             try:
                 response = await http.post(
@@ -487,7 +598,13 @@ class Poster:
                 self.answers.append(Answer(sent, time.monotonic(), None, repr(exc)))
                 await asyncio.sleep(0.05)
                 continue
-            answer = Answer(sent, time.monotonic(), response.status_code, response.text[:200])
+            answer = Answer(
+                sent,
+                time.monotonic(),
+                response.status_code,
+                response.text[:200],
+                response.headers.get("retry-after"),
+            )
             self.answers.append(answer)
             if response.status_code == 200:
                 self.acked[response.json()["id"]] = body
@@ -512,6 +629,7 @@ async def test_postgres_restart_under_load_refuses_meanwhile_and_recovers_alone(
     tmp_path: Path, receiver: Receiver, serve_processes: list[ServeProcess]
 ) -> None:
     assert await asyncio.to_thread(postgres_accepts)
+    started = time.monotonic()
     config = write_config(tmp_path, cluster_config(receiver.url))
     node = await serve(config, serve_processes)  # ingest, api and worker
     token = read_token_file(tmp_path / "hookyard.token")
@@ -556,6 +674,7 @@ async def test_postgres_restart_under_load_refuses_meanwhile_and_recovers_alone(
     outage = [a for a in answers if a.sent >= down and a.answered <= back]
     assert outage, "no request was answered while PostgreSQL was down"
     assert {a.status for a in outage} == {503}, [a for a in outage if a.status != 503]
+    assert all((a.retry_after or "").isdigit() for a in outage), outage[:3]
     recovered = first_ok_after_restart()
     assert recovered is not None
 
@@ -579,8 +698,11 @@ async def test_postgres_restart_under_load_refuses_meanwhile_and_recovers_alone(
     async def nothing_left() -> bool:
         return not await asyncio.to_thread(unfinished, tmp_path)
 
+    delivered = time.monotonic()
     await eventually(nothing_left, lambda: f"deliveries left unfinished: {unfinished(tmp_path)}")
     print(
-        f"{len(poster.acked)} acked, {len(outage)} answered 503 while down; first 200 "
-        f"{recovered.answered - up:.2f}s after PostgreSQL was back"
+        f"\n{len(poster.acked)} acked, {len(outage)} answered 503 while down; first 200 "
+        f"{recovered.answered - up:.2f}s after PostgreSQL was back; stopped at "
+        f"{down - started:.1f}s, started at {back - started:.1f}s, up at {up - started:.1f}s, "
+        f"all delivered at {delivered - started:.1f}s, done at {time.monotonic() - started:.1f}s"
     )
