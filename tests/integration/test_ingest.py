@@ -389,3 +389,20 @@ secrets = ["{secret}"]
             "/in/zoom", content=body, headers={**headers, "x-zm-signature": "v0=00"}
         )
         assert forged.status_code == 401
+
+
+async def test_api_reads_answer_503_while_the_database_is_away(hookyard_factory, receiver):
+    from hookyard.errors import StoreError
+
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+
+        async def away(*args, **kwargs):  # a fault on demand: the link to the database is gone
+            raise StoreError("the database is unavailable: connection refused")
+
+        hy.service.store.list_events = away  # type: ignore[method-assign]
+        async with hy.api() as api:
+            answer = await api.get("/api/v1/events")
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["error"] == "unavailable"
+        assert "refused" not in answer.text  # the cause is logged, not shown

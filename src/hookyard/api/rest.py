@@ -8,6 +8,7 @@ Errors have one shape: {"error": "<code>", "message": "..."}.
 """
 
 import base64
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -35,6 +36,8 @@ from hookyard.store.queries import EXPORT_COLUMNS
 from hookyard.tokens import RESERVED_TOKEN_NAMES, hash_token, new_token
 
 API_PREFIX = "/api/v1"
+
+log = logging.getLogger("hookyard.api")
 
 
 class ApiError(HTTPException):
@@ -460,6 +463,16 @@ def build_api(state: AppState) -> FastAPI:
             405: "method_not_allowed",
         }.get(exc.status_code, "error")
         return JSONResponse({"error": code, "message": str(exc.detail)}, exc.status_code)
+
+    @api.exception_handler(StoreError)
+    async def _unavailable(_: Request, exc: StoreError) -> JSONResponse:
+        # The database is away (a PostgreSQL restart): a retryable answer, not a 500.
+        log.warning("API request failed: %s", exc)
+        return JSONResponse(
+            {"error": "unavailable", "message": "the database is unavailable; retry later"},
+            503,
+            headers={"retry-after": "1"},
+        )
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
