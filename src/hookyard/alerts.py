@@ -9,8 +9,10 @@ Users route them like any other event, for example:
 
 Types: `delivery.dead`, `destination.disabled`, `destination.enabled`,
 `source.verification_failures` (a source's verification failures in a minute reached
-`[server] alert_verification_failures`). Alerts about the
-deliveries of alerts are not raised, so a failing alert destination cannot feed itself.
+`[server] alert_verification_failures`), `source.handshake` (a provider's challenge answered
+inline: Slack, Zoom, Twitch, Discord's PING, Microsoft Graph; a record, not a problem).
+Alerts about the deliveries of alerts are not raised, so a failing alert destination cannot
+feed itself.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ SOURCE = ALERT_SOURCE
 log = logging.getLogger("hookyard.alerts")
 
 
-async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | None:
+async def emit(
+    state: AppState, event_type: str, data: dict[str, Any], *, quiet: bool = False
+) -> str | None:
     """Commit an alert event and its deliveries; returns its id (None if it could not be
     stored: alerts are best effort and never fail the work that raised them)."""
     payload = orjson.dumps({"type": event_type, "created_at": time.time(), "data": data})
@@ -50,7 +54,7 @@ async def emit(state: AppState, event_type: str, data: dict[str, Any]) -> str | 
         return None
     if event.destinations:
         state.work_ready.set()
-    log.warning(
+    (log.info if quiet else log.warning)(
         "alert %s: %s",
         event_type,
         orjson.dumps(data).decode(),

@@ -389,6 +389,19 @@ secrets = ["{secret}"]
             "/in/zoom", content=body, headers={**headers, "x-zm-signature": "v0=00"}
         )
         assert forged.status_code == 401
+        async with hy.api() as api:  # the answered challenge is recorded
+
+            async def recorded() -> list[dict]:
+                page = await api.get("/api/v1/events", params={"type": "source.handshake"})
+                return page.json()["data"]
+
+            for _ in range(100):
+                if await recorded():
+                    break
+                await asyncio.sleep(0.02)
+            [event] = await recorded()
+            raw = (await api.get(f"/api/v1/events/{event['id']}/raw")).json()
+            assert raw["data"] == {"source": "zoom", "scheme": "zoom", "status": 200}
 
 
 async def test_api_reads_answer_503_while_the_database_is_away(hookyard_factory, receiver):

@@ -7,13 +7,15 @@ rejected log, which is written off the commit path.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
 
+from hookyard import alerts
 from hookyard.errors import IngestError, StoreError, Unavailable
-from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED, redact_query
+from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED, Source, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
 from hookyard.models import Accepted, NewRequest, Rejected
@@ -90,6 +92,7 @@ def error_body(code: str, message: str) -> bytes:
 class IngestApp:
     def __init__(self, state: AppState) -> None:
         self.state = state
+        self._recording: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         received_at = time.time()
@@ -158,6 +161,7 @@ class IngestApp:
                 await _answer(
                     send, prepared.status, prepared.body, prepared.content_type.encode("latin-1")
                 )
+                self._record_handshake(name, source, prepared)
                 return
             try:
                 if state.tracing.enabled:
@@ -203,6 +207,14 @@ class IngestApp:
                 "duplicates": sum(a.duplicate for a in accepted),
             }
         await _answer(send, 200, orjson.dumps(answer))
+
+    def _record_handshake(self, name: str, source: Source, answer: Handshake) -> None:
+        """Keep a record of the challenge answered (an event of the built-in source, after the
+        answer went out, so the provider's deadline never waits on a commit)."""
+        data = {"source": name, "scheme": source.verifier.scheme, "status": answer.status}
+        task = asyncio.create_task(alerts.emit(self.state, "source.handshake", data, quiet=True))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
 
     async def _commit_traced(self, prepared: NewRequest) -> list[Accepted]:
         attributes = {"hookyard.source": prepared.source, "hookyard.request_id": prepared.id}
