@@ -130,7 +130,8 @@ def migrate(config: Path | None, database: str | None, dry_run: bool) -> None:
                 click.echo(f"{shown}: schema version {SCHEMA_VERSION}, up to date")
             elif dry_run:
                 pending = ", ".join(str(n) for n in steps.pending)
-                click.echo(f"{shown}: schema {before}; would apply version {pending}")
+                versions = "version" if len(steps.pending) == 1 else "versions"
+                click.echo(f"{shown}: schema {before}; would apply {versions} {pending}")
             else:
                 apply(conn)
                 click.echo(f"{shown}: schema {before} -> version {SCHEMA_VERSION}")
