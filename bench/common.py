@@ -187,8 +187,15 @@ def postgres_schema(base: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
-        with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        for attempt in range(10):  # the server may be restarting (a test suite does that)
+            try:
+                with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"DROP SCHEMA {name} CASCADE")
+                break
+            except psycopg.OperationalError:
+                if attempt == 9:
+                    raise
+                time.sleep(1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -197,20 +204,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of every process on this machine named `postgres` (the server and its
-    backends, the benchmark's connections and anyone else's), summed; 0 when there is none.
-    Processes that end between two readings take their time with them."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU time of every process on this machine named `postgres` (the server, its background
+    processes and backends, the benchmark's connections and anyone else's), by pid."""
+    seconds: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if text.split(" (", 1)[1].startswith("postgres)"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += cpu_seconds(int(stat.parent.name))
-    return total
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if stat.read_text().split(" (", 1)[1].startswith("postgres)"):
+                seconds[int(stat.parent.name)] = cpu_seconds(int(stat.parent.name))
+    return seconds
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU time the `postgres` processes alive now used since `before` (postgres_cpu()); a
+    process that ended meanwhile took its time with it."""
+    return sum(now - before.get(pid, 0.0) for pid, now in postgres_cpu().items())
 
 
 def machine() -> dict[str, str]:

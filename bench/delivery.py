@@ -1,13 +1,13 @@
 """Delivery benchmark: how fast Hookyard empties a queue into a local sink, next to a raw
 aiohttp loop posting the same bodies to the same sink, and the end-to-end latency (ingest
-answer to sink receipt) under a fixed-rate open-loop load. The PostgreSQL block's drains
-(run_drains) reuse the drain: the same queue emptied by 1, 2 and 3 worker processes sharing a
-PostgreSQL schema, next to the SQLite drain.
+answer to sink receipt) under a fixed-rate open-loop load. The PostgreSQL block reuses the
+drain (drain()): the same queue emptied by 1, 2 and 3 worker processes sharing a PostgreSQL
+schema, next to the SQLite drain.
 
 The sink is nginx answering 200 (see common.start_sink). The client loops run in this process
 on uvloop with aiohttp, the event loop and client library `hookyard serve` uses. Run it through
 bench/run (`bench/run --only delivery`, `--only postgres`), which calls run() and report()
-(run_drains() and report_drains()) from ingest.py.
+(drain() and report_drains()) from ingest.py.
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ from common import (
     build_body,
     cpu_seconds,
     free_port,
-    postgres_cpu_seconds,
-    postgres_schema,
+    postgres_cpu,
+    postgres_cpu_since,
     start,
     start_sink,
     stop,
 )
 
 CONCURRENCY = 64  # the destination's `concurrency`, and the raw loop's requests in flight
+FILL_CONCURRENCY = 256  # requests in flight filling a paused queue (untimed; bigger group commits)
 MAX_IN_FLIGHT = 256
 DRAIN_TARGET = 0.70  # hookyard drain >= this share of the raw loop
 P50_TARGET_MS = 5.0
@@ -366,7 +367,7 @@ def drain(
         admin(port, work, "pause")
         headers = [{"content-type": "application/json"}] * len(bodies)
         url = f"http://127.0.0.1:{port}/in/bench"
-        result.fill_s, answers = uvloop.run(post_many(url, bodies, headers, CONCURRENCY))
+        result.fill_s, answers = uvloop.run(post_many(url, bodies, headers, FILL_CONCURRENCY))
         result.problems += not_all_ok(f"{label}: filling the queue", answers, len(bodies))
         queued = db.value("SELECT count(*) FROM deliveries")
         early = db.value(SUCCEEDED)
@@ -380,13 +381,13 @@ def drain(
             servers.append(start_hookyard(work, sink_port, db, "worker", log)[0])
         delivering = servers[1:] or servers
         cpu_before = sum(cpu_seconds(server.pid) for server in delivering)
-        db_cpu_before = postgres_cpu_seconds() if workers else 0.0
+        db_cpu_before = postgres_cpu() if workers else {}
         resumed_at, since = time.time(), time.monotonic()
         admin(port, work, "resume")
         done, elapsed = wait_succeeded(db, queued, since, LOAD_LIMIT_S)
         result.drain_cpu_s = sum(cpu_seconds(server.pid) for server in delivering) - cpu_before
-        if workers:  # negative when backends ended meanwhile (their time goes with them)
-            result.db_cpu_s = max(0.0, postgres_cpu_seconds() - db_cpu_before)
+        if workers:
+            result.db_cpu_s = postgres_cpu_since(db_cpu_before)
         result.drain_s = elapsed
         result.drain_per_s = done / elapsed
         result.drain_db_s = last_update(db) - resumed_at
@@ -506,23 +507,6 @@ def run(queued: int, rate: int, seconds: float, scratch: Path) -> DeliveryResult
     )
     measure_latency(result, scratch, bodies[:count])
     return result
-
-
-def run_drains(
-    queued: int, postgres_url: str, worker_counts: Sequence[int], scratch: Path
-) -> list[Drain]:
-    """The PostgreSQL block's drains: SQLite (one process, the baseline), then PostgreSQL with
-    each number of worker processes, each in a fresh schema, all with the same bodies."""
-    print(f"building {queued:,} bodies ...", file=sys.stderr)
-    bodies = [build_body(seq, str(uuid.uuid4())) for seq in range(queued)]
-    print(f"measuring SQLite drain of {queued:,} queued deliveries ...", file=sys.stderr)
-    work = scratch / "pg-drain-sqlite"
-    drains = [drain(work, Database.sqlite(work / "bench.db"), bodies)]
-    for workers in worker_counts:
-        print(f"measuring PostgreSQL drain, {workers} worker processes ...", file=sys.stderr)
-        with postgres_schema(postgres_url) as db:
-            drains.append(drain(scratch / f"pg-drain-{workers}", db, bodies, workers))
-    return drains
 
 
 # --- report -----------------------------------------------------------------------------------

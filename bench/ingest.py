@@ -542,7 +542,9 @@ class PostgresBlock:
 
 def run_postgres(pool: Pool, args: argparse.Namespace, scratch: Path) -> PostgresBlock:
     """Ingest on SQLite, then on one and two processes sharing a fresh PostgreSQL schema; then
-    the queue drains (delivery.run_drains)."""
+    the queue drains (delivery.drain): SQLite, then PostgreSQL with 1, 2, 3 worker processes.
+    Between steps (none of the block's servers running), it counts other Hookyard processes'
+    connections to the PostgreSQL server."""
     block = PostgresBlock()
     try:
         with postgres_schema(args.postgres_url):  # reachable, and we may create schemas
@@ -550,7 +552,7 @@ def run_postgres(pool: Pool, args: argparse.Namespace, scratch: Path) -> Postgre
     except Exception as exc:  # psycopg missing, server down, no rights: skip, say why
         block.problems.append(f"PostgreSQL at {args.postgres_url} unusable, block skipped: {exc}")
         return block
-    others = [other_hookyards(args.postgres_url)]
+    others = [neighbours(args.postgres_url)]
     # A server that fails (a traceback at start, a refused request) ends its row, not the run:
     # the other rows' and blocks' figures are still reported.
     for name in ("pg-sqlite", *POSTGRES_INGEST):
@@ -563,30 +565,54 @@ def run_postgres(pool: Pool, args: argparse.Namespace, scratch: Path) -> Postgre
                     block.ingest[name] = measure_shared(name, pool, args, scratch, db)
         except Exception as exc:
             block.problems.append(f"{LABELS[name]} failed: {exc}")
-    block.drains = delivery.run_drains(args.queued, args.postgres_url, POSTGRES_WORKERS, scratch)
-    others.append(other_hookyards(args.postgres_url))
-    if any(others):
-        before, after = (str(n) if n >= 0 else "?" for n in others)
+        others.append(neighbours(args.postgres_url))
+    print(f"building {args.queued:,} bodies ...", file=sys.stderr)
+    bodies = [build_body(seq, str(uuid.uuid4())) for seq in range(args.queued)]
+    for workers in (0, *POSTGRES_WORKERS):  # 0: the SQLite drain, one process
+        label = "SQLite" if not workers else f"PostgreSQL, {workers} worker process(es)"
+        print(f"measuring {label} drain of {args.queued:,} deliveries ...", file=sys.stderr)
+        work = scratch / f"pg-drain-{workers}"
+        try:
+            if not workers:
+                db = Database.sqlite(work / "bench.db")
+                block.drains.append(delivery.drain(work, db, bodies))
+            else:
+                with postgres_schema(args.postgres_url) as db:
+                    block.drains.append(delivery.drain(work, db, bodies, workers))
+        except Exception as exc:  # drain() reports its own; this is the schema's set-up
+            block.problems.append(f"{label} drain failed: {exc}")
+        others.append(neighbours(args.postgres_url))
+    if any(count for count, _ in others):
+        seen = ", ".join(str(count) if count >= 0 else "?" for count, _ in others)
         block.problems.append(
-            f"other Hookyard processes were using the PostgreSQL server ({before} connections "
-            f"before the block, {after} after): they shared the machine with these figures, "
+            "other Hookyard processes were connected to the PostgreSQL server between this "
+            f"block's steps ({seen} connections): they shared the machine with these figures, "
             "and a test suite's clean-up may have ended this block's connections"
+        )
+    if len({started for _, started in others}) > 1:
+        block.problems.append(
+            "the PostgreSQL server restarted during the block (its start time changed "
+            "between steps): someone else restarted it"
         )
     return block
 
 
-def other_hookyards(url: str) -> int:
-    """Connections Hookyard processes hold on the PostgreSQL server; before and after the
-    block, when none of the block's own runs, all of them are someone else's (a test suite,
-    say), or -1 if that cannot be read."""
+def neighbours(url: str) -> tuple[int, str]:
+    """How many connections Hookyard processes hold on the PostgreSQL server (between the
+    block's steps, when none of its own servers runs, they are all someone else's: a test
+    suite, say), and when the server started; (-1, "?") if that cannot be read."""
     import psycopg
 
+    sql = (
+        "SELECT count(*), pg_postmaster_start_time()::text FROM pg_stat_activity"
+        " WHERE application_name LIKE 'hookyard %'"
+    )
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'hookyard %'"
-            return int(conn.execute(sql).fetchone()[0])
+            count, started = conn.execute(sql).fetchone()
+            return int(count), str(started)
     except psycopg.Error:
-        return -1
+        return -1, "?"
 
 
 def postgres_summary(block: PostgresBlock | None) -> dict[str, object] | None:
