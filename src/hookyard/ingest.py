@@ -73,23 +73,24 @@ def prepare(
     if verified.handshake is not None:
         return verified.handshake
     body = inbound.body
+    request = NewRequest(
+        id=new_id("req"),
+        source=source.name,
+        received_at=inbound.received_at,
+        method=inbound.method,
+        path=path,
+        query=query,
+        headers=orjson.dumps(source.redact(headers)),
+        peer=peer,
+        body=body,  # kept for hints and batches; a single event's payload is the body itself
+    )
     if verified.hint is not None:  # kept pending until the worker has fetched what it names
-        return NewRequest(
-            id=new_id("req"),
-            source=source.name,
-            received_at=inbound.received_at,
-            method=inbound.method,
-            path=path,
-            query=query,
-            headers=orjson.dumps(source.redact(headers)),
-            peer=peer,
-            body=body,
-            pending=True,
-        )
+        request.pending = True
+        return request
     body_dedup = verified.body_dedup if source.dedup_body is None else source.dedup_body
     key_of_body = body if body_dedup else None
     if verified.items:  # a batch: one event per item, the raw body kept whole in the request
-        events = [
+        request.events = [
             _event(
                 gateway,
                 source,
@@ -106,26 +107,13 @@ def prepare(
         ]
     else:
         keys = dedup_keys(verified.event_id, verified.delivery_id, key_of_body, verified.replay_key)
-        events = [
+        request.body = None
+        request.events = [
             _event(gateway, source, inbound, body, verified.event_id, verified.event_type, keys)
         ]
-    return NewRequest(
-        id=new_id("req"),
-        source=source.name,
-        received_at=inbound.received_at,
-        method=inbound.method,
-        path=path,
-        query=query,
-        headers=orjson.dumps(source.redact(headers)),
-        peer=peer,
-        body=body if verified.items else None,
-        events=events,
-        reply=(
-            None
-            if verified.reply is None
-            else (verified.reply.status, verified.reply.content_type, verified.reply.body)
-        ),
-    )
+    if verified.reply is not None:
+        request.reply = (verified.reply.status, verified.reply.content_type, verified.reply.body)
+    return request
 
 
 def _event(
