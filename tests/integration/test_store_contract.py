@@ -214,9 +214,8 @@ def _catalog(url: str, schema: str) -> list[tuple[object, ...]]:
     return [*columns, *((name, definition.replace(schema, "S")) for name, definition in indexes)]
 
 
-def test_every_postgres_migration_gives_the_reference_schema(backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("the SQLite twin is tests/unit/test_schema.py")
+@pytest.mark.postgres_only  # the SQLite twin is tests/unit/test_schema.py
+def test_every_postgres_migration_gives_the_reference_schema() -> None:
     from tests.conftest import POSTGRES_URL
 
     stepwise, reference = (
