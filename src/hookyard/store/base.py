@@ -4,6 +4,7 @@ Subclasses open the connections (sqlite.py, postgres.py); the SQL is shared (que
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from hookyard.store.writer import Writer
 T = TypeVar("T")
 
 
-class BaseStore:
+class BaseStore(abc.ABC):
     backend: str
     writer: Writer
     # Set by the service: called (on a store thread) when another process signals "work" or
@@ -37,15 +38,15 @@ class BaseStore:
     on_notify: Callable[[str], None] | None = None
     migrated: tuple[int | None, int] | None = None  # schema version before and after opening
 
-    def open(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def open(self) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
+    @abc.abstractmethod
     def _reader(self) -> Conn:
         """This thread's read connection."""
-        raise NotImplementedError
 
     async def read(self, fn: Callable[[Any], T]) -> T:
         """Run a read-only query on a worker thread, off the event loop."""

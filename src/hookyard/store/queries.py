@@ -328,6 +328,16 @@ def _tokens(rate: float, stored: float | None, stamp: float | None, now: float) 
     return min(capacity, stored + max(0.0, now - stamp) * rate)
 
 
+def _spend(conn: Conn, bucket: str, tokens: float, now: float) -> None:
+    """Store what is left in a rate bucket (a destination's, or a source's fetches)."""
+    conn.execute(
+        "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
+        " refilled_at = excluded.refilled_at",
+        (bucket, tokens, now),
+    )
+
+
 CLAIM_CONTENDED = 0.02  # seconds before trying a destination another process was claiming
 
 
@@ -377,12 +387,7 @@ def claim(
                 )
                 taken += len(rows)
             if pace.rate is not None and taken:
-                conn.execute(
-                    "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
-                    " refilled_at = excluded.refilled_at",
-                    (destination, tokens - taken, now),
-                )
+                _spend(conn, destination, tokens - taken, now)
         results.append(Claimed(claimed, retry_in, frozenset(blocked)))
     return results
 
@@ -417,26 +422,18 @@ def claim_hints(
             bucket = f"source:{source}"  # destination_pace holds sources' buckets too
             if not conn.dialect.lock_destination(conn, bucket):
                 continue
-            stored = conn.execute(
-                "SELECT tokens, refilled_at FROM destination_pace WHERE name = ?", (bucket,)
-            ).fetchone()
-            tokens = (
-                _tokens(rate, stored[0], stored[1], now)
-                if stored
-                else _tokens(rate, None, None, now)
-            )
+            stored, stamp = conn.execute(
+                "SELECT max(tokens), max(refilled_at) FROM destination_pace WHERE name = ?",
+                (bucket,),
+            ).fetchone()  # max(): one row, NULLs when the bucket is new
+            tokens = _tokens(rate, stored, stamp, now)
             most = min(limit - len(hints), int(tokens))
             if most <= 0:
                 continue
             rows = _lease_hints(conn, source, now, lease, most)
             hints += rows
             if rows:
-                conn.execute(
-                    "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
-                    " refilled_at = excluded.refilled_at",
-                    (bucket, tokens - len(rows), now),
-                )
+                _spend(conn, bucket, tokens - len(rows), now)
         results.append(hints)
     return results
 
