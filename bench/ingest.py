@@ -33,8 +33,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import brokers
 import delivery
-import query as event_queries  # not `query`: common.query is imported below
+import polling
+import query as event_queries
+import relay  # not `query`: common.query is imported below
+import soak
 from common import (
     BENCH,
     BIN,
@@ -70,8 +74,11 @@ LABELS = {
 }
 PHASES = [
     "bare", "handwritten", "hookyard", "flood", "hookyard-route", "delivery", "query", "postgres",
+    "polling", "relay", "brokers", "soak",
 ]  # fmt: skip
-NOT_WRK = ("delivery", "query", "postgres")  # phases that are not (only) wrk against one server
+DEFAULT_PHASES = [p for p in PHASES if p != "soak"]  # a soak runs 30 minutes: only when asked
+# Phases that are not (only) wrk against one server.
+NOT_WRK = ("delivery", "query", "postgres", "polling", "relay", "brokers", "soak")
 FLOOD_NAMES = {"flood": ["flood-alone", "flood"]}  # the flood phase runs two servers
 QUEUED = 50_000  # deliveries the delivery drain empties (delivery.py)
 QUICK_QUEUED = 10_000
@@ -682,6 +689,10 @@ def report(
     delivered: delivery.DeliveryResult | None,
     queried: event_queries.QueryResult | None,
     postgres: PostgresBlock | None,
+    polled: polling.PollingResult | None = None,
+    relayed: relay.RelayResult | None = None,
+    soaked: soak.SoakResult | None = None,
+    brokered: brokers.BrokersResult | None = None,
 ) -> None:
     table = {name: r for name, r in results.items() if not name.startswith("flood")}
     if table:
@@ -725,6 +736,14 @@ def report(
         event_queries.report(queried)
     if postgres is not None:
         report_postgres(postgres, args)
+    if polled is not None:
+        polling.report(polled)
+    if relayed is not None:
+        relay.report(relayed)
+    if soaked is not None:
+        soak.report(soaked)
+    if brokered is not None:
+        brokers.report(brokered)
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, "
         f"Linux {info['kernel']}, {info['wrk']}"
@@ -769,6 +788,7 @@ def parse_args() -> argparse.Namespace:
         "--events", type=int, default=event_queries.EVENTS,
         help=f"events in the query phase's database (default {event_queries.EVENTS:,})",
     )  # fmt: skip
+    soak.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.duration = 3
@@ -802,14 +822,14 @@ def run_ingest(
 
 def main() -> int:
     args = parse_args()
-    phases = args.only or PHASES
+    phases = args.only or DEFAULT_PHASES
     names = [n for p in phases if p not in NOT_WRK for n in FLOOD_NAMES.get(p, [p])]
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     scratch = RESULTS / f".scratch-{stamp}"
     scratch.mkdir()
-    delivered = queried = postgres = None
+    delivered = queried = postgres = polled = relayed = soaked = brokered = None
     try:
         pool = build_pool(args, scratch) if names or "postgres" in phases else None
         results = run_ingest(names, pool, args, scratch) if pool is not None else {}
@@ -819,11 +839,19 @@ def main() -> int:
             queried = event_queries.run(args.events, QUICK_QUERY_RUNS if args.quick else QUERY_RUNS)
         if "postgres" in phases and pool is not None:
             postgres = run_postgres(pool, args, scratch)
+        if "polling" in phases:
+            polled = polling.run(polling.ITEMS // 10 if args.quick else polling.ITEMS)
+        if "relay" in phases:
+            relayed = relay.run(relay.QUEUED // 4 if args.quick else relay.QUEUED)
+        if "brokers" in phases:
+            brokered = brokers.run(brokers.QUEUED // 4 if args.quick else brokers.QUEUED)
+        if "soak" in phases:
+            soaked = soak.run_from(args)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     info = machine()
-    report(results, args, info, delivered, queried, postgres)
+    report(results, args, info, delivered, queried, postgres, polled, relayed, soaked, brokered)
     out = RESULTS / f"{stamp}.json"
     out.write_text(
         json.dumps(
@@ -838,6 +866,10 @@ def main() -> int:
                 "delivery": asdict(delivered) if delivered is not None else None,
                 "query": asdict(queried) if queried is not None else None,
                 "postgres": postgres_summary(postgres),
+                "polling": asdict(polled) if polled is not None else None,
+                "relay": asdict(relayed) if relayed is not None else None,
+                "soak": asdict(soaked) if soaked is not None else None,
+                "brokers": asdict(brokered) if brokered is not None else None,
             },
             indent=2,
         )
@@ -848,6 +880,14 @@ def main() -> int:
         loud += delivered.problems
     if queried is not None:
         loud += queried.problems
+    if polled is not None:
+        loud += polled.problems
+    if relayed is not None:
+        loud += relayed.problems
+    if soaked is not None:
+        loud += soaked.problems
+    if brokered is not None:
+        loud += brokered.problems
     if postgres is not None:
         loud += postgres.problems + [p for d in postgres.drains for p in d.problems]
         loud += [

@@ -5,13 +5,16 @@ event types, 30 days, 1 KB JSON payloads, about one delivery per event) and cach
 bench/results/ keyed by VERSION, so reruns skip building. Each query runs on a fresh read-only
 connection, as the API's readers are, and is reported as a multiple of a primary-key lookup
 timed in the same run, with SQLite's plan; a filtered query that scans events (or deliveries)
-is flagged. Run it through bench/run (`bench/run --only query`), which calls run() and report()
-from ingest.py.
+is flagged. The console's events page is then timed over HTTP next to the API's list call
+(console_rows). Run it through bench/run (`bench/run --only query`), which calls run() and
+report() from ingest.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -22,14 +25,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 from common import RESULTS
 
+from hookyard.app import HookyardApp
+from hookyard.config import load_config
 from hookyard.ids import id_floor
 from hookyard.models import EventFilter
+from hookyard.runtime import Service
 from hookyard.store import queries
 from hookyard.store.db import SQLITE
 from hookyard.store.migrate import SCHEMA_VERSION, reference_schema
 from hookyard.store.sqlite import PRAGMAS, connect
+from hookyard.tokens import read_token_file
 
 VERSION = f"q3-s{SCHEMA_VERSION}"  # change when the generated data changes
 INDEXED_FIELDS = ["data.customer"]
@@ -74,6 +82,19 @@ class Row:
 
 
 @dataclass
+class ConsoleRow:
+    label: str
+    rows: int  # events the page listed
+    runs: int
+    console_ms: float  # median, GET /console/events?...
+    api_ms: float  # median, GET /api/v1/events?... with the same filters, in the same run
+
+    @property
+    def ratio(self) -> float:
+        return self.console_ms / self.api_ms
+
+
+@dataclass
 class QueryResult:
     events: int
     db: str
@@ -81,6 +102,7 @@ class QueryResult:
     build_s: float | None  # None: the cached database was used
     baseline_ms: float = 0.0  # median primary-key lookup of one event
     rows: list[Row] = field(default_factory=list)
+    console: list[ConsoleRow] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the run itself went wrong
     findings: list[str] = field(default_factory=list)  # queries worth an index: reported only
 
@@ -312,6 +334,101 @@ def cases(path: Path) -> list[tuple[str, Callable[[sqlite3.Connection], Any], st
     ]
 
 
+# --- the console next to the API --------------------------------------------------------------
+
+CONSOLE_RATIO = 3.0  # flag a console page slower than this many times the API call
+CONSOLE_CONFIG = """
+[server]
+listen = "127.0.0.1:0"
+database = "sqlite:///hookyard.db"
+roles = ["api"]
+indexed_fields = ["data.customer"]
+
+[retention]  # the bench's events are old: keep them
+events = "forever"
+payloads = "forever"
+attempts = "forever"
+"""
+
+
+def console_config(directory: Path) -> Path:
+    """A config serving the bench database: its sources (no verification) and destinations."""
+    parts = [CONSOLE_CONFIG]
+    for source in SOURCES:
+        parts.append(f'[sources.{source}]\nverify = "none"\n')
+    for destination in sorted(set(DESTINATIONS.values())):
+        parts.append(f'[destinations.{destination}]\nurl = "http://127.0.0.1:9/{destination}"\n')
+    for source, destination in DESTINATIONS.items():
+        parts.append(f'[[routes]]\nsource = "{source}"\ndestination = "{destination}"\n')
+    path = directory / "hookyard.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+async def _console_pages(directory: Path, runs: int) -> list[ConsoleRow]:
+    settings, base_dir = load_config(console_config(directory))
+    service = Service(settings, base_dir)
+    state = await service.start()
+    try:
+        token = read_token_file(base_dir / settings.server.token_file) or ""
+        transport = httpx.ASGITransport(app=HookyardApp(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            login = await client.post("/console/login", data={"token": token})
+            assert login.status_code == 303, login.text
+            api = {"authorization": f"Bearer {token}"}
+            cases = [
+                ("events, first page", {}),
+                ("events, source + type", {"source": "stripe", "type": "invoice.*"}),
+                ("events, destination ci", {"destination": "ci"}),
+            ]
+            rows = []
+            for label, params in cases:
+                page_ms, listed = await _timed_get(client, "/console/events", params, {}, runs)
+                api_ms, _ = await _timed_get(
+                    client, "/api/v1/events", {**params, "limit": 50}, api, runs
+                )
+                rows.append(ConsoleRow(label, listed, runs, page_ms, api_ms))
+            return rows
+    finally:
+        await service.stop()
+
+
+async def _timed_get(
+    client: httpx.AsyncClient,
+    path: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    runs: int,
+) -> tuple[float, int]:
+    """Median milliseconds of `runs` GETs (after one untimed warm-up), and the events listed."""
+    answer = await client.get(path, params=params, headers=headers)
+    assert answer.status_code == 200, answer.text
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        answer = await client.get(path, params=params, headers=headers)
+        times.append(time.perf_counter() - t0)
+    listed = (
+        answer.text.count('href="/console/events/evt_')
+        if path.startswith("/console")
+        else len(answer.json()["data"])
+    )
+    return statistics.median(times) * 1000, listed
+
+
+def console_rows(path: Path, runs: int) -> list[ConsoleRow]:
+    """The console's events page next to the API's list call, through the real app (in
+    process, httpx's ASGI transport: no sockets, so the difference is the pages' own work), on
+    a copy of the database: serving it writes (the admin token, maintenance)."""
+    scratch = RESULTS / f".console-{time.monotonic_ns()}"
+    scratch.mkdir(parents=True)
+    try:
+        shutil.copyfile(path, scratch / "hookyard.db")
+        return asyncio.run(_console_pages(scratch, runs))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run(count: int, runs: int) -> QueryResult:
     path, build_s = database(count)
     result = QueryResult(count, path.name, path.stat().st_size, build_s)
@@ -337,6 +454,11 @@ def run(count: int, runs: int) -> QueryResult:
             )
     finally:
         conn.close()
+    print("timing the console's events page next to the API ...", file=sys.stderr)
+    result.console = console_rows(path, runs)
+    for c in result.console:
+        if c.ratio > CONSOLE_RATIO:
+            result.problems.append(f"console {c.label}: {c.ratio:.1f} x the API call")
     for r in result.rows:
         times = r.median_ms / result.baseline_ms
         if r.scan or times >= SLOW:
@@ -368,5 +490,12 @@ def report(result: QueryResult) -> None:
         )
     for finding in result.findings:
         print(f"note: {finding}")
+    print("console next to the API, same filters, first page of 50, median of each")
+    print(f"{'page':30}{'rows':>8}{'runs':>5}{'console ms':>12}{'API ms':>9}{'ratio':>7}")
+    for c in result.console:
+        print(
+            f"{c.label:30}{c.rows:>8}{c.runs:>5}{c.console_ms:>12.2f}{c.api_ms:>9.2f}"
+            f"{c.ratio:>7.2f}"
+        )
     for problem in result.problems:
         print(f"!!! query: {problem}")

@@ -25,13 +25,23 @@ import pytest
 import uvicorn
 from aiohttp import web
 
-from hookyard.app import HookyardApp
 from hookyard.config import load_config
-from hookyard.runtime import Service
+from hookyard.runtime import Service, http_config
 from hookyard.tokens import read_token_file
 
 GITHUB_SECRET = "It's a Secret to Everybody"
 DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+# How long a test client waits for an answer. It bounds a hang and is no performance threshold:
+# on this shared machine a synced commit has stalled past httpx's 5 s default.
+CLIENT_TIMEOUT = 30.0
+
+
+def api_client(url: str, token: str) -> httpx.AsyncClient:
+    """A client of Hookyard's API carrying `token`."""
+    return httpx.AsyncClient(
+        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=CLIENT_TIMEOUT
+    )
 
 
 # The machine's PostgreSQL (trust auth on loopback); each test gets a schema of its own.
@@ -218,9 +228,7 @@ class Running:
     client: httpx.AsyncClient
 
     def api(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.url, headers={"authorization": f"Bearer {self.token}"}
-        )
+        return api_client(self.url, self.token)
 
 
 @contextlib.asynccontextmanager
@@ -228,18 +236,7 @@ async def run_hookyard(config: Path) -> AsyncIterator[Running]:
     settings, base_dir = load_config(config)
     service = Service(settings, base_dir, config_path=config)
     state = await service.start()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            HookyardApp(state),
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            http="httptools",
-            loop="none",
-            access_log=False,
-            log_level="warning",
-        )
-    )
+    server = uvicorn.Server(http_config(state, settings, base_dir, "127.0.0.1", 0))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -249,7 +246,7 @@ async def run_hookyard(config: Path) -> AsyncIterator[Running]:
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     token = read_token_file(base_dir / settings.server.token_file) or ""
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client:
         try:
             yield Running(service, url, token, client)
         finally:

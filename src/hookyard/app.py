@@ -1,7 +1,8 @@
 """Builds the ASGI app from the shared state: wiring only.
 
 `/in/...` goes straight to the raw ingest handler (no framework on the hot path); everything
-else goes to the FastAPI app (API, health, OpenAPI). A process without the `ingest` or `api`
+else goes to the FastAPI app (API, health, OpenAPI), except `/console`, the web console (its
+own small app, served with the `api` role). A process without the `ingest` or `api`
 role answers those paths with 404 and says why; health and metrics are served by every role,
 for load balancers and monitoring.
 """
@@ -14,9 +15,11 @@ import orjson
 
 from hookyard.api.ingest import IngestApp
 from hookyard.api.rest import build_api
+from hookyard.console import build_console
 from hookyard.state import AppState
 
 ALWAYS_SERVED = ("/healthz", "/readyz", "/metrics")
+CONSOLE = "/console"
 
 
 class HookyardApp:
@@ -24,6 +27,7 @@ class HookyardApp:
         self.roles = frozenset(state.gateway.settings.server.roles)
         self.ingest = IngestApp(state)
         self.api = build_api(state)
+        self.console = build_console(state)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -35,6 +39,8 @@ class HookyardApp:
             await _not_served(send, role, self.roles)
         elif role == "ingest":
             await self.ingest(scope, receive, send)
+        elif path == CONSOLE or path.startswith(CONSOLE + "/"):
+            await self.console(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

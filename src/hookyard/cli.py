@@ -23,6 +23,8 @@ from hookyard.errors import ConfigError, HookyardError
 from hookyard.gateway import Gateway
 from hookyard.ids import new_id
 from hookyard.tokens import read_token_file
+from hookyard.verify import SCHEMES
+from hookyard.verify import reference as scheme_reference
 
 DEFAULT_CONFIG = Path("hookyard.toml")
 
@@ -73,11 +75,12 @@ def main() -> None:
 )
 @click.option(
     "--roles",
-    help="Comma-separated roles of this process: ingest, api, worker (default: all three). "
+    help="Comma-separated roles of this process: ingest, api, worker, poller (default: all). "
     "Processes sharing a PostgreSQL database can split them.",
 )
 def serve(config: Path | None, listen: str | None, database: str | None, roles: str | None) -> None:
-    """Run the gateway: ingest, API and delivery worker (by default all in one process).
+    """Run the gateway: ingest, API, delivery worker and REST poller (by default all in one
+    process).
 
     SIGHUP reloads the config file (an invalid file is refused and the running one kept);
     SIGTERM stops gracefully.
@@ -154,6 +157,19 @@ def check(config: Path | None) -> None:
         f"ok: {len(settings.sources)} sources, {len(settings.destinations)} destinations, "
         f"{len(settings.routes)} routes"
     )
+
+
+@main.command()
+@click.argument("name", required=False)
+def schemes(name: str | None) -> None:
+    """The built-in verification schemes, one a line; with NAME, that scheme's reference:
+    what it checks, its secrets and options, and a config snippet (docs/providers.md)."""
+    if name is None:
+        click.echo(scheme_reference.listing(), nl=False)
+        return
+    if name not in SCHEMES:
+        _fail(f"unknown scheme {name!r}; the built-in schemes are: {', '.join(SCHEMES)}", 2)
+    click.echo(scheme_reference.section(name), nl=False)
 
 
 @main.command()
@@ -402,7 +418,8 @@ def events_show(
             f"attempts={delivery['attempts']}"
         )
         for attempt in delivery["attempt_log"]:
-            result = attempt["status_code"] or attempt["error"]
+            # A broker's confirmation has no status code: its excerpt says what it answered.
+            result = attempt["status_code"] or attempt["error"] or attempt["response_excerpt"]
             click.echo(
                 f"    #{attempt['number']} {attempt['started_at']}  {result}  "
                 f"{attempt['duration_ms']:.1f} ms"
@@ -683,3 +700,18 @@ def rejected_list(
     _table(page["data"], ["received_at", "source", "status", "code", "reason"])
     if page["next_cursor"]:
         click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+# The REST side and the simulator live in their own modules; registered here.
+from hookyard.cli_retention import retention  # noqa: E402
+from hookyard.cli_sources import backfill, events_current, listen, sources  # noqa: E402
+from hookyard.demo import demo  # noqa: E402
+from hookyard.simulator.cli import simulate  # noqa: E402
+
+main.add_command(sources)
+main.add_command(backfill)
+main.add_command(simulate)
+main.add_command(demo)
+main.add_command(listen)
+main.add_command(retention)
+events.add_command(events_current)

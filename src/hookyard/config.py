@@ -11,11 +11,13 @@ import ipaddress
 import math
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -25,14 +27,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from yarl import URL
 
 from hookyard.errors import ConfigError
 from hookyard.units import parse_duration, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_DATABASE = "sqlite:///hookyard.db"
-ROLES = ("ingest", "api", "worker")
-Role = Literal["ingest", "api", "worker"]
+ROLES = ("ingest", "api", "worker", "poller")
+Role = Literal["ingest", "api", "worker", "poller"]
 DEFAULT_RETRY_SCHEDULE = ("0", "5s", "5m", "30m", "2h", "5h", "10h", "10h")
 ENV_PREFIX = "HOOKYARD_"
 ALERT_SOURCE = "hookyard"  # the built-in source of Hookyard's own alerts (see alerts.py)
@@ -40,6 +43,13 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 FIELD_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")  # data.items.0.id
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _age(value: Any) -> float | None:
+    return None if value == "forever" else parse_duration(value)
+
+
+Age = Annotated[float | None, BeforeValidator(_age)]  # a duration, or "forever" (None)
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -63,6 +73,8 @@ class ServerConfig(_Model):
     alert_verification_failures: int = Field(default=100, ge=0)
     # Dedup keys are kept this long: longer than any provider's retry horizon.
     dedup_window: Duration = 7 * 86400
+    # Idle client connections stay open this long; keep it above a load balancer's idle timeout.
+    keepalive_timeout: Duration = Field(default=75, ge=1)
     tls_cert: str | None = None  # PEM certificate (chain) to serve HTTPS; reloaded on SIGHUP
     tls_key: str | None = None
     # Proxies whose X-Forwarded-For/-Proto are believed (IPs or CIDRs); nobody else's.
@@ -74,7 +86,7 @@ class ServerConfig(_Model):
         return _cidrs(value)
 
     # What this process does; processes sharing a PostgreSQL database can split the work.
-    roles: list[Role] = ["ingest", "api", "worker"]
+    roles: list[Role] = ["ingest", "api", "worker", "poller"]
     # Apply pending schema migrations at start (under a lock, so several processes starting
     # together migrate once). Off: start refuses an old schema; run `hookyard migrate`.
     auto_migrate: bool = True
@@ -125,10 +137,104 @@ class ServerConfig(_Model):
         return value
 
 
+class AuthConfig(_Model):
+    """How calls to a REST API authenticate: exactly one of bearer, basic, header (with key),
+    query (with key), or OAuth 2 client credentials (token_url, client_id, client_secret)."""
+
+    bearer: str | None = None  # reference to the token
+    basic: str | None = None  # reference to "user:password"
+    header: str | None = None  # header name carrying `key`, e.g. X-Api-Key
+    query: str | None = None  # query parameter carrying `key`, e.g. api_key
+    key: str | None = None  # reference to the API key
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None  # reference
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AuthConfig:
+        kinds = [k for k in ("bearer", "basic", "header", "query", "token_url") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of bearer, basic, header, query, token_url")
+        if (self.header or self.query) and not self.key:
+            raise ValueError("header and query auth need `key`")
+        if self.token_url and not (self.client_id and self.client_secret):
+            raise ValueError("OAuth 2 (token_url) needs client_id and client_secret")
+        return self
+
+
+class ApiConfig(_Model):
+    """A provider's REST list endpoint: how to call it, page through it and read its items."""
+
+    url: str  # the list endpoint
+    params: dict[str, str] = {}  # query parameters sent with the first page
+    headers: dict[str, str] = {}  # values may be env:/file: references
+    auth: AuthConfig | None = None
+    pagination: Literal["none", "link", "next_url", "cursor", "page", "offset"] = "none"
+    next: str | None = None  # body path of the next URL or cursor (default next / next_cursor)
+    cursor_param: str = "cursor"
+    page_param: str = "page"
+    offset_param: str = "offset"
+    limit_param: str | None = "limit"  # the page-size parameter (None: not sent)
+    page_size: int = Field(default=100, ge=1, le=10_000)
+    first_page: int = Field(default=1, ge=0)
+    items: str = "data"  # dotted path to the items array; "" when the body is the array
+    id_field: str = "id"
+    updated_field: str | None = "updated_at"  # ISO 8601 or unix seconds
+    version_field: str | None = None  # preferred over updated_field to tell versions apart
+    created_field: str | None = None  # equal to updated_field means "created"
+    since_param: str | None = "updated_since"  # filters by update time (cursor mode, windows)
+    until_param: str | None = "updated_until"
+    time_format: Literal["iso", "unix", "unix_ms"] = "iso"
+    object_url: str | None = None  # one object's current state, "https://.../orders/{id}"
+    resource: str | None = None  # event types are RESOURCE.created|updated|deleted
+    calls_per_minute: Annotated[float, Field(gt=0)] | None = None  # a budget for this source
+    timeout: Duration = 30.0
+
+    @field_validator("url", "object_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+class PollConfig(_Model):
+    """When and how a poll source looks for changes."""
+
+    interval: Duration | None = None  # default 60s, unless cron is set
+    cron: str | None = None  # "*/5 * * * *" (UTC)
+    # cursor: ask for items updated since the last poll (minus lookback); etag: list all with
+    # conditional requests and compare content; hash: list all and compare content.
+    detect: Literal["cursor", "etag", "hash"] = "cursor"
+    lookback: Duration = 60.0  # cursor mode re-reads this much before its checkpoint
+    # The first run: skip records what exists without emitting (history: `hookyard backfill`);
+    # emit makes a `created` event of every existing item.
+    initial: Literal["skip", "emit"] = "skip"
+
+    @model_validator(mode="after")
+    def _schedule(self) -> PollConfig:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either interval or cron, not both")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"{self.cron!r} is not a cron expression")
+        if self.interval is not None and self.interval < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        return self
+
+
+class ReconcileConfig(_Model):
+    """Check what the webhooks carried against the REST API, and emit what they missed."""
+
+    interval: Duration = Field(default=900.0, ge=1)
+    window: Duration = Field(default=3600.0, ge=1)  # how far back each run checks
+
+
 class SourceConfig(_Model):
     # webhook: providers POST to /in/NAME and `verify` checks them; api: applications publish
-    # through POST /api/v1/sources/NAME/events with a publish token.
-    kind: Literal["webhook", "api"] = "webhook"
+    # through POST /api/v1/sources/NAME/events with a publish token; poll: Hookyard polls a
+    # REST API (`api`, `poll`) and emits what changed.
+    kind: Literal["webhook", "api", "poll"] = "webhook"
     verify: str | None = None
     secrets: list[str] = []
     tolerance: Duration | None = None
@@ -154,6 +260,24 @@ class SourceConfig(_Model):
     # sns: the worker confirms subscriptions by visiting SubscribeURL. Off: the confirmation is
     # only stored and delivered (your application confirms with its Token).
     confirm_subscriptions: bool = True
+    # The REST side: the provider's list API (for polling, reconciliation, backfill and the
+    # current state of an object), and the jobs that use it.
+    api: ApiConfig | None = None
+    poll: PollConfig | None = None
+    reconcile: ReconcileConfig | None = None
+    # Where a webhook's JSON names its object's id and version (or update time): the same
+    # object version arriving by webhook, reconciliation, poll or backfill is one event.
+    object_id: str | None = None  # e.g. data.id
+    object_version: str | None = None  # e.g. data.updated_at
+    deletion_types: list[str] = ["*.deleted"]  # webhooks that carry no new version
+    retention: SourceRetention | None = None  # this source's own; else [retention]
+
+    @field_validator("object_id", "object_version")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        if value is not None and not FIELD_PATH.match(value):
+            raise ValueError(f"{value!r} is not a dotted path like data.object.id")
+        return value
 
     @model_validator(mode="after")
     def _verify_for_webhooks(self) -> SourceConfig:
@@ -161,7 +285,30 @@ class SourceConfig(_Model):
             raise ValueError('a webhook source needs `verify` (a scheme, or "none")')
         if self.kind == "api" and self.verify is not None:
             raise ValueError("an api source is authenticated by publish tokens; drop `verify`")
+        if self.kind == "poll":
+            if self.verify is not None:
+                raise ValueError("a poll source receives no webhooks; drop `verify`")
+            if self.api is None:
+                raise ValueError("a poll source needs [api]: the REST endpoint to poll")
+        elif self.poll is not None:
+            raise ValueError('[poll] is for sources of kind = "poll"')
+        if (self.object_id is None) != (self.object_version is None):
+            raise ValueError("object_id and object_version go together")
+        if self.reconcile is not None:
+            if self.kind != "webhook":
+                raise ValueError("[reconcile] checks a webhook source's stream")
+            if self.api is None:
+                raise ValueError("[reconcile] needs [api]: the REST endpoint to check against")
+            if self.object_id is None:
+                raise ValueError(
+                    "[reconcile] needs object_id and object_version: where webhooks name the "
+                    "object and its version"
+                )
         return self
+
+    @property
+    def polling(self) -> PollConfig:
+        return self.poll or PollConfig()
 
 
 class BackoffConfig(_Model):
@@ -199,8 +346,66 @@ def parse_rate(value: str) -> float:
     return rate
 
 
+# A destination URL's scheme picks its transport; each broker has keys of its own.
+TRANSPORTS = {
+    "http": "http",
+    "https": "http",
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "amqp",
+    "amqps": "amqp",
+    "nats": "nats",
+    "tls": "nats",
+}
+BROKER_KEYS = {
+    "redis": ("stream", "maxlen"),
+    "amqp": ("exchange", "routing_key"),
+    "nats": ("subject",),
+}
+HTTP_KEYS = (
+    "headers",
+    "bearer_token",
+    "basic_auth",
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "proxy",
+)
+TEMPLATE_FIELDS = ("source", "type")  # what a routing_key or subject template may name
+
+
+def destination_kind(url: str) -> str:
+    """The transport a destination URL names: http, redis, amqp or nats. The error does not
+    repeat the URL: it may hold a password."""
+    scheme, sep, rest = url.partition("://")
+    kind = TRANSPORTS.get(scheme.lower()) if sep else None
+    if kind is None or not re.match(r"[^/\s]+", rest):
+        raise ValueError(
+            "expected an http(s)://, redis(s)://, amqp(s)://, nats:// or tls:// URL with a host "
+            "(or an env: or file: reference to one)"
+        )
+    return kind
+
+
+def _template(value: str) -> str:
+    """Check a routing_key or subject template: only {source} and {type} are filled in."""
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError:
+        raise ValueError("unbalanced { or }: the placeholders are {source} and {type}") from None
+    for _, name, spec, conversion in parts:
+        if name is not None and (name not in TEMPLATE_FIELDS or spec or conversion):
+            raise ValueError(f"{{{name}}} is not a placeholder: use {{source}} and {{type}}")
+    return value
+
+
 class DestinationConfig(_Model):
-    url: str
+    # http(s)://, or a broker: redis(s)://, amqp(s)://, nats:// or tls:// (NATS JetStream). A
+    # secret reference (env:/file:) when it holds a password. Required, unless relay.
+    url: str | None = None
+    # No URL: deliveries wait for relay clients (`hookyard listen`, the pull API) that ask for
+    # them, connecting outward from behind a firewall.
+    relay: bool = False
     # whsec_... references for Hookyard's outbound signature; during a rotation list several
     # and every signature is sent.
     secret: str | list[str] | None = None
@@ -223,6 +428,51 @@ class DestinationConfig(_Model):
     disable_after: Duration = 5 * 86400.0  # failing continuously this long disables it
     concurrency: int = Field(default=32, ge=1, le=1024)
     egress_allow: list[str] = []  # CIDRs this destination may reach beyond [egress] allow
+    # Brokers: a delivery succeeds when the broker confirms it.
+    stream: str | None = Field(default=None, min_length=1)  # redis: the stream XADD appends to
+    maxlen: int | None = Field(default=None, ge=1)  # redis: trim to about this many (MAXLEN ~)
+    exchange: str | None = None  # amqp: the exchange to publish to; "" is the default exchange
+    routing_key: str | None = None  # amqp: template, default "{source}.{type}"
+    subject: str | None = None  # nats: template, default "hookyard.{source}.{type}"
+
+    @field_validator("routing_key")
+    @classmethod
+    def _routing_key(cls, value: str | None) -> str | None:
+        return None if value is None else _template(value)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        sample = _template(value).format(source="s", type="t")
+        if any(not token or re.search(r"[\s*>]", token) for token in sample.split(".")):
+            raise ValueError(
+                "a NATS subject is dot-separated tokens, none empty, without spaces, * or >"
+            )
+        return value
+
+    def transport_problem(self, kind: str) -> tuple[str, str] | None:
+        """The first key that does not fit the transport (`kind` of the URL, or "relay"), and
+        why; None when they all fit."""
+        for broker, keys in BROKER_KEYS.items():
+            for key in keys:
+                if broker != kind and getattr(self, key) is not None:
+                    return key, f"is for {broker} destinations only; this one is {kind}"
+        if kind in BROKER_KEYS:
+            for key in HTTP_KEYS:
+                if getattr(self, key):
+                    return key, (
+                        f"is for HTTP destinations; a {kind} destination takes its credentials "
+                        "in the url (a secret reference) and TLS from the system CAs"
+                    )
+        if kind == "redis" and self.stream is None:
+            return "stream", "a redis destination needs the stream to XADD to"
+        if kind == "amqp" and self.exchange is None:
+            return "exchange", (
+                'an amqp destination needs the exchange to publish to ("" is the default one)'
+            )
+        return None
 
     @field_validator("egress_allow")
     @classmethod
@@ -253,10 +503,20 @@ class DestinationConfig(_Model):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("expected an http:// or https:// URL")
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("env:", "file:")):
+            destination_kind(value)  # a reference is checked once resolved (gateway.py)
         return value
+
+    @model_validator(mode="after")
+    def _url_or_relay(self) -> DestinationConfig:
+        if self.relay and self.url is not None:
+            raise ValueError("a relay destination has no url: its clients fetch deliveries")
+        if not self.relay and self.url is None:
+            raise ValueError("give the destination a url (or relay = true)")
+        if self.relay and (self.proxy or self.ca_file or self.client_cert):
+            raise ValueError("proxy, ca_file and client_cert are for url destinations")
+        return self
 
 
 Condition = Any  # a scalar (equals) or a table with one of: equals, in, exists
@@ -311,6 +571,37 @@ class EgressConfig(_Model):
         return _cidrs(value)
 
 
+class SourceRetention(_Model):
+    """A source's own retention; what it leaves unset comes from [retention]."""
+
+    events: Age = None
+    payloads: Age = None
+
+
+class RetentionConfig(_Model):
+    """How long things are kept: a duration ("30d") or "forever". Events still waiting for
+    delivery are kept whatever their age."""
+
+    events: Age = 90 * 86400.0
+    payloads: Age = 30 * 86400.0  # the raw bytes; the event's record stays until `events`
+    attempts: Age = 90 * 86400.0  # the delivery history (attempts of waiting deliveries stay)
+    rejected: Age = 7 * 86400.0  # on top of server.rejected_log_size
+    interval: Duration = Field(default=600.0, ge=1)  # between sweeps
+    # PostgreSQL: events are partitioned by this span of time, and a span whose events are all
+    # past retention is dropped whole (store/partitions.py).
+    partition_span: Duration = Field(default=86400.0, ge=1)
+
+    def for_source(self, own: SourceRetention | None) -> tuple[float | None, float | None]:
+        """(events, payloads) ages for a source; a payload never outlives its event."""
+        events, payloads = self.events, self.payloads
+        if own is not None:
+            events = own.events if "events" in own.model_fields_set else events
+            payloads = own.payloads if "payloads" in own.model_fields_set else payloads
+        if events is not None and (payloads is None or payloads > events):
+            payloads = events
+        return events, payloads
+
+
 class WorkerConfig(_Model):
     max_in_flight: int = Field(default=256, ge=1)
     lease: Duration | None = None  # default: the longest destination timeout + 30 s
@@ -322,6 +613,7 @@ class Settings(_Model):
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
     egress: EgressConfig = EgressConfig()
+    retention: RetentionConfig = RetentionConfig()
     sources: dict[str, SourceConfig] = {}
     destinations: dict[str, DestinationConfig] = {}
     routes: list[RouteConfig] = []
@@ -464,9 +756,22 @@ def database_url(settings: Settings, base_dir: Path) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for logs and messages."""
+    """A database URL without its password, for logs and messages (the user name stays: it
+    tells which role connects). Destination URLs: redact_destination_url."""
     url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def redact_destination_url(url: str) -> str:
+    """A destination URL fit to show anywhere: all of its user info and every query value can be
+    a credential (a NATS token is the whole user info; some APIs take a key in the query)."""
+    parsed = URL(url)
+    shown = str(parsed.with_user(None).with_query(None))
+    if parsed.user or parsed.password:
+        shown = shown.replace("://", "://***@", 1)
+    if parsed.query:
+        shown += "?" + "&".join(f"{key}=***" for key in parsed.query)
+    return shown
 
 
 def sqlite_path(database: str, base_dir: Path) -> Path:

@@ -5,7 +5,8 @@ HookyardError
 ├── IngestError            a request that ingest refuses; carries the HTTP status and a code
 │   ├── VerificationError  401: missing or bad signature, stale timestamp, bad credentials
 │   └── Unavailable        503: overloaded, or the database cannot commit (with Retry-After)
-└── StoreError             the database failed or is owned by another process
+├── StoreError             the database failed or is owned by another process
+└── WriteRefused           a write that decided not to happen (rolled back), e.g. a lost lease
 """
 
 from __future__ import annotations
@@ -60,3 +61,8 @@ class Unavailable(IngestError):
 
 class StoreError(HookyardError):
     """The database failed, or is owned by another process."""
+
+
+class WriteRefused(HookyardError):
+    """A write handler refused its operation (the transaction is rolled back): raised inside
+    the writer, it reaches the caller as it is, not as a database failure."""

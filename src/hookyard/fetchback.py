@@ -32,8 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
-from hookyard.deliver.egress import EgressPolicy, GuardedResolver
-from hookyard.deliver.http import USER_AGENT
+from hookyard.deliver.egress import USER_AGENT, EgressPolicy, GuardedSession
 from hookyard.errors import VerificationError
 from hookyard.gateway import FetchTarget, Source
 from hookyard.ids import new_id
@@ -201,7 +200,7 @@ class FetchBack:
         self.state = state
         self._task: asyncio.Task[None] | None = None
         self._context: Context | None = None
-        self._policy: EgressPolicy | None = None
+        self._http = GuardedSession(lambda: state.gateway.settings.egress.allow, TIMEOUT)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hookyard-fetchback")
@@ -211,22 +210,13 @@ class FetchBack:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._context is not None:
-            await self._context.session.close()
+        await self._http.close()
 
-    def _client(self) -> Context:
-        policy = EgressPolicy.from_cidrs(self.state.gateway.settings.egress.allow)
-        if self._context is None or policy != self._policy:  # new, or egress changed on reload
-            if self._context is not None:
-                asyncio.get_running_loop().create_task(self._context.session.close())
-            self._policy = policy
-            self._context = Context(
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
-                    timeout=aiohttp.ClientTimeout(total=TIMEOUT),
-                )
-            )
-        return self._context
+    def _client(self) -> tuple[Context, EgressPolicy]:
+        session, policy = self._http.get()
+        if self._context is None or self._context.session is not session:
+            self._context = Context(session)  # egress changed on reload: a new client
+        return self._context, policy
 
     async def _run(self) -> None:
         ready = self.state.hints_ready
@@ -302,10 +292,9 @@ class FetchBack:
             raise FetchFailed(f"the stored hint no longer verifies: {exc}", final=True) from None
         if verified.hint is None:
             raise FetchFailed("the stored hint no longer verifies as a hint", final=True)
-        context = self._client()
-        assert self._policy is not None
+        context, policy = self._client()
         # An IP in the URL is never resolved, so the resolver's check would not see it.
-        self._policy.check_literal(URL(source.fetch.url).host or "")
+        policy.check_literal(URL(source.fetch.url).host or "")
         return await FETCHERS[source.verifier.scheme](context, source.fetch, verified.hint, hint)
 
     def _record_failure(self, hint: Hint, reason: str) -> None:

@@ -21,14 +21,18 @@ from yarl import URL
 from hookyard.config import (
     ALERT_SOURCE,
     DestinationConfig,
+    PollConfig,
+    ReconcileConfig,
     Settings,
     SourceConfig,
+    destination_kind,
     resolve_secret,
 )
 from hookyard.deliver.egress import EgressPolicy, EgressRefused
 from hookyard.errors import ConfigError
+from hookyard.pollers.api import RestApi
 from hookyard.routing import Route, destinations_for, ordering_key
-from hookyard.verify import Verifier, VerifyOptions, build_verifier
+from hookyard.verify import Verifier, VerifyOptions, build_verifier, check_options
 
 # Original headers forwarded to destinations unless a source extends the list. A source's own
 # webhook-* headers travel renamed (hookyard-original-webhook-*), never in place of ours.
@@ -89,6 +93,12 @@ class Source:
     credential_headers: frozenset[str]
     fetch: FetchTarget | None = None  # where a fetch-back scheme fetches what hints name
     fetch_rate: float = 10.0  # fetches per second at most, across all processes
+    api: RestApi | None = None  # the provider's REST API (polling, reconciliation, backfill)
+    poll: PollConfig | None = None  # set for poll sources
+    reconcile: ReconcileConfig | None = None
+    # Paths to a webhook's object id and version, and the types that carry no new version.
+    object_paths: tuple[str, str] | None = None
+    deletion_types: tuple[str, ...] = ()
 
     def redact(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         secret = self.credential_headers
@@ -106,12 +116,19 @@ class Source:
         return out
 
 
+DEFAULT_ROUTING_KEY = "{source}.{type}"  # amqp destinations
+DEFAULT_SUBJECT = "hookyard.{source}.{type}"  # nats destinations
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
     name: str
-    url: str
-    signing_keys: tuple[bytes, ...]  # several during a rotation: each signature is sent
-    headers: tuple[tuple[str, str], ...]  # static headers and authorization, resolved
+    url: str = field(
+        repr=False
+    )  # may hold a password or token: show it with redact_destination_url
+    # Several during a rotation: each signature is sent. Secrets, like the headers: no repr.
+    signing_keys: tuple[bytes, ...] = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)  # static headers, authorization
     ssl: ssl.SSLContext | None  # a custom CA or a client certificate
     proxy: str | None
     timeout: float
@@ -124,6 +141,13 @@ class Destination:
     ordering: str | None  # "source" or "field:<path>"
     egress: EgressPolicy
     refused: str | None  # why the egress policy refuses the URL's literal IP, if it does
+    relay: bool = False  # no URL: relay clients lease its deliveries (relay/)
+    kind: str = "http"  # http, redis, amqp, nats (the URL's scheme), or relay
+    stream: str | None = None  # redis
+    maxlen: int | None = None  # redis: approximate cap
+    exchange: str | None = None  # amqp
+    routing_key: str = DEFAULT_ROUTING_KEY  # amqp template
+    subject: str = DEFAULT_SUBJECT  # nats template
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +217,8 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         token_header=cfg.token_header,
     )
     try:
+        if cfg.verify is not None:
+            check_options(cfg.verify, cfg.model_fields_set)
         verifier = build_verifier(cfg.verify or "none", secrets, options)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}" if exc.key else key, exc.reason) from None
@@ -216,7 +242,25 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
             else None
         ),
         fetch_rate=cfg.fetch_rate,
+        api=_rest_api(name, cfg, base_dir),
+        poll=cfg.polling if cfg.kind == "poll" else None,
+        reconcile=cfg.reconcile,
+        object_paths=(cfg.object_id, cfg.object_version)
+        if cfg.object_id and cfg.object_version
+        else None,
+        deletion_types=tuple(cfg.deletion_types),
     )
+
+
+def _rest_api(name: str, cfg: SourceConfig, base_dir: Path) -> RestApi | None:
+    if cfg.api is None:
+        return None
+    key = f"sources.{name}"
+    if cfg.kind == "poll" and cfg.polling.detect == "cursor" and not cfg.api.updated_field:
+        raise ConfigError(f"{key}.poll.detect", "cursor needs api.updated_field (or use hash)")
+    if cfg.reconcile is not None and not cfg.api.updated_field:
+        raise ConfigError(f"{key}.api.updated_field", "reconcile lists by update time")
+    return RestApi.build(name, cfg.api, base_dir)
 
 
 def _destination(
@@ -240,10 +284,11 @@ def _destination(
         if ":" not in pair:
             raise ConfigError(f"{prefix}.basic_auth", "expected user:password")
         headers.append(("authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
+    url, kind = _transport(cfg, prefix, base_dir)
     egress = EgressPolicy.from_cidrs([*settings.egress.allow, *cfg.egress_allow])
     return Destination(
         name=name,
-        url=cfg.url,
+        url=url,
         signing_keys=keys,
         headers=tuple(headers),
         ssl=_ssl_context(cfg, prefix, base_dir),
@@ -257,8 +302,32 @@ def _destination(
         rate_limit=cfg.rate_limit,
         ordering=cfg.ordering,
         egress=egress,
-        refused=_literal_refusal(egress, cfg.url),
+        refused=_literal_refusal(egress, url) if url else None,
+        relay=cfg.relay,
+        kind=kind,
+        stream=cfg.stream,
+        maxlen=cfg.maxlen,
+        exchange=cfg.exchange,
+        routing_key=DEFAULT_ROUTING_KEY if cfg.routing_key is None else cfg.routing_key,
+        subject=cfg.subject or DEFAULT_SUBJECT,
     )
+
+
+def _transport(cfg: DestinationConfig, prefix: str, base_dir: Path) -> tuple[str, str]:
+    """The resolved URL (it may be a secret reference) and the transport its scheme picks;
+    every key must fit that transport."""
+    if cfg.url is None:
+        url, kind = "", "relay"
+    else:
+        url = resolve_secret(cfg.url, key=f"{prefix}.url", base_dir=base_dir)
+        try:
+            kind = destination_kind(url)
+        except ValueError as exc:
+            raise ConfigError(f"{prefix}.url", str(exc)) from None
+    problem = cfg.transport_problem(kind)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.{problem[0]}", problem[1])
+    return url, kind
 
 
 def _literal_refusal(egress: EgressPolicy, url: str) -> str | None:

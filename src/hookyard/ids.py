@@ -47,6 +47,14 @@ def id_floor(prefix: str, unix_seconds: float) -> str:
     return f"{prefix}_{_encode(int(unix_seconds * 1000) << 80, 26)}"
 
 
+def id_time(id_: str) -> float:
+    """When an id was made (unix seconds, to the millisecond): the inverse of id_floor."""
+    value = 0
+    for char in id_.rpartition("_")[2][:10]:  # the first 50 bits: 2 zero bits + milliseconds
+        value = value * 32 + _ALPHABET.index(char)
+    return value / 1000
+
+
 def node_name() -> str:
     """This process, as other processes sharing the database see it (jobs, connections)."""
     return f"{socket.gethostname()}:{os.getpid()}"

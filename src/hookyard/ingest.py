@@ -6,6 +6,7 @@ and commits what it returns.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import orjson
 from hookyard.gateway import Gateway, Source
 from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest
+from hookyard.pollers.api import dig, object_key, webhook_object_key
 from hookyard.verify import Handshake, Inbound
 
 _UNPARSED = object()
@@ -125,6 +127,8 @@ def _event(
     event_type: str | None,
     keys: tuple[str, ...],
 ) -> NewEvent:
+    document = lazy_json(payload)
+    version = _object_version(source, event_type, document)
     return NewEvent(
         id=new_id("evt"),
         source=source.name,
@@ -135,8 +139,28 @@ def _event(
         dedup_keys=keys,
         content_type=inbound.headers.get("content-type"),
         payload=payload,
-        destinations=gateway.targets(source.name, event_type, lazy_json(payload)),
+        destinations=gateway.targets(source.name, event_type, document),
+        # The same version emitted by reconciliation, a poll or a backfill makes this a
+        # duplicate; another webhook of the same version does not (two updates in one second,
+        # two event types of one change).
+        cross_keys=(object_key(*version),) if version else (),
+        marks=(webhook_object_key(*version),) if version else (),
     )
+
+
+def _object_version(
+    source: Source, event_type: str | None, document: Callable[[], Any]
+) -> tuple[str, str] | None:
+    """(object id, version) a webhook of a source with object_id carries."""
+    if source.object_paths is None:
+        return None
+    if event_type and any(fnmatch.fnmatchcase(event_type, p) for p in source.deletion_types):
+        return None  # a deletion repeats the last version: it is a change of its own
+    id_path, version_path = source.object_paths
+    object_id, version = dig(document(), id_path), dig(document(), version_path)
+    if object_id is None or version is None or isinstance(object_id, dict | list):
+        return None
+    return str(object_id), str(version)
 
 
 def published(

@@ -22,6 +22,12 @@ class NewEvent:
     payload: bytes
     destinations: tuple[tuple[str, str | None], ...]  # (name, ordering key)
     trace_context: str | None = None  # W3C traceparent of the ingest span
+    # Object versions across paths (webhook vs REST): a key here that another path stored
+    # makes the event a duplicate, without being stored itself; a mark is stored for the
+    # other paths to find, and never makes the event a duplicate. So two webhooks carrying
+    # one version are both events, but a reconciled version and its late webhook are one.
+    cross_keys: tuple[str, ...] = ()
+    marks: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -29,7 +29,9 @@ from hookyard.errors import ConfigError, StoreError
 from hookyard.fetchback import FetchBack
 from hookyard.gateway import Gateway
 from hookyard.maintenance import run_maintenance
+from hookyard.pollers.runner import Pollers
 from hookyard.rejected import RejectedLog
+from hookyard.retention import run_retention
 from hookyard.state import AppState
 from hookyard.store import Store, open_store
 from hookyard.tokens import bootstrap_admin
@@ -54,8 +56,10 @@ class Service:
         self.state: AppState | None = None
         self.worker: Worker | None = None
         self.fetchback: FetchBack | None = None
+        self.pollers: Pollers | None = None
         self.token_file: Path | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> AppState:
@@ -98,11 +102,15 @@ class Service:
         store.on_notify = on_notify
         rejected.start()
         self._maintenance = asyncio.create_task(run_maintenance(state), name="maintenance")
+        self._retention = asyncio.create_task(run_retention(state), name="retention")
         if "worker" in settings.server.roles:
             self.worker = Worker(state)
             self.worker.start()
             self.fetchback = FetchBack(state)
             self.fetchback.start()
+        if "poller" in settings.server.roles:
+            self.pollers = Pollers(state)
+            self.pollers.start()
         self.state = state
         return state
 
@@ -122,6 +130,8 @@ class Service:
             state.work_ready.set()
         elif topic == "hints":
             state.hints_ready.set()
+        elif topic == "rest":
+            state.rest_ready.set()
         elif topic == "state":
             task = asyncio.create_task(self._refresh_states(state, quiet=True))
             self._background.add(task)
@@ -136,12 +146,15 @@ class Service:
             )
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.fetchback is not None:
             await self.fetchback.stop()
+        if self.pollers is not None:
+            await self.pollers.stop()
         if self.worker is not None:
             await self.worker.stop(self.gateway.settings.worker.shutdown_grace)
         if self.state is not None:
@@ -183,6 +196,39 @@ class Service:
         return True
 
 
+def http_config(
+    state: AppState, settings: Settings, base_dir: Path, host: str, port: int
+) -> uvicorn.Config:
+    """How uvicorn serves Hookyard: shared by `serve` and the tests, so they run what ships."""
+    server = settings.server
+    cert = str(base_dir / server.tls_cert) if server.tls_cert else None
+    key = str(base_dir / server.tls_key) if server.tls_key else None
+    trusted = server.trusted_proxies
+    return uvicorn.Config(
+        HookyardApp(state),
+        host=host,
+        port=port,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_level="warning",
+        log_config=None,  # keep our logging setup
+        server_header=False,
+        # Longer than a load balancer's idle timeout (60 s on the common ones): a backend that
+        # closes an idle connection first races the balancer's next request on it, and that
+        # request fails. Idle connections cost a socket each, nothing more.
+        timeout_keep_alive=int(server.keepalive_timeout),
+        timeout_graceful_shutdown=10,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        # Forwarded headers only from configured proxies: the client address and the scheme
+        # (which signed URLs depend on) cannot be spoofed by anyone else.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else "",
+    )
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -210,37 +256,15 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
             file=sys.stderr,
         )
     host, port = parse_listen(settings.server.listen)
-    tls = settings.server.tls_cert is not None
-    cert = str(base_dir / settings.server.tls_cert) if settings.server.tls_cert else None
-    key = str(base_dir / settings.server.tls_key) if settings.server.tls_key else None
-    trusted = settings.server.trusted_proxies
-    config = uvicorn.Config(
-        HookyardApp(state),
-        host=host,
-        port=port,
-        lifespan="off",
-        http="httptools",
-        loop="none",
-        access_log=False,
-        log_level="warning",
-        log_config=None,  # keep our logging setup
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        # Forwarded headers only from configured proxies: the client address and the scheme
-        # (which signed URLs depend on) cannot be spoofed by anyone else.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=",".join(trusted) if trusted else "",
-    )
+    config = http_config(state, settings, base_dir, host, port)
     server = _Server(config)
 
     def on_hangup() -> None:
         service.reload()
-        if config.ssl is not None and cert is not None:
+        if config.ssl is not None and config.ssl_certfile is not None:
             try:  # new connections get the renewed certificate; open ones keep theirs
-                config.ssl.load_cert_chain(cert, key)
-                log.info("TLS certificate reloaded from %s", cert)
+                config.ssl.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+                log.info("TLS certificate reloaded from %s", config.ssl_certfile)
             except (OSError, ssl.SSLError) as exc:
                 log.error("TLS certificate reload refused, keeping the current one: %s", exc)
 
@@ -251,8 +275,9 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
         await asyncio.sleep(0.01)
     if server.started:
         bound = server.servers[0].sockets[0].getsockname()
+        scheme = "https" if config.ssl_certfile else "http"
         print(
-            f"Hookyard listening on {'https' if tls else 'http'}://{host}:{bound[1]} "
+            f"Hookyard listening on {scheme}://{host}:{bound[1]} "
             f"(database {redact_url(database_url(settings, base_dir))}; "
             f"roles {', '.join(settings.server.roles)})",
             file=sys.stderr,

@@ -37,6 +37,7 @@ from tests.conftest import (
     POSTGRES_URL,
     Receiver,
     ServeProcess,
+    api_client,
     query_database,
     start_serve,
     write_config,
@@ -106,12 +107,6 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(what())
         await asyncio.sleep(0.2)
-
-
-def api_client(url: str, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
-    )
 
 
 def http_client(url: str, connections: int = 16) -> httpx.AsyncClient:

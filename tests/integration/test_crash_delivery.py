@@ -24,6 +24,7 @@ from tests.conftest import (
     GITHUB_SECRET,
     Receiver,
     ServeProcess,
+    api_client,
     start_serve,
     write_config,
 )
@@ -130,9 +131,7 @@ async def test_deliveries_in_flight_at_sigkill_are_delivered_after_restart(
         assert event_id in bodies
         assert item.body == bodies[event_id]
 
-    async with httpx.AsyncClient(
-        base_url=second.url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
-    ) as api:
+    async with api_client(second.url, token) as api:
 
         async def statuses() -> dict[str, list[str]]:
             found = {}

@@ -30,6 +30,7 @@ from tests.conftest import (
     Receiver,
     Running,
     ServeProcess,
+    api_client,
     basic_config,
     query_database,
     run_hookyard,
@@ -63,12 +64,6 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(what())
         await asyncio.sleep(0.1)
-
-
-def api_client(url: str, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30.0
-    )
 
 
 # -- 1a. SIGKILL while webhooks arrive: every ack is stored and delivered -----------------------

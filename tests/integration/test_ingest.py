@@ -176,10 +176,13 @@ async def test_overload_answers_503_with_retry_after(hookyard_factory, receiver)
     )  # only ingest writes: the queue depth is ours
     async with hookyard_factory(config) as hy:
         store = hy.service.store
-        # Housekeeping writes too; stop it so that the queue holds only this test's requests.
-        assert hy.service._maintenance is not None
-        hy.service._maintenance.cancel()
-        await asyncio.wait([hy.service._maintenance])
+        # Housekeeping and retention write too; stop them so that the queue holds only this
+        # test's requests.
+        background = [hy.service._maintenance, hy.service._retention]
+        for task in background:
+            assert task is not None
+            task.cancel()
+        await asyncio.wait(background)
         await store.take_job("barrier", 1, "test")  # committed after anything queued before
         in_commit = threading.Event()
         gate = threading.Event()

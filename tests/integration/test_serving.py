@@ -87,3 +87,40 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
 
     assert peer_seen('"127.0.0.1"').startswith("203.0.113.7")
     assert peer_seen("").startswith("127.0.0.1")
+
+
+def _closed_after(url: str, idle: float) -> bool:
+    """Whether the server closed a kept-alive connection that stayed idle `idle` seconds."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with conn.makefile("rb") as response:
+            assert response.readline().startswith(b"HTTP/1.1 200")
+            headers = dict(
+                line.rstrip().lower().split(b": ", 1) for line in iter(response.readline, b"\r\n")
+            )
+            assert len(response.read(int(headers[b"content-length"]))) > 0
+        time.sleep(idle)
+        conn.setblocking(False)
+        try:
+            return conn.recv(1) == b""  # EOF: the server closed its end
+        except BlockingIOError:
+            return False  # still open, nothing to read
+
+
+def test_idle_connections_outlive_the_keepalive_timeout_only_as_configured(
+    tmp_path: Path, serve_processes
+):
+    def serve(extra: str) -> str:
+        directory = tmp_path / (extra.split("=")[-1].strip(' "') or "default")
+        directory.mkdir()
+        config = basic_config("http://127.0.0.1:9/x").replace(
+            'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:0"\n{extra}', 1
+        )
+        server = start_serve(write_config(directory, config))
+        serve_processes.append(server)
+        return server.url
+
+    assert _closed_after(serve('keepalive_timeout = "1s"'), idle=2.5)
+    # The default outlives a load balancer's 60 s; uvicorn's own 5 s would have closed it.
+    assert not _closed_after(serve(""), idle=6)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +24,7 @@ def test_slices_are_the_elements_bytes(elements, separators, indent) -> None:  #
     body = json.dumps(elements, separators=separators, indent=2 if indent else None).encode()
     slices = array_slices(body)
     assert slices is not None
-    assert [orjson.loads(s) for s in slices] == elements
+    assert [json.loads(s) for s in slices] == elements  # orjson turns huge ints to floats
     for piece in slices:
         assert piece in body  # a slice of what was sent, not a re-encoding
 

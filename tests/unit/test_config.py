@@ -227,3 +227,30 @@ def test_pathological_numbers_are_config_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="trusted_proxies"):
         _build(tmp_path, proxies)
+
+
+def test_retention_layers_a_sources_own_ages_over_the_defaults(tmp_path: Path) -> None:
+    text = VALID + '[retention]\nevents = "30d"\npayloads = "forever"\n'
+    text += '[sources.gh.retention]\npayloads = "12h"\n'
+    settings, _ = load_config(_write(tmp_path, text))
+    retention = settings.retention
+    assert retention.for_source(None) == (30 * 86400, 30 * 86400)  # never beyond the event
+    assert retention.for_source(settings.sources["gh"].retention) == (30 * 86400, 43200)
+    forever = VALID + '[sources.gh.retention]\nevents = "forever"\n'
+    settings, _ = load_config(_write(tmp_path, forever))
+    assert settings.retention.for_source(settings.sources["gh"].retention) == (None, 30 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key"),
+    [
+        ('[retention]\nevents = "soon"\n', "retention.events"),
+        ('[retention]\ninterval = "0s"\n', "retention.interval"),
+        ('[retention]\nkeep = "1d"\n', "retention.keep"),
+        ('[sources.gh.retention]\npayloads = "-1d"\n', "sources.gh.retention.payloads"),
+    ],
+)
+def test_bad_retention_settings_name_their_key(tmp_path: Path, snippet: str, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, VALID + snippet))
+    assert str(error.value).startswith(key)

@@ -84,8 +84,28 @@ async def render(state: AppState) -> str:
         *_family(
             "hookyard_attempts_total",
             "counter",
-            "Delivery attempts, by destination and status class (2xx ... 5xx, error).",
+            "Delivery attempts, by destination and status class (2xx ... 5xx, confirmed by a "
+            "broker, error).",
             [({"destination": d, "class": c}, n) for (d, c), n in sorted(state.attempts.items())],
+        ),
+        *_family(
+            "hookyard_rest_calls_total",
+            "counter",
+            "Calls to sources' REST APIs, by result (ok, not_modified, rate_limited, error).",
+            [({"source": s, "result": r}, n) for (s, r), n in sorted(state.rest_calls.items())],
+        ),
+        *_family(
+            "hookyard_rest_events_total",
+            "counter",
+            "Events emitted from REST APIs, by source and origin (poll, reconcile, backfill).",
+            [({"source": s, "origin": o}, n) for (s, o), n in sorted(state.rest_events.items())],
+        ),
+        *_family(
+            "hookyard_retention_removed_total",
+            "counter",
+            "Rows retention removed (by this process's sweeps), by kind (events, payloads, "
+            "deliveries, attempts, requests, rejected).",
+            [({"kind": k}, n) for k, n in sorted(state.retention_removed.items())],
         ),
         *_family(
             "hookyard_destination_state",

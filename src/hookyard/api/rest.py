@@ -22,11 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from yarl import URL
 
 from hookyard import __version__
 from hookyard.api.metrics import render as render_metrics
-from hookyard.config import FIELD_PATH
+from hookyard.config import FIELD_PATH, redact_destination_url
 from hookyard.deliver.control import set_state
 from hookyard.errors import StoreError
 from hookyard.ingest import published
@@ -101,6 +100,7 @@ class RequestInfo(BaseModel):
 
 
 class EventDetail(EventSummary):
+    payload_removed: bool  # retention removed the bytes; the record stays until `events`
     request: RequestInfo | None
     deliveries: list[Delivery]
 
@@ -130,16 +130,9 @@ class RejectedPage(BaseModel):
     next_cursor: str | None
 
 
-class SourceInfo(BaseModel):
-    name: str
-    kind: Literal["webhook", "api"]
-    verify: str | None  # None for api sources
-    destinations: list[str]
-
-
 class DestinationInfo(BaseModel):
     name: str
-    url: str
+    url: str  # "relay" for a relay destination (its clients fetch its deliveries)
     state: Literal["active", "paused", "disabled"]
     reason: str | None
     failing_since: datetime | None
@@ -253,17 +246,6 @@ class Caller:
     id: str
     name: str
     scope: str  # admin | read | publish:SOURCE | relay:DESTINATION
-
-
-def redact_url(url: str) -> str:
-    """A destination URL fit to show: user info and query values can carry credentials."""
-    parsed = URL(url)
-    shown = str(parsed.with_user(None).with_query(None))
-    if parsed.user or parsed.password:
-        shown = shown.replace("://", "://***@", 1)
-    if parsed.query:
-        shown += "?" + "&".join(f"{key}=***" for key in parsed.query)
-    return shown
 
 
 def _page(rows: list[dict[str, Any]], limit: int, *time_keys: str) -> dict[str, Any]:
@@ -687,7 +669,7 @@ def build_api(state: AppState) -> FastAPI:
         f"{API_PREFIX}/events/{{event_id}}/replay",
         response_model=Replayed,
         tags=["events"],
-        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 410: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )
     async def replay_event(
         event_id: str,
@@ -697,8 +679,11 @@ def build_api(state: AppState) -> FastAPI:
         ] = None,
     ) -> dict[str, Any]:
         """Deliver the event again: new deliveries with the same webhook-id, marked replay."""
-        if not await state.store.event_exists(event_id):
+        found = await state.store.get_raw(event_id)
+        if found is None:
             raise ApiError(404, "not_found", f"no event {event_id!r}")
+        if found[0] is None:
+            raise ApiError(410, "payload_removed", "retention removed this event's payload")
         created = await state.store.replay(
             [event_id], known_destination(destination), list(state.gateway.destinations)
         )
@@ -759,7 +744,7 @@ def build_api(state: AppState) -> FastAPI:
         f"{API_PREFIX}/deliveries/{{delivery_id}}/retry",
         response_model=DeliveryRow,
         tags=["deliveries"],
-        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 410: {"model": ErrorBody}},
     )
     async def retry_delivery(
         delivery_id: str, who: Annotated[Caller, Depends(admin)]
@@ -768,6 +753,8 @@ def build_api(state: AppState) -> FastAPI:
         before = await state.store.retry_delivery(delivery_id)
         if before is None:
             raise ApiError(404, "not_found", f"no delivery {delivery_id!r}")
+        if before == "gone":
+            raise ApiError(410, "payload_removed", "retention removed this event's payload")
         if before not in ("dead", "retrying"):
             hint = "replay its event instead" if before == "succeeded" else "it is queued"
             raise ApiError(409, "conflict", f"the delivery is {before}; {hint}")
@@ -919,18 +906,13 @@ def build_api(state: AppState) -> FastAPI:
         rows = await state.store.list_rejected(source=source, cursor=cursor, limit=limit + 1)
         return _page(rows, limit, "received_at")
 
-    @api.get(f"{API_PREFIX}/sources", response_model=list[SourceInfo], tags=["config"])
-    async def list_sources(_: Annotated[Caller, Depends(reader)]) -> list[dict[str, Any]]:
-        gateway = state.gateway
-        return [
-            {
-                "name": name,
-                "kind": gateway.settings.sources[name].kind,
-                "verify": gateway.settings.sources[name].verify,
-                "destinations": sorted({d for r in gateway.routes[name] for d in r.destinations}),
-            }
-            for name in gateway.sources
-        ]
+    from hookyard.api.relay import relay_routes  # they import this module's helpers
+    from hookyard.api.retention import retention_routes
+    from hookyard.api.sources import source_routes
+
+    api.include_router(source_routes(state, reader, admin, audit))
+    api.include_router(relay_routes(state, caller))
+    api.include_router(retention_routes(state, reader, admin, audit))
 
     @api.get(
         f"{API_PREFIX}/destinations", response_model=list[DestinationInfo], tags=["destinations"]
@@ -941,7 +923,7 @@ def build_api(state: AppState) -> FastAPI:
         return [
             {
                 "name": d.name,
-                "url": redact_url(d.url),
+                "url": "relay" if d.relay else redact_destination_url(d.url),
                 "state": states.get(d.name, {}).get("state", "active"),
                 "reason": states.get(d.name, {}).get("reason"),
                 "failing_since": _time(states.get(d.name, {}).get("failing_since")),

@@ -10,13 +10,18 @@ not enough (it calls 64:ff9b::/96 and 2002::/16 global, and does not unwrap ::ff
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from hookyard import __version__
+
+USER_AGENT = f"Hookyard/{__version__}"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,6 +101,19 @@ def _refusal(host: str, addresses: Sequence[str]) -> str:
     )
 
 
+async def check_host(policy: EgressPolicy, host: str, port: int) -> None:
+    """Refuse a broker host unless every address it resolves to is permitted. Broker clients
+    resolve and connect by themselves, so this runs before each of their (re)connections."""
+    policy.check_literal(host)
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM
+    )
+    addresses = sorted({str(info[4][0]) for info in infos})
+    refused = [address for address in addresses if not policy.permits(address)]
+    if refused:
+        raise EgressRefused(_refusal(host, refused))
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves through `inner` and keeps only the addresses the policy permits."""
 
@@ -114,3 +132,36 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class GuardedSession:
+    """An HTTP client whose every connection obeys the egress policy of the current settings;
+    it is replaced when a reload changes the policy."""
+
+    def __init__(self, allow: Callable[[], Iterable[str]], timeout: float) -> None:
+        self._allow = allow
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._policy: EgressPolicy | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self) -> tuple[aiohttp.ClientSession, EgressPolicy]:
+        policy = EgressPolicy.from_cidrs(self._allow())
+        if self._session is None or policy != self._policy:
+            if self._session is not None:  # calls under way on the old one may finish
+                task = asyncio.get_running_loop().create_task(self._session.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            self._policy = policy
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"User-Agent": USER_AGENT},
+            )
+        assert self._policy is not None
+        return self._session, self._policy
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

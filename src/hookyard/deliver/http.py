@@ -12,23 +12,29 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from hookyard import __version__
-from hookyard.deliver.egress import EgressPolicy, GuardedResolver
-from hookyard.deliver.signing import standard_signature
+from hookyard.deliver.egress import USER_AGENT, EgressPolicy, GuardedResolver
+from hookyard.deliver.message import signed_metadata
 from hookyard.gateway import Destination, Source
 from hookyard.models import EventData
 
 EXCERPT = 1024
-USER_AGENT = f"Hookyard/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """An attempt's result: an HTTP answer, or a broker's confirmation (no status code)."""
+
     status_code: int | None
     excerpt: str | None
     error: str | None
     duration_ms: float
     retry_after: float | None = None  # seconds the receiver asked for (429 and 503 only)
+    confirmed: bool = False  # a broker confirmed it stored the message
+
+    @property
+    def succeeded(self) -> bool:
+        code = self.status_code
+        return self.confirmed or (code is not None and 200 <= code < 300)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -56,25 +62,8 @@ def outbound_headers(
             headers[name] = value
     headers.update(destination.headers)  # static headers and authorization; ours follow
     headers["user-agent"] = USER_AGENT
-    headers["content-type"] = event.content_type or "application/octet-stream"
-    headers["webhook-id"] = event.id
-    headers["webhook-timestamp"] = str(timestamp)
-    if destination.signing_keys:
-        headers["webhook-signature"] = " ".join(
-            standard_signature(key, event.id, timestamp, event.payload)
-            for key in destination.signing_keys
-        )
-    if event.provider_event_id:
-        headers["hookyard-provider-event-id"] = _header_safe(event.provider_event_id)
-    if event.event_type:
-        headers["hookyard-event-type"] = _header_safe(event.event_type)
+    headers.update(signed_metadata(event, destination.signing_keys, timestamp))
     return headers
-
-
-def _header_safe(value: str) -> str:
-    """Provider-chosen text (ids, types from a JSON body) may hold characters a header cannot;
-    control characters would also let a payload inject headers."""
-    return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
 class HttpSender:

@@ -14,25 +14,21 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
-from hookyard import alerts
-from hookyard.deliver.control import set_state
-from hookyard.deliver.http import HttpSender, Response
-from hookyard.deliver.retry import honour_retry_after, next_delay
-from hookyard.gateway import Destination
+from hookyard.deliver.http import Response
+from hookyard.deliver.outcome import Aftermath, attempt_class, decide
+from hookyard.deliver.senders import Senders
 from hookyard.models import Claim, EventData, Outcome, Pace
 from hookyard.state import AppState
 
 log = logging.getLogger("hookyard.worker")
 CLAIM_BATCH = 500
-DEAD_ALERT_EVERY = 60.0  # seconds between delivery.dead alerts of one destination
 
 
 class Worker:
-    def __init__(self, state: AppState, sender: HttpSender | None = None) -> None:
+    def __init__(self, state: AppState, sender: Senders | None = None) -> None:
         self.state = state
-        self.sender = sender or HttpSender()
+        self.sender = sender or Senders()
         self._tasks: dict[asyncio.Task[None], Claim] = {}
         self._slot_released = asyncio.Event()
         self._stopping = False
@@ -40,7 +36,7 @@ class Worker:
         # until the destination's answer is in.
         self._sending: dict[str, str] = {}
         self._round = 0  # rotates which destination claims first
-        self._dead_alerts: dict[str, tuple[float, int]] = {}  # destination -> (when, suppressed)
+        self.aftermath = Aftermath(state)
         self._finishing: list[tuple[Outcome, asyncio.Future[float | None]]] = []
         self._writes: set[asyncio.Task[None]] = set()
         self._retry_in: float | None = None  # see Claimed.retry_in
@@ -79,6 +75,8 @@ class Worker:
         shift = self._round % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
             destination = self.state.gateway.destinations[name]
+            if destination.relay:  # its clients lease its deliveries (relay/)
+                continue
             free = min(destination.concurrency - busy[name], CLAIM_BATCH)
             if free > 0:
                 paces[name] = Pace(free, destination.concurrency, destination.rate_limit)
@@ -159,7 +157,7 @@ class Worker:
             await self.state.store.release([claim])
             return
         if event is None:
-            response = Response(None, None, "the event is no longer stored", 0.0)
+            response = Response(None, None, "the event or its payload is no longer stored", 0.0)
         elif self.state.tracing.enabled:
             attributes = {
                 "hookyard.event_id": event.id,
@@ -170,38 +168,16 @@ class Worker:
                 "hookyard.deliver", attributes, parent=event.trace_context
             ) as carrier:
                 response = await self.sender.send(
-                    destination, event, gateway.sources.get(event.source), carrier
+                    claim, destination, event, gateway.sources.get(event.source), carrier
                 )
         else:
-            response = await self.sender.send(destination, event, gateway.sources.get(event.source))
-        self._release_slot(claim)
-        code = response.status_code
-        self.state.attempts[(destination.name, f"{code // 100}xx" if code else "error")] += 1
-        if code is not None and 200 <= code < 300:
-            status, next_at = "succeeded", started_at
-        else:
-            delay = None
-            if event is not None:
-                delay = next_delay(destination.retry_schedule, claim.attempt, destination.jitter)
-                if delay is not None:
-                    delay = honour_retry_after(
-                        delay, response.retry_after, destination.retry_after_max
-                    )
-            status, next_at = (
-                ("dead", started_at) if delay is None else ("retrying", time.time() + delay)
+            response = await self.sender.send(
+                claim, destination, event, gateway.sources.get(event.source)
             )
-            if response.error is None:
-                response = Response(code, response.excerpt, f"HTTP {code}", response.duration_ms)
-        outcome = Outcome(
-            claim=claim,
-            started_at=started_at,
-            duration_ms=response.duration_ms,
-            status_code=code,
-            response_excerpt=response.excerpt,
-            error=response.error,
-            status=status,  # type: ignore[arg-type]
-            next_attempt_at=next_at,
-        )
+        self._release_slot(claim)
+        label = attempt_class(response.status_code, response.confirmed)
+        self.state.attempts[(destination.name, label)] += 1
+        outcome = decide(claim, destination, response, started_at, event_known=event is not None)
         try:
             failing_since = await self._record(outcome)
         except Exception as exc:  # the lease will expire and the delivery be tried again
@@ -212,7 +188,9 @@ class Worker:
                 extra={"delivery_id": claim.delivery_id, "event_id": claim.event_id},
             )
             return
-        await self._after(outcome, destination, failing_since, event)
+        await self.aftermath.follow(
+            outcome, destination, failing_since, event.source if event else None
+        )
 
     async def _record(self, outcome: Outcome) -> float | None:
         """Queue the outcome for the next group write: the attempts finishing in one turn of
@@ -242,44 +220,3 @@ class Worker:
         task = asyncio.create_task(write())
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-
-    async def _after(
-        self,
-        outcome: Outcome,
-        destination: Destination,
-        failing_since: float | None,
-        event: EventData | None,
-    ) -> None:
-        """Disable a destination that answered 410 Gone or kept failing too long; raise an
-        alert for a delivery that went dead (except deliveries of alerts themselves)."""
-        name = destination.name
-        if outcome.status_code == 410:
-            await set_state(self.state, name, "disabled", "the destination answered 410 Gone")
-        elif failing_since is not None and time.time() - failing_since >= destination.disable_after:
-            since = datetime.fromtimestamp(failing_since, UTC).isoformat(timespec="seconds")
-            await set_state(self.state, name, "disabled", f"failing continuously since {since}")
-        if outcome.status == "dead" and (event is None or event.source != alerts.SOURCE):
-            await self._dead_alert(outcome, name)
-
-    async def _dead_alert(self, outcome: Outcome, destination: str) -> None:
-        """One `delivery.dead` alert per destination per minute at most: an outage that kills
-        thousands of deliveries raises a few alerts that count the rest, not thousands."""
-        now = time.monotonic()
-        last, suppressed = self._dead_alerts.get(destination, (-DEAD_ALERT_EVERY, 0))
-        if now - last < DEAD_ALERT_EVERY:
-            self._dead_alerts[destination] = (last, suppressed + 1)
-            return
-        self._dead_alerts[destination] = (now, 0)
-        await alerts.emit(
-            self.state,
-            "delivery.dead",
-            {
-                "delivery_id": outcome.claim.delivery_id,
-                "event_id": outcome.claim.event_id,
-                "destination": destination,
-                "attempts": outcome.claim.attempt,
-                "last_status_code": outcome.status_code,
-                "last_error": outcome.error,
-                "also_dead_since_last_alert": suppressed,
-            },
-        )

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from hookyard.models import (
@@ -23,8 +24,10 @@ from hookyard.models import (
     Pace,
     Rejected,
 )
-from hookyard.store import queries
+from hookyard.store import queries, rest, retention
 from hookyard.store.db import Conn
+from hookyard.store.rest import JobRun, Remembered, RestCommit
+from hookyard.store.retention import Chunk, Swept
 from hookyard.store.writer import Writer
 
 T = TypeVar("T")
@@ -100,6 +103,60 @@ class BaseStore(abc.ABC):
         taken: bool = await self.writer.run(queries.take_job, (name, interval, owner))
         return taken
 
+    # -- the REST side (pollers/) -------------------------------------------------------------
+
+    async def claim_rest_jobs(
+        self, jobs: list[tuple[str, str, float | None]], lease: float
+    ) -> list[JobRun]:
+        """Lease the due ones of these (source, job, first run time)."""
+        runs: list[JobRun] = await self.writer.run(rest.claim_jobs, (time.time(), lease, jobs))
+        return runs
+
+    async def commit_rest(self, change: RestCommit) -> list[Accepted]:
+        """A page's events and state, fenced by the run's lease (raises LeaseLost)."""
+        accepted: list[Accepted] = await self.writer.run(rest.commit, change)
+        return accepted
+
+    async def fail_rest_run(
+        self, run: JobRun, error: str, next_run_at: float | None, calls: tuple[int, int]
+    ) -> None:
+        """End a failed run: its error, when to try again (None: never), the calls it made."""
+        await self.writer.run(rest.fail, (run, error, next_run_at, calls))
+
+    async def renew_rest_lease(self, run: JobRun, until: float) -> bool:
+        renewed: bool = await self.writer.run(rest.renew, (run.source, run.job, run.run_id, until))
+        return renewed
+
+    async def schedule_rest_job(
+        self, source: str, job: str, checkpoint: str | None = None, *, fresh: bool = False
+    ) -> str:
+        outcome: str = await self.writer.run(rest.schedule, (source, job, checkpoint, fresh))
+        return outcome
+
+    async def cancel_rest_job(self, source: str, job: str) -> bool:
+        cancelled: bool = await self.writer.run(rest.cancel, (source, job))
+        return cancelled
+
+    async def rest_fingerprints(self, source: str, ids: list[str]) -> dict[str, Remembered]:
+        return await self.read(lambda conn: rest.fingerprints(conn, source, ids))
+
+    async def rest_item_pages(
+        self, source: str, after: str = "", limit: int = 5000
+    ) -> list[tuple[str, str | None, int]]:
+        return await self.read(lambda conn: rest.item_pages(conn, source, after, limit))
+
+    async def rest_pages(self, source: str) -> dict[str, tuple[str | None, str | None, str | None]]:
+        return await self.read(lambda conn: rest.pages(conn, source))
+
+    async def known_keys(self, source: str, keys: list[str]) -> set[str]:
+        return await self.read(lambda conn: rest.known_keys(conn, source, keys))
+
+    async def rest_jobs(self, source: str | None = None) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: rest.jobs(conn, source))
+
+    async def api_calls(self, source: str | None, since_day: str) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: rest.api_calls(conn, source, since_day))
+
     async def release(self, claims: list[Claim]) -> None:
         await self.writer.run(queries.release, claims)
 
@@ -152,6 +209,61 @@ class BaseStore(abc.ABC):
         """Forget up to `limit` dedup keys first seen before `cutoff`; returns how many."""
         removed: int = await self.writer.run(queries.expire_dedup, (cutoff, limit))
         return removed
+
+    # -- retention (retention.py) -----------------------------------------------------------
+
+    async def strip_payloads(self, chunk: Chunk, held: bool) -> Swept:
+        swept: Swept = await self.writer.run(retention.strip_payloads, (chunk, held))
+        return swept
+
+    async def remove_events(self, chunk: Chunk) -> Swept:
+        swept: Swept = await self.writer.run(retention.remove_events, chunk)
+        return swept
+
+    async def remove_failed_hints(
+        self, after: str, cutoffs: dict[str, str], default: str, limit: int
+    ) -> Swept:
+        swept: Swept = await self.writer.run(
+            retention.remove_failed_hints, (after, cutoffs, default, limit)
+        )
+        return swept
+
+    async def remove_attempts(self, after: str, before: str, limit: int) -> Swept:
+        swept: Swept = await self.writer.run(retention.remove_attempts, (after, before, limit))
+        return swept
+
+    async def remove_rejected(self, before: str, limit: int) -> int:
+        count: int = await self.writer.run(retention.remove_rejected, (before, limit))
+        return count
+
+    async def reclaim(self, pages: int) -> int:
+        """Free pages left after giving back up to `pages` (SQLite; 0 on PostgreSQL)."""
+        left: int = await self.writer.run(retention.reclaim, pages)
+        return left
+
+    async def record_sweep(self, record: dict[str, Any]) -> str:
+        sweep_id: str = await self.writer.run(retention.record_sweep, record)
+        return sweep_id
+
+    async def payload_mark(self, source: str) -> str:
+        return await self.read(lambda conn: retention.payload_mark(conn, source))
+
+    @contextlib.asynccontextmanager
+    async def exclusively(self, name: str) -> AsyncIterator[None]:
+        """One process at a time across the database (PostgreSQL); a SQLite file has one."""
+        yield
+
+    async def stored_sources(self) -> list[str]:
+        return await self.read(retention.stored_sources)
+
+    async def retention_usage(self) -> dict[str, Any]:
+        return await self.read(retention.usage)
+
+    async def last_sweeps(self, limit: int = 1) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: retention.last_sweeps(conn, limit))
+
+    async def database_size(self) -> dict[str, int]:
+        return await self.read(retention.database_size)
 
     def ensure_token(self, name: str, token_hash: str, scope: str) -> None:
         self.writer.call(lambda conn: queries.ensure_token(conn, name, token_hash, scope))

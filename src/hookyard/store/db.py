@@ -44,6 +44,10 @@ class Dialect:
     name: str
     begin: str  # opens a write transaction
     max_variables: int  # placeholders per statement
+    # Row locks, for writers of other processes (PostgreSQL); SQLite's one writer holds the
+    # whole database for its transaction already.
+    for_update: str = ""
+    for_share: str = ""
 
     def glob(self, column: str) -> str:
         """A condition matching `column` against a glob pattern parameter (* and ?)."""
@@ -71,6 +75,10 @@ class Dialect:
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_field_%'"
     )
     analyze_sql: ClassVar[tuple[str, ...]] = ("PRAGMA analysis_limit=1000", "ANALYZE")
+
+    def upgraded_field_indexes(self, conn: Conn) -> list[str]:
+        """Field indexes an upgrade left on a partition (PostgreSQL, schema 12)."""
+        return []
 
     def lock_destination(self, conn: Conn, destination: str) -> bool:
         """Take the right to claim one destination's deliveries until the transaction ends;
@@ -109,6 +117,14 @@ class _Postgres(Dialect):
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
         " AND indexname LIKE 'events_field_%'"
     )
+
+    def upgraded_field_indexes(self, conn: Conn) -> list[str]:
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'events_default' AND indexname LIKE 'events\\_default\\_field\\_%'"
+        )
+        return [row[0] for row in rows]
+
     analyze_sql: ClassVar[tuple[str, ...]] = ("ANALYZE",)
 
     def lock_destination(self, conn: Conn, destination: str) -> bool:
@@ -144,7 +160,7 @@ class _Postgres(Dialect):
 
 
 SQLITE = Dialect("sqlite", "BEGIN IMMEDIATE", 32766)
-POSTGRESQL = _Postgres("postgresql", "BEGIN", 32766)
+POSTGRESQL = _Postgres("postgresql", "BEGIN", 32766, " FOR UPDATE", " FOR SHARE")
 
 
 class SqliteConn(sqlite3.Connection):
@@ -196,9 +212,23 @@ class PgConn:
         return bool(self.raw.closed or self.raw.broken)
 
 
+# The delivery statuses of a delivery still to be made: its event and payload must stay.
+WAITING = "('pending', 'in_flight', 'retrying', 'held')"
+
+
 def in_list(values: Sequence[Any]) -> str:
     """`(?,?,...)` for an IN condition over `values`."""
     return "(" + ",".join("?" * len(values)) + ")"
 
 
-__all__ = ["POSTGRESQL", "SQLITE", "Conn", "Cursor", "Dialect", "PgConn", "SqliteConn", "in_list"]
+__all__ = [
+    "POSTGRESQL",
+    "SQLITE",
+    "WAITING",
+    "Conn",
+    "Cursor",
+    "Dialect",
+    "PgConn",
+    "SqliteConn",
+    "in_list",
+]

@@ -8,21 +8,27 @@ changes), so workers elsewhere wake at once instead of at their next poll.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import psycopg
 
 from hookyard.errors import StoreError
 from hookyard.ids import node_name
+from hookyard.store import partitions, retention
 from hookyard.store.base import BaseStore
 from hookyard.store.db import Conn, PgConn
 from hookyard.store.migrate import migrate
+from hookyard.store.partitions import Partition
+from hookyard.store.retention import Swept
 from hookyard.store.writer import Writer
 
+T = TypeVar("T")
 log = logging.getLogger("hookyard.store")
 CONNECT_TIMEOUT = 3  # seconds; a database that is down refuses at once on most networks
 
@@ -91,11 +97,71 @@ class PostgresStore(BaseStore):
                 self._readers.append(conn)
         return conn
 
-    async def read(self, fn: Any) -> Any:
+    async def read(self, fn: Callable[[Any], T]) -> T:
         try:
             return await super().read(fn)
         except psycopg.OperationalError as exc:  # the server went away mid-query
             raise StoreError(f"the database is unavailable: {exc}".strip()) from None
+
+    # -- time partitions of events (partitions.py) ------------------------------------------
+
+    async def partitions(self) -> list[Partition]:
+        return await self.read(partitions.existing)
+
+    async def partition_sources(self, part: Partition) -> list[str]:
+        return await self.read(lambda conn: partitions.sources_in(conn, part))
+
+    async def partition_waits(self, part: Partition) -> bool:
+        return await self.read(lambda conn: partitions.has_waiting(conn, part))
+
+    async def release_span(self, part: Partition, after: str, limit: int) -> Swept:
+        swept: Swept = await self.writer.run(retention.release_span, (part, after, limit))
+        return swept
+
+    async def create_partitions(self, now: float, span: float, interval: float) -> list[str]:
+        return await asyncio.to_thread(
+            self._maintain, lambda conn: partitions.create_ahead(conn, now, span, interval)
+        )
+
+    async def drop_partition(self, part: Partition, expired: Callable[[str], bool]) -> bool:
+        return await asyncio.to_thread(
+            self._maintain, lambda conn: partitions.drop(conn, part, expired)
+        )
+
+    @contextlib.asynccontextmanager
+    async def exclusively(self, name: str) -> AsyncIterator[None]:
+        """One process at a time across the database: waits for the session advisory lock
+        `name` (polling, so that the wait can be cancelled) and holds it for the block."""
+        conn = await asyncio.to_thread(self.connect)
+
+        def take() -> bool:
+            return bool(
+                conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ?, 0))",
+                    (f"/{name}",),
+                ).fetchone()[0]
+            )
+
+        try:
+            while not await asyncio.to_thread(take):
+                await asyncio.sleep(0.5)
+            yield
+        finally:
+            await asyncio.to_thread(conn.close)  # the session ends, and its lock with it
+
+    async def vacuum(self, tables: list[str]) -> None:
+        """VACUUM these tables (never blocking writes; a table another vacuum holds is skipped),
+        so that the space of the rows retention removed is reused."""
+        statement = f"VACUUM (SKIP_LOCKED) {', '.join(tables)}"
+        await asyncio.to_thread(self._maintain, lambda conn: conn.execute(statement))
+
+    def _maintain(self, fn: Callable[[Conn], T]) -> T:
+        """DDL on a connection of its own: its lock waits never hold up the writer's queue."""
+        conn = self.connect()
+        try:
+            return fn(conn)
+        finally:
+            conn.close()
 
     def writer_settings(self) -> dict[str, Any]:
         """The live writer connection's durability setting (checked by the tests)."""

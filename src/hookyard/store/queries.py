@@ -85,7 +85,7 @@ def key_digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
-def _known_keys(conn: Conn, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], str]:
+def known_keys(conn: Conn, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], str]:
     """Which of these (source, key digest) pairs are stored, and the event owning each."""
     wanted: dict[str, list[bytes]] = {}
     for source, key in dict.fromkeys(keys):
@@ -113,6 +113,8 @@ class IngestRows:
     events: list[tuple[Any, ...]]
     keys: list[list[tuple[str, bytes]]]  # per event: (source, key digest)
     deliveries: list[list[tuple[Any, ...]]]  # per event
+    cross_keys: list[list[tuple[str, bytes]]]  # per event, as NewEvent's (mostly empty)
+    marks: list[list[tuple[str, bytes]]]
 
 
 def ingest_rows(request: NewRequest) -> IngestRows:
@@ -159,13 +161,18 @@ def ingest_rows(request: NewRequest) -> IngestRows:
             ]
             for event in request.events
         ],
+        cross_keys=[[(e.source, key_digest(k)) for k in e.cross_keys] for e in request.events],
+        marks=[[(e.source, key_digest(k)) for k in e.marks] for e in request.events],
     )
 
 
-def event_rows(request_id: str, events: Sequence[NewEvent]) -> IngestRows:
-    """Rows for events of a request that is stored already (a fetched hint), created now."""
-    request = NewRequest(request_id, "", time.time(), "", "", "", b"", None, None, list(events))
-    return dataclasses.replace(ingest_rows(request), request=None)
+def event_rows(request_id: str | None, events: Sequence[NewEvent]) -> IngestRows:
+    """Rows for events of a request that is stored already (a fetched hint), or of none (the
+    REST side's), created now."""
+    request = NewRequest("", "", time.time(), "", "", "", b"", None, None, list(events))
+    rows = dataclasses.replace(ingest_rows(request), request=None)
+    rows.events = [(*row[:3], request_id, *row[4:]) for row in rows.events]
+    return rows
 
 
 def _all_keys_new(conn: Conn, batch: Sequence[IngestRows], now: float) -> bool:
@@ -202,15 +209,26 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     now = time.time()
     if any(rows.request and rows.request[9] == "pending" for rows in batch):
         conn.dialect.notify(conn, "hints")  # the fetch-back of every process wakes
-    if _all_keys_new(conn, batch, now):
+    crossing = any(keys for rows in batch for keys in rows.cross_keys)
+    if not crossing and _all_keys_new(conn, batch, now):
         insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
         insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
         _insert_deliveries(
             conn, [d for rows in batch for per_event in rows.deliveries for d in per_event]
         )
-        return [[Accepted(event_id, False) for event_id in rows.event_ids] for rows in batch]
+        stored = [[Accepted(event_id, False) for event_id in rows.event_ids] for rows in batch]
+        _insert_marks(conn, batch, stored, now)
+        return stored
 
-    known = _known_keys(conn, [key for rows in batch for keys in rows.keys for key in keys])
+    known = known_keys(
+        conn,
+        [
+            key
+            for rows in batch
+            for per_event in (*rows.keys, *rows.cross_keys)
+            for key in per_event
+        ],
+    )
     dedup_rows = []
     hit_rows = []
     request_rows = []
@@ -227,6 +245,10 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
                 if original is not None:
                     hit_rows.append(key)
                     break
+            if original is None and rows.cross_keys:
+                original = next(
+                    (known[key] for key in rows.cross_keys[index] if key in known), None
+                )
             owner = original or event_id
             for key in keys:
                 if key not in known:
@@ -248,7 +270,23 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     insert_rows(conn, INSERT_REQUEST, request_rows)
     insert_rows(conn, INSERT_EVENT, event_rows)
     _insert_deliveries(conn, delivery_rows)
+    _insert_marks(conn, batch, results, now)
     return results
+
+
+def _insert_marks(
+    conn: Conn, batch: Sequence[IngestRows], results: list[list[Accepted]], now: float
+) -> None:
+    """The marks of the events stored (not of duplicates), for other paths to find; a mark
+    that is there already (another webhook of the same object version) stays as it is."""
+    rows = [
+        (*mark, accepted.event_id, now)
+        for per_request, outcome in zip(batch, results, strict=True)
+        for marks, accepted in zip(per_request.marks, outcome, strict=True)
+        if not accepted.duplicate
+        for mark in marks
+    ]
+    insert_rows(conn, INSERT_DEDUP, rows, ON_CONFLICT_IGNORE)
 
 
 def _insert_deliveries(conn: Conn, rows: Sequence[tuple[Any, ...]], prefix: str = "") -> None:
@@ -614,17 +652,45 @@ def set_destination_state(conn: Conn, changes: Sequence[tuple[str, str, str | No
     return changed
 
 
+def _sendable(conn: Conn, event_ids: Sequence[str]) -> list[str]:
+    """Those of these events whose payload is still stored, locked against retention (see
+    store/retention.py) until the transaction ends."""
+    found: list[str] = []
+    unique = sorted(set(event_ids))  # in id order, as retention locks them: no deadlock
+    for start in range(0, len(unique), 10_000):
+        chunk = unique[start : start + 10_000]
+        found += [
+            row[0]
+            for row in conn.execute(
+                f"SELECT id FROM events WHERE id IN {in_list(chunk)} AND payload IS NOT NULL"
+                f" ORDER BY id{conn.dialect.for_share}",
+                chunk,
+            )
+        ]
+    return found
+
+
 def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
-    """Give dead deliveries a fresh schedule, due now. Their attempts stay recorded."""
+    """Give dead deliveries a fresh schedule, due now. Their attempts stay recorded. Those
+    whose event's payload retention removed stay dead: there is nothing to send."""
     now = time.time()
-    counts = [
-        conn.execute(
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-            " updated_at = ? WHERE destination = ? AND status = 'dead'",
-            (now, now, name),
-        ).rowcount
-        for name in destinations
-    ]
+    counts = []
+    for name in destinations:
+        dead = conn.execute(
+            "SELECT DISTINCT event_id FROM deliveries WHERE destination = ? AND status = 'dead'",
+            (name,),
+        ).fetchall()
+        events = _sendable(conn, [row[0] for row in dead])
+        count = 0
+        for start in range(0, len(events), 10_000):
+            chunk = events[start : start + 10_000]
+            count += conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                " updated_at = ? WHERE destination = ? AND status = 'dead'"
+                f" AND event_id IN {in_list(chunk)}",
+                (now, now, name, *chunk),
+            ).rowcount
+        counts.append(count)
     if any(counts):
         conn.dialect.notify(conn, "work")
     return counts
@@ -639,7 +705,8 @@ def replay(
     key). Returns how many."""
     now = time.time()
     created = []
-    for event_ids, destination, configured in requests:
+    for requested, destination, configured in requests:
+        event_ids = _sendable(conn, requested)  # retention removed the others' bytes
         rows = []
         only = "" if destination is None else " AND d.destination = ?"
         for start in range(0, len(event_ids), 10_000):
@@ -670,18 +737,28 @@ def replay(
 
 def retry_delivery(conn: Conn, delivery_ids: Sequence[str]) -> list[str | None]:
     """Make a dead or retrying delivery due now (a dead one with a fresh schedule). Returns
-    its status before, or None if there is no such delivery; only dead and retrying move."""
+    its status before, or None if there is no such delivery; only dead and retrying move.
+    "gone" when retention removed its event's payload: there is nothing to send."""
     now = time.time()
     results: list[str | None] = []
     for delivery_id in delivery_ids:
-        row = conn.execute("SELECT status FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, event_id FROM deliveries WHERE id = ?", (delivery_id,)
+        ).fetchone()
+        if row is not None and row[0] in ("dead", "retrying") and not _sendable(conn, [row[1]]):
+            results.append("gone")
+            continue
         if row is not None and row[0] in ("dead", "retrying"):
-            conn.execute(
+            moved = conn.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,"
-                " attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END WHERE id = ?",
+                " attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END"
+                " WHERE id = ? AND status IN ('dead', 'retrying')",
                 (now, now, delivery_id),
-            )
-            conn.dialect.notify(conn, "work")
+            ).rowcount
+            if not moved:  # removed (retention elsewhere) or moved on since it was read
+                row = None
+            else:
+                conn.dialect.notify(conn, "work")
         results.append(row[0] if row else None)
     return results
 
@@ -869,6 +946,8 @@ def event_data(conn: Conn, event_ids: Sequence[str]) -> dict[str, EventData]:
             chunk,
         )
         for row in rows:
+            if row[5] is None:  # retention removed the payload: there is nothing to send
+                continue
             headers = [tuple(pair) for pair in orjson.loads(row[6])] if row[6] else []
             found[row[0]] = EventData(
                 row[0],
@@ -876,7 +955,7 @@ def event_data(conn: Conn, event_ids: Sequence[str]) -> dict[str, EventData]:
                 row[2],
                 row[3],
                 row[4],
-                row[5] or b"",
+                row[5],
                 headers,
                 row[7],
             )
@@ -998,6 +1077,11 @@ def sync_field_indexes(conn: Conn, paths: Sequence[Sequence[str]]) -> list[list[
                 f"CREATE INDEX IF NOT EXISTS {name} ON events"
                 f" ({field_expression(conn, names[name])})"
             )
+        for name in conn.dialect.upgraded_field_indexes(conn):
+            # Kept by the PostgreSQL upgrade to partitions (schema 12) on events_default, where
+            # the parent's index of the same field adopted it: one no longer configured goes.
+            if name.replace("events_default_", "events_", 1) not in names:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
         created.append(new)
     return created
 
@@ -1174,7 +1258,7 @@ def list_attempts(
         ("id < ?", cursor),
     )
     if failed is not None:
-        success = "coalesce(status_code BETWEEN 200 AND 299, FALSE)"
+        success = "error IS NULL"  # a failure always says why (HTTP 500, a refused broker)
         where.append(f"NOT {success}" if failed else success)
     columns = (*ATTEMPT_COLUMNS, "event_id", "destination")
     rows = conn.execute(
@@ -1188,14 +1272,15 @@ def list_attempts(
 def get_event(conn: Conn, event_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         f"SELECT {', '.join('e.' + c for c in EVENT_COLUMNS)}, r.method, r.path, r.query,"
-        " r.headers, r.peer FROM events e LEFT JOIN requests r ON r.id = e.request_id"
-        " WHERE e.id = ?",
+        " r.headers, r.peer, e.payload IS NULL"
+        " FROM events e LEFT JOIN requests r ON r.id = e.request_id WHERE e.id = ?",
         (event_id,),
     ).fetchone()
     if row is None:
         return None
     event = dict(zip(EVENT_COLUMNS, row, strict=False))
-    method, path, query, headers, peer = row[len(EVENT_COLUMNS) :]
+    method, path, query, headers, peer, removed = row[len(EVENT_COLUMNS) :]
+    event["payload_removed"] = bool(removed)
     event["request"] = (
         None
         if method is None

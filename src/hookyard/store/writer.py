@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from hookyard.errors import StoreError
+from hookyard.errors import StoreError, WriteRefused
 from hookyard.store.db import Conn
 
 log = logging.getLogger("hookyard.store")
@@ -190,6 +190,9 @@ class Writer:
                 # Run each alone so that one bad operation fails only its own caller.
                 for op in ops:
                     self._execute(conn, [op])
+                return
+            if isinstance(exc, WriteRefused):
+                self._resolve(ops, [None], exc)
                 return
             log.error("write failed: %s", exc)
             if getattr(conn, "broken", False):

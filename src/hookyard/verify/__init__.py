@@ -7,12 +7,20 @@ at request time a verifier raises nothing but `VerificationError`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib.metadata import entry_points
 
 from hookyard.errors import ConfigError
 from hookyard.verify.asymmetric import DiscordVerifier, SendGridVerifier
-from hookyard.verify.base import Handshake, Inbound, Verified, Verifier, VerifyOptions
+from hookyard.verify.base import (
+    SCHEME_OPTIONS,
+    Handshake,
+    Inbound,
+    SchemeDoc,
+    Verified,
+    Verifier,
+    VerifyOptions,
+)
 from hookyard.verify.generic import GenericHmacVerifier
 from hookyard.verify.hmac_body import GitHubVerifier, ShopifyVerifier
 from hookyard.verify.hubspot import HubSpotVerifier
@@ -41,6 +49,7 @@ from hookyard.verify.twilio import TwilioVerifier
 
 __all__ = [
     "SCHEMES",
+    "SCHEME_OPTIONS",
     "BasicAuthVerifier",
     "CalendlyVerifier",
     "DiscordVerifier",
@@ -59,6 +68,7 @@ __all__ = [
     "NoneVerifier",
     "PaddleVerifier",
     "PayPalVerifier",
+    "SchemeDoc",
     "SendGridVerifier",
     "ShopifyVerifier",
     "SlackVerifier",
@@ -76,6 +86,8 @@ __all__ = [
     "VerifyOptions",
     "ZoomVerifier",
     "build_verifier",
+    "check_options",
+    "scheme_doc",
 ]
 
 _Factory = Callable[[Sequence[str], VerifyOptions], Verifier]
@@ -113,6 +125,25 @@ _FACTORIES: dict[str, _Factory] = {
 }
 
 SCHEMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def scheme_doc(scheme: str) -> SchemeDoc | None:
+    """A built-in scheme's reference entry; None for plugins and unknown names."""
+    doc = getattr(_FACTORIES.get(scheme), "doc", None)
+    return doc if isinstance(doc, SchemeDoc) else None
+
+
+def check_options(scheme: str, written: Collection[str]) -> None:
+    """Refuse a scheme option (SCHEME_OPTIONS) that the source's config sets although its
+    built-in scheme never reads it: it would do nothing, silently. `written` holds the keys
+    the config sets, defaults aside. Plugins declare no options, so they are not checked."""
+    doc = scheme_doc(scheme)
+    if doc is None:
+        return
+    for option in SCHEME_OPTIONS:
+        if option in written and option not in doc.options:
+            reads = ", ".join(doc.options) or "none of them"
+            raise ConfigError(option, f'does not apply to verify = "{scheme}"; it reads: {reads}')
 
 
 ENTRY_POINTS = "hookyard.verifiers"  # where installed packages register their own schemes

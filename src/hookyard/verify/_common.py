@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -298,7 +299,10 @@ def array_slices(body: bytes) -> list[bytes] | None:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        try:  # orjson refuses integers beyond 64 bits; JSON allows them
+            doc = json.loads(body)
+        except ValueError:
+            return None
     if not isinstance(doc, list):
         return None
     slices: list[bytes] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -37,7 +38,14 @@ from hookyard.verify._common import (
     tried,
     unhex,
 )
-from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
+from hookyard.verify.base import (
+    TIMED_OPTIONS,
+    Handshake,
+    Inbound,
+    SchemeDoc,
+    Verified,
+    VerifyOptions,
+)
 from hookyard.verify.providers import _facts, _missing, _tolerance
 
 # --- Discord -------------------------------------------------------------------------------
@@ -91,6 +99,28 @@ class DiscordVerifier(Frozen):
 
     scheme: str = "discord"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Discord",
+        summary="X-Signature-Ed25519 of timestamp + body (public key), ±5 min",
+        checks=(
+            "`X-Signature-Ed25519`: hex Ed25519 signature over `X-Signature-Timestamp` + body, "
+            "checked with the application's public key; the timestamp within ±5 minutes."
+        ),
+        secrets="The application's public key (64 hex digits, from the developer portal).",
+        dedup="JSON `id` (the interaction's)",
+        event_type="the interaction type's name (`application_command`, `message_component`, …)",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        handshake='PING (`type` 1): `{"type":1}`',
+        notes=(
+            "Other interactions are stored, delivered and answered deferred: "
+            '`{"type":5}` for commands and modals, `{"type":6}` for components, no '
+            "suggestions for autocomplete; the destination follows up through Discord's API "
+            "with the interaction token. `hookyard send` cannot sign: only Discord holds the "
+            "private key."
+        ),
+        secret_example="env:DISCORD_PUBLIC_KEY",
+    )
 
     _keys: tuple[Ed25519PublicKey, ...]
     _tolerance: int
@@ -218,6 +248,26 @@ class SendGridVerifier(Frozen):
 
     scheme: str = "sendgrid"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="SendGrid",
+        summary="X-Twilio-Email-Event-Webhook-Signature: ECDSA P-256 of timestamp + body",
+        checks=(
+            "`X-Twilio-Email-Event-Webhook-Signature`: base64 DER ECDSA P-256/SHA-256 "
+            "signature over `X-Twilio-Email-Event-Webhook-Timestamp` + body, checked with "
+            "SendGrid's public key; no timestamp window unless `tolerance` is set (SendGrid "
+            "documents none)."
+        ),
+        secrets=("The verification key SendGrid shows (base64 P-256 public key; PEM works too)."),
+        dedup="each element's `sg_event_id`",
+        event_type="each element's `event`",
+        body_dedup="yes (each element's bytes)",
+        options=TIMED_OPTIONS,
+        notes=(
+            "A batch (JSON array) becomes one event per element; the raw request is kept "
+            "whole. `hookyard send` cannot sign: only SendGrid holds the private key."
+        ),
+        secret_example="env:SENDGRID_VERIFICATION_KEY",
+    )
 
     _keys: tuple[ec.EllipticCurvePublicKey, ...]
     _tolerance: int

@@ -78,6 +78,52 @@ class VerifyOptions:
     token_header: str | None = None
 
 
+# The [sources.NAME] keys that only some schemes read (VerifyOptions, and the fetch-back
+# settings). A built-in scheme lists those it reads in its SchemeDoc; a source that sets any
+# other is refused, so a key that would silently do nothing is caught by `hookyard check`.
+SCHEME_OPTIONS: tuple[str, ...] = (
+    "tolerance",
+    "signature_header",
+    "algorithm",
+    "encoding",
+    "signature_prefix",
+    "signed_content",
+    "timestamp_header",
+    "id_header",
+    "type_header",
+    "type_field",
+    "token_header",
+    "fetch_url",
+    "fetch_rate",
+    "confirm_subscriptions",
+)
+# Where most schemes let the source override the provider's event id and type.
+ID_TYPE_OPTIONS = ("id_header", "type_header", "type_field")
+# ... and for schemes that sign a timestamp, the window too.
+TIMED_OPTIONS = ("tolerance", *ID_TYPE_OPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeDoc:
+    """A built-in scheme described for people (docs/providers.md, `hookyard schemes`) and the
+    options it reads, which building a source enforces. Each verifier class carries one as
+    `doc`: the code and its reference live side by side, and a test keeps the page in step."""
+
+    provider: str  # display name
+    summary: str  # one line: what is checked
+    checks: str  # header, algorithm, signed content, replay window
+    secrets: str  # what each `secrets` entry is
+    dedup: str  # the event id, and any other dedup key
+    event_type: str  # where the event type comes from
+    body_dedup: str  # whether the body's hash is a dedup key too
+    options: tuple[str, ...] = ()  # SCHEME_OPTIONS keys it reads
+    handshake: str | None = None  # what is answered inline, without storing an event
+    public_url: bool = False  # signs the URL the provider called: needs [server] public_url
+    notes: str = ""
+    secret_example: str | None = None  # the config snippet's `secrets` entry; None: no secrets
+    required: tuple[tuple[str, str], ...] = ()  # options the snippet must set: (key, TOML value)
+
+
 class Verifier(Protocol):
     scheme: str
     # Headers that carry credentials: redacted when shown, never forwarded.

@@ -12,6 +12,7 @@ import base64
 import hmac
 import string
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hookyard.errors import ConfigError, VerificationError
 from hookyard.verify._common import (
@@ -30,7 +31,7 @@ from hookyard.verify._common import (
     unhex,
     utf8_keys,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import TIMED_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 
 # Template parts: bytes are literals, these names are placeholders.
 _BODY, _TIMESTAMP, _ID = "body", "timestamp", "id"
@@ -91,6 +92,31 @@ class GenericHmacVerifier(Frozen):
 
     scheme: str = "hmac"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="generic HMAC",
+        summary="a configured header: HMAC of a configured template",
+        checks=(
+            "The signature in `signature_header`, after `signature_prefix`, `encoding` hex or "
+            "base64: HMAC with `algorithm` (sha1, sha256 or sha512) over the `signed_content` "
+            "template of `{body}`, `{timestamp}` (from `timestamp_header`) and `{id}` (from "
+            "`id_header`). A signed `{timestamp}` (unix seconds) must be within ±5 minutes."
+        ),
+        secrets="The shared signing secret, used as text.",
+        dedup="`id_header`, if set",
+        event_type="`type_header` or `type_field`, if set",
+        body_dedup="yes, unless the template signs `{timestamp}`",
+        options=(
+            "signature_header",
+            "algorithm",
+            "encoding",
+            "signature_prefix",
+            "signed_content",
+            "timestamp_header",
+            *TIMED_OPTIONS,
+        ),
+        secret_example="env:PARTNER_SECRET",
+        required=(("signature_header", '"X-Signature"'),),
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _header: str

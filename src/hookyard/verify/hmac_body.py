@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
@@ -23,7 +24,7 @@ from hookyard.verify._common import (
     unhex,
     utf8_keys,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import ID_TYPE_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 
 
 def _check(keys: tuple[hmac.HMAC, ...], value: str, size: int, body: bytes) -> bool:
@@ -43,6 +44,22 @@ class GitHubVerifier(Frozen):
 
     scheme: str = "github"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="GitHub",
+        summary="X-Hub-Signature-256: HMAC-SHA256 of the body",
+        checks=(
+            "`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`; only when it is "
+            "absent, the legacy `X-Hub-Signature: sha1=<hex HMAC-SHA1>` (old GitHub Enterprise "
+            "servers). No timestamp is signed."
+        ),
+        secrets="The webhook's secret.",
+        dedup="`X-GitHub-Delivery`, and the body hash",
+        event_type="`X-GitHub-Event`, plus `.<action>` when the body has one",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        notes="`push` stays `push`; `pull_request` with `action: opened` is `pull_request.opened`.",
+        secret_example="env:GITHUB_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _sha1_keys: tuple[hmac.HMAC, ...]
@@ -113,6 +130,21 @@ class ShopifyVerifier(Frozen):
 
     scheme: str = "shopify"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Shopify",
+        summary="X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body",
+        checks=("`X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the body. No timestamp is signed."),
+        secrets="The app's client secret.",
+        dedup="`X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`; and the body hash",
+        event_type="`X-Shopify-Topic`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        notes=(
+            "The copies of an event sent to several subscriptions share `X-Shopify-Event-Id`, "
+            "so they are one event."
+        ),
+        secret_example="env:SHOPIFY_CLIENT_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _fields: Fields

@@ -28,6 +28,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
@@ -43,7 +44,7 @@ from hookyard.verify._common import (
     utf8_keys,
     whole,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import TIMED_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 from hookyard.verify.providers import _facts, _missing, _tolerance
 
 _DECODED = {
@@ -73,6 +74,27 @@ class HubSpotVerifier(Frozen):
 
     scheme: str = "hubspot"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="HubSpot",
+        summary="X-HubSpot-Signature-v3: HMAC-SHA256 of method + URL + body + timestamp, ±5 min",
+        checks=(
+            "`X-HubSpot-Signature-v3`: base64 HMAC-SHA256 of method + URL (`[server] "
+            "public_url` + path + query) + body + `X-HubSpot-Request-Timestamp` "
+            "(milliseconds); the timestamp within ±5 minutes. v1 and v2 signatures, which sign "
+            "no timestamp, are refused."
+        ),
+        secrets="The app's client secret.",
+        dedup="each element's `eventId`",
+        event_type="each element's `subscriptionType`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        public_url=True,
+        notes=(
+            "A batch (JSON array) becomes one event per element; the raw request is kept "
+            "whole. An element without an `eventId` is known by its content."
+        ),
+        secret_example="env:HUBSPOT_CLIENT_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _tolerance: int

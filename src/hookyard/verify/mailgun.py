@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
@@ -40,7 +40,7 @@ from hookyard.verify._common import (
     utf8_keys,
 )
 from hookyard.verify._forms import boundary_of, multipart_fields, urlencoded
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import TIMED_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 from hookyard.verify.providers import _facts, _tolerance
 
 DEFAULT_TOLERANCE = 9 * 3600  # covers Mailgun's ~8 h retry schedule: see the module docstring
@@ -127,6 +127,27 @@ class MailgunVerifier(Frozen):
 
     scheme: str = "mailgun"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Mailgun",
+        summary="signature block in the body: HMAC-SHA256 of timestamp + token, ±9 h",
+        checks=(
+            "The body's `signature` object (or `timestamp`/`token`/`signature` form fields, "
+            "also multipart): hex HMAC-SHA256 of timestamp + token (`parent-signature`, for "
+            "subaccounts, may match instead); the timestamp within ±9 hours (Mailgun retries "
+            "for about 8). The body itself is not signed: each token is accepted once."
+        ),
+        secrets="The HTTP webhook signing key (not the API key).",
+        dedup="`event-data.id` (JSON bodies), and the signature's `token`",
+        event_type="`event-data.event` (form: `event`)",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        notes=(
+            "A replay of a token, with any body, is acknowledged as a duplicate and never "
+            "delivered. That holds while dedup keys are kept (`[server] dedup_window`): keep "
+            "`tolerance` shorter than that."
+        ),
+        secret_example="env:MAILGUN_WEBHOOK_SIGNING_KEY",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _tolerance: int

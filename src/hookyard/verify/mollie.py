@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import Frozen, init, require_secrets
 from hookyard.verify._forms import urlencoded
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import Inbound, SchemeDoc, Verified, VerifyOptions
 
 # Payments (tr_) and orders (ord_): the resources whose webhooks carry only an id.
 MOLLIE_ID = re.compile(r"^(tr|ord)_[A-Za-z0-9]{2,64}$")
@@ -27,6 +28,27 @@ class MollieVerifier(Frozen):
 
     scheme: str = "mollie"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Mollie",
+        summary="nothing is signed: the id=tr_… hint is fetched back from Mollie's API",
+        checks=(
+            "Nothing can be: Mollie signs nothing and sends only `id=tr_…` (a payment) or "
+            "`id=ord_…` (an order). The request is a hint, kept pending and answered 200 at "
+            "once, for unknown ids too; the worker fetches the payment or order from Mollie's "
+            "API with the API key, and the fetched object is the event."
+        ),
+        secrets="The Mollie API key that fetches (the first one).",
+        dedup="the resource's id; one event per change of the fetched object",
+        event_type="`payment.<status>` / `order.<status>`",
+        body_dedup="no (the fetched object is known by its content)",
+        options=("fetch_url", "fetch_rate"),
+        notes=(
+            "The fetched object is known by its content: a refund changes a `paid` payment "
+            'too, and makes a new event. See "Fetch-back" in the README for retries, failures '
+            "and `fetch_rate`."
+        ),
+        secret_example="env:MOLLIE_API_KEY",
+    )
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
         require_secrets(self.scheme, secrets)  # the API key that fetches what hints name

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from hookyard.errors import VerificationError
@@ -35,7 +36,14 @@ from hookyard.verify._common import (
     to_bytes,
     tried,
 )
-from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
+from hookyard.verify.base import (
+    ID_TYPE_OPTIONS,
+    Handshake,
+    Inbound,
+    SchemeDoc,
+    Verified,
+    VerifyOptions,
+)
 from hookyard.verify.providers import _facts
 
 _MAX_TOKEN = 4096  # characters; Graph's tokens are far shorter
@@ -62,6 +70,26 @@ class MicrosoftGraphVerifier(Frozen):
 
     scheme: str = "msgraph"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Microsoft Graph",
+        summary="every notification's clientState equals a secret",
+        checks=(
+            "Every notification in `value` carries a `clientState` equal to one of the secrets "
+            "(it stays in the stored payload). Nothing is signed: TLS is the body's integrity. "
+            "Rich notifications' `validationTokens` are not checked."
+        ),
+        secrets="The `clientState` values given when subscribing.",
+        dedup="the body hash (Graph sends no event id)",
+        event_type="the `lifecycleEvent` or `changeType` every notification shares",
+        body_dedup="yes (no event id)",
+        options=ID_TYPE_OPTIONS,
+        handshake="`?validationToken=…`: the token (`text/plain`)",
+        notes=(
+            "Graph signs nothing, so the validation request is answered but never stored; the "
+            "token is echoed only if it is printable text of bounded length."
+        ),
+        secret_example="env:GRAPH_CLIENT_STATE",
+    )
 
     _digests: tuple[bytes, ...]
     _fields: Fields

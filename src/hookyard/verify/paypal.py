@@ -16,12 +16,13 @@ import re
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 from yarl import URL
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import Frozen, check_timestamp, init, json_object, require_secrets
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import Inbound, SchemeDoc, Verified, VerifyOptions
 
 PAYPAL_HOST = re.compile(r"^api(-m)?\.(sandbox\.)?paypal\.com$")
 CERT_NAMES = ("messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com")
@@ -49,6 +50,28 @@ class PayPalVerifier(Frozen):
 
     scheme: str = "paypal"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="PayPal",
+        summary="PAYPAL-TRANSMISSION-SIG: RSA SHA256, checked by the worker (fetched cert)",
+        checks=(
+            "`PAYPAL-TRANSMISSION-SIG`: RSA SHA256 over `transmission id|time|webhook id|"
+            "crc32(body)`, certificate at `PAYPAL-CERT-URL` (HTTPS on "
+            "`api(-m).(sandbox.)paypal.com` only). Ingest checks the headers and keeps a "
+            "pending hint; the worker fetches the certificate (cached), checks that it is "
+            "PayPal's message-verification certificate and the signature, then stores the "
+            "event. No timestamp window unless `tolerance` is set (on the transmission time)."
+        ),
+        secrets="The webhook ids, as PayPal's dashboard shows them.",
+        dedup="body `id` (`WH-…`), and `PAYPAL-TRANSMISSION-ID`",
+        event_type="JSON `event_type`",
+        body_dedup="no",
+        options=("tolerance", "fetch_url", "fetch_rate"),
+        notes=(
+            "Only a CRC32 of the body is signed, which can be forged to fit: so each "
+            "transmission id is accepted once, whatever body comes with it."
+        ),
+        secret_example="env:PAYPAL_WEBHOOK_ID",
+    )
     _tolerance: int
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:

@@ -13,6 +13,7 @@ import base64
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import orjson
 
@@ -36,7 +37,15 @@ from hookyard.verify._common import (
     utf8_keys,
     whole,
 )
-from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
+from hookyard.verify.base import (
+    ID_TYPE_OPTIONS,
+    TIMED_OPTIONS,
+    Handshake,
+    Inbound,
+    SchemeDoc,
+    Verified,
+    VerifyOptions,
+)
 from hookyard.verify.simple import _any_digest
 from hookyard.verify.standard import SECRET_PREFIX, StandardWebhooksVerifier
 
@@ -149,6 +158,21 @@ class PaddleVerifier(_Base):
     __slots__ = ()
     scheme = "paddle"
     _default_tolerance = 300  # not the SDK's 5 s: see the class docstring
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Paddle Billing",
+        summary="Paddle-Signature ts=…;h1=…: HMAC-SHA256 of ts:body, ±5 min",
+        checks=(
+            "`Paddle-Signature: ts=<unix>;h1=<hex>[;h1=…]`: HMAC-SHA256 over `{ts}:{body}`, "
+            "any `h1` may match; `ts` within ±5 minutes (not the SDK's 5 s, which refuses "
+            "deliveries that waited in a queue or a retry)."
+        ),
+        secrets="The notification destination's secret key (`pdl_ntfset_…`), used as text.",
+        dedup="JSON `event_id`, else `notification_id`",
+        event_type="JSON `event_type`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        secret_example="env:PADDLE_WEBHOOK_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         header = request.headers.get("paddle-signature")
@@ -201,6 +225,25 @@ class ZoomVerifier(_Base):
     __slots__ = ()
     scheme = "zoom"
     _default_tolerance = 300
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Zoom",
+        summary="x-zm-signature v0=: HMAC-SHA256 of v0:ts:body, ±5 min",
+        checks=(
+            "`x-zm-signature: v0=<hex HMAC-SHA256>` over "
+            "`v0:{x-zm-request-timestamp}:{body}`; the timestamp within ±5 minutes."
+        ),
+        secrets="The app's secret token.",
+        dedup="none (Zoom documents no event id)",
+        event_type="JSON `event`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        handshake="`endpoint.url_validation`: `plainToken` and `encryptedToken`",
+        notes=(
+            "`encryptedToken` is the hex HMAC-SHA256 of `plainToken`, keyed by the secret that "
+            "verified the request (during a rotation, Zoom's current one)."
+        ),
+        secret_example="env:ZOOM_SECRET_TOKEN",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
@@ -249,6 +292,20 @@ class CalendlyVerifier(_Base):
     __slots__ = ()
     scheme = "calendly"
     _default_tolerance = 180
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Calendly",
+        summary="Calendly-Webhook-Signature t=…,v1=…: HMAC-SHA256 of t.body, ±3 min",
+        checks=(
+            "`Calendly-Webhook-Signature: t=<unix>,v1=<hex>`: HMAC-SHA256 over `{t}.{body}`; "
+            "`t` within ±3 minutes (Calendly's sample)."
+        ),
+        secrets="The webhook signing key.",
+        dedup="none (Calendly documents no event id)",
+        event_type="JSON `event`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        secret_example="env:CALENDLY_SIGNING_KEY",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         header = request.headers.get("calendly-webhook-signature")
@@ -322,6 +379,23 @@ class TwitchVerifier(_Base):
     __slots__ = ()
     scheme = "twitch"
     _default_tolerance = 600
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Twitch EventSub",
+        summary="Twitch-Eventsub-Message-Signature: HMAC-SHA256 of id + timestamp + body, ±10 min",
+        checks=(
+            "`Twitch-Eventsub-Message-Signature: sha256=<hex HMAC-SHA256>` over message id + "
+            "timestamp + body (`Twitch-Eventsub-Message-Id`, and "
+            "`Twitch-Eventsub-Message-Timestamp` exactly as sent); the timestamp (RFC 3339) "
+            "within ±10 minutes."
+        ),
+        secrets="The subscription's secret.",
+        dedup="`Twitch-Eventsub-Message-Id` (the same on retries)",
+        event_type="`Twitch-Eventsub-Subscription-Type`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        handshake="`webhook_callback_verification`: the `challenge` (`text/plain`)",
+        secret_example="env:TWITCH_EVENTSUB_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
@@ -391,6 +465,20 @@ class LinearVerifier(_Base):
     __slots__ = ()
     scheme = "linear"
     _default_tolerance = 60
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Linear",
+        summary="Linear-Signature: HMAC-SHA256 of the body; webhookTimestamp within 60 s",
+        checks=(
+            "`Linear-Signature`: hex HMAC-SHA256 of the body; the body's `webhookTimestamp` "
+            "(milliseconds, inside the signed body) within ±60 s, as Linear's SDK checks."
+        ),
+        secrets="The webhook's signing secret.",
+        dedup="`Linear-Delivery`; and the body hash when there is no `webhookTimestamp`",
+        event_type="`Linear-Event`, plus `.<action>` when the body has one",
+        body_dedup="when the body has no `webhookTimestamp`",
+        options=TIMED_OPTIONS,
+        secret_example="env:LINEAR_WEBHOOK_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
@@ -450,6 +538,22 @@ class SquareVerifier(_Base):
 
     __slots__ = ()
     scheme = "square"
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Square",
+        summary="x-square-hmacsha256-signature: HMAC-SHA256 of notification URL + body",
+        checks=(
+            "`x-square-hmacsha256-signature`: base64 HMAC-SHA256 over the notification URL + "
+            "body. The URL is `[server] public_url` + path + query and must be exactly the one "
+            "registered with Square (a trailing slash differs). No timestamp is signed."
+        ),
+        secrets="The subscription's signature key.",
+        dedup="JSON `event_id`, and the body hash",
+        event_type="JSON `type`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        public_url=True,
+        secret_example="env:SQUARE_SIGNATURE_KEY",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         header = request.headers.get("x-square-hmacsha256-signature")
@@ -485,6 +589,17 @@ class IntercomVerifier(_Base):
     __slots__ = ()
     scheme = "intercom"
     _algorithm = "sha1"
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Intercom",
+        summary="X-Hub-Signature sha1=: HMAC-SHA1 of the body",
+        checks=("`X-Hub-Signature: sha1=<hex HMAC-SHA1 of the body>`. No timestamp is signed."),
+        secrets="The app's client secret.",
+        dedup="JSON `id` (`notif_…`), and the body hash",
+        event_type="JSON `topic`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        secret_example="env:INTERCOM_CLIENT_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         self._check_body_signature(
@@ -514,6 +629,19 @@ class TypeformVerifier(_Base):
 
     __slots__ = ()
     scheme = "typeform"
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Typeform",
+        summary="Typeform-Signature sha256=: base64 HMAC-SHA256 of the body",
+        checks=(
+            "`Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>`. No timestamp is signed."
+        ),
+        secrets="The webhook's secret.",
+        dedup="JSON `event_id`, and the body hash",
+        event_type="JSON `event_type`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        secret_example="env:TYPEFORM_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         self._check_body_signature(
@@ -545,6 +673,21 @@ class JiraVerifier(_Base):
 
     __slots__ = ()
     scheme = "jira"
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Jira Cloud",
+        summary="X-Hub-Signature sha256=: HMAC-SHA256 of the body",
+        checks=(
+            "`X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>` (admin and REST webhooks "
+            "with a secret; Connect apps' `Authorization: JWT` is not this). No timestamp is "
+            "signed."
+        ),
+        secrets="The webhook's secret.",
+        dedup="`X-Atlassian-Webhook-Identifier` (the same on retries), and the body hash",
+        event_type="JSON `webhookEvent`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        secret_example="env:JIRA_WEBHOOK_SECRET",
+    )
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
@@ -593,6 +736,25 @@ class GitLabVerifier(Frozen):
 
     scheme: str = "gitlab"
     credential_headers: frozenset[str] = frozenset({"x-gitlab-token"})
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="GitLab",
+        summary="X-Gitlab-Token, or Standard Webhooks signing with a whsec_ token",
+        checks=(
+            "`X-Gitlab-Token` equal to one of the secrets (redacted, never forwarded); or, when "
+            "`webhook-signature` is present and a `whsec_` signing token is configured, "
+            "Standard Webhooks signing (HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}."
+            "{body}`, timestamp within ±5 minutes)."
+        ),
+        secrets=(
+            "The hook's secret token; entries starting with `whsec_` are also signing tokens."
+        ),
+        dedup="`Idempotency-Key` (the same on retries), else `X-Gitlab-Event-UUID`",
+        event_type="`X-Gitlab-Event`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        notes="`tolerance` applies to signed requests; a plain token carries no timestamp.",
+        secret_example="env:GITLAB_TOKEN",
+    )
 
     _digests: tuple[bytes, ...]
     _first: str

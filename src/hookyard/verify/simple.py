@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hookyard.errors import ConfigError, VerificationError
 from hookyard.verify._common import (
@@ -23,12 +24,17 @@ from hookyard.verify._common import (
     sha256,
     tried,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import ID_TYPE_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 
 
 def _any_digest(digests: tuple[bytes, ...], value: bytes) -> bool:
     digest = sha256(value)
     return any(hmac.compare_digest(digest, expected) for expected in digests)
+
+
+# These schemes learn nothing from the provider: only what the source configures.
+_SET_ID = "`id_header`, if set"
+_SET_TYPE = "`type_header` or `type_field`, if set"
 
 
 def _facts(fields: Fields, request: Inbound) -> Verified:
@@ -45,6 +51,20 @@ class BasicAuthVerifier(Frozen):
 
     scheme: str = "basic"
     credential_headers: frozenset[str] = frozenset({"authorization"})
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="HTTP basic auth",
+        summary="Authorization: Basic user:password",
+        checks=(
+            "`Authorization: Basic …` equal to one of the secrets (the header is redacted and "
+            "never forwarded). The body is not signed."
+        ),
+        secrets="`user:password` pairs.",
+        dedup=_SET_ID,
+        event_type=_SET_TYPE,
+        body_dedup="no (`dedup_body = true` turns it on)",
+        options=ID_TYPE_OPTIONS,
+        secret_example="env:PARTNER_BASIC_AUTH",
+    )
 
     _digests: tuple[bytes, ...]
     _first: bytes
@@ -104,6 +124,21 @@ class TokenVerifier(Frozen):
 
     scheme: str = "token"
     credential_headers: frozenset[str]
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="static token",
+        summary="a token in Authorization: Bearer … or in token_header",
+        checks=(
+            "`Authorization: Bearer <token>`, or the raw value of `token_header` "
+            "(`X-Gitlab-Token`, …), equal to one of the secrets (the header is redacted and "
+            "never forwarded). The body is not signed."
+        ),
+        secrets="The tokens.",
+        dedup=_SET_ID,
+        event_type=_SET_TYPE,
+        body_dedup="no (`dedup_body = true` turns it on)",
+        options=("token_header", *ID_TYPE_OPTIONS),
+        secret_example="env:PARTNER_TOKEN",
+    )
 
     _digests: tuple[bytes, ...]
     _first: str
@@ -156,6 +191,19 @@ class NoneVerifier(Frozen):
 
     scheme: str = "none"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="no authentication",
+        summary="nothing",
+        checks=(
+            "Nothing: for senders that cannot authenticate (their events are worth only what "
+            "you verify later, e.g. by fetching back)."
+        ),
+        secrets="None: `secrets` must be empty.",
+        dedup=_SET_ID,
+        event_type=_SET_TYPE,
+        body_dedup="no (`dedup_body = true` turns it on)",
+        options=ID_TYPE_OPTIONS,
+    )
 
     _fields: Fields
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
 from hookyard.errors import VerificationError
@@ -33,7 +33,14 @@ from hookyard.verify._common import (
     unhex,
     utf8_keys,
 )
-from hookyard.verify.base import Handshake, Inbound, Verified, VerifyOptions
+from hookyard.verify.base import (
+    TIMED_OPTIONS,
+    Handshake,
+    Inbound,
+    SchemeDoc,
+    Verified,
+    VerifyOptions,
+)
 
 
 def _str(value: Any) -> str | None:
@@ -58,6 +65,29 @@ class SlackVerifier(Frozen):
 
     scheme: str = "slack"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Slack",
+        summary="X-Slack-Signature v0=: HMAC-SHA256 of v0:ts:body, ±5 min",
+        checks=(
+            "`X-Slack-Signature: v0=<hex HMAC-SHA256>` over "
+            "`v0:{X-Slack-Request-Timestamp}:{body}`; the timestamp within ±5 minutes."
+        ),
+        secrets="The app's signing secret.",
+        dedup="JSON `event_id` (Events API; slash commands and interactions have none)",
+        event_type=(
+            "`event.type` of an `event_callback`, else `type`; forms: `command`, or the "
+            "interaction's `type`"
+        ),
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        handshake="`url_verification`: the `challenge` (`text/plain`)",
+        notes=(
+            "Form bodies: a slash command's type is `command`, an interaction's the `type` in "
+            "its `payload` JSON (`block_actions`, …). The challenge is answered only after the "
+            "signature verifies, so nobody else can claim the endpoint."
+        ),
+        secret_example="env:SLACK_SIGNING_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _tolerance: int

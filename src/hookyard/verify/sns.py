@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from yarl import URL
 
 from hookyard.errors import ConfigError, VerificationError
 from hookyard.verify._common import Frozen, init, json_object, require_secrets
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import Inbound, SchemeDoc, Verified, VerifyOptions
 
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
@@ -77,6 +77,26 @@ class SnsVerifier(Frozen):
 
     scheme: str = "sns"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Amazon SNS",
+        summary="SNS envelope at ingest; RSA signature checked by the worker (fetched cert)",
+        checks=(
+            "Ingest checks the envelope (a known `Type`, `x-amz-sns-message-type` agreeing, "
+            "the `TopicArn` among the secrets, `SigningCertURL` and `SubscribeURL` on "
+            "`https://sns.<region>.amazonaws.com`) and keeps a pending hint; the worker "
+            "fetches the certificate (cached), checks the signature (SignatureVersion 1: "
+            "SHA1, 2: SHA256), confirms a subscription by visiting its `SubscribeURL`, and "
+            "only then stores the event. A forged message ends in the rejected log "
+            "(`fetch_failed`)."
+        ),
+        secrets="The topic ARNs the source accepts (`arn:aws:sns:…`).",
+        dedup="`MessageId`",
+        event_type="`Type` (`Notification`, `SubscriptionConfirmation`, …)",
+        body_dedup="no",
+        options=("fetch_url", "fetch_rate", "confirm_subscriptions"),
+        notes="Keep raw message delivery off on the subscription: it drops the signed envelope.",
+        secret_example="arn:aws:sns:eu-west-1:123456789012:orders",
+    )
     _topics: frozenset[str]
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:

@@ -11,6 +11,8 @@ import base64
 import binascii
 import hmac
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import ClassVar
 
 from hookyard.errors import ConfigError, VerificationError
 from hookyard.verify._common import (
@@ -28,7 +30,7 @@ from hookyard.verify._common import (
     tried,
     unbase64,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import TIMED_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 
 SECRET_PREFIX = "whsec_"
 _TYPE = ("type",)
@@ -59,6 +61,22 @@ class StandardWebhooksVerifier(Frozen):
     scheme: str = "standard"
     credential_headers: frozenset[str] = frozenset()
     _family = "webhook-"  # header names `sign` emits
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Standard Webhooks",
+        summary="webhook-signature: HMAC-SHA256 of id.timestamp.body, ±5 min",
+        checks=(
+            "`webhook-signature` (or `svix-signature`): space-separated "
+            "`v1,<base64 HMAC-SHA256>` entries, any one of which may match, over "
+            "`{webhook-id}.{webhook-timestamp}.{body}`; `webhook-timestamp` within ±5 minutes."
+        ),
+        secrets="The `whsec_…` signing secret (base64 after the prefix; bare base64 works too).",
+        dedup="`webhook-id` (`svix-id`)",
+        event_type="JSON `type`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        notes="Both header families (`webhook-*` and `svix-*`) are accepted by one source.",
+        secret_example="env:WEBHOOK_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _tolerance: int
@@ -149,3 +167,12 @@ class SvixVerifier(StandardWebhooksVerifier):
 
     scheme: str = "svix"
     _family = "svix-"
+    doc: ClassVar[SchemeDoc] = replace(
+        StandardWebhooksVerifier.doc,
+        provider="Svix",
+        notes=(
+            "The same scheme as `standard`, which accepts `svix-*` headers too; only "
+            "`hookyard send` differs, signing with the `svix-*` header names."
+        ),
+        secret_example="env:SVIX_SECRET",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hookyard.errors import VerificationError
 from hookyard.verify._common import (
@@ -25,7 +26,7 @@ from hookyard.verify._common import (
     unhex,
     utf8_keys,
 )
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import TIMED_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 
 _HEADER = "stripe-signature"
 _ID = ("id",)
@@ -39,6 +40,20 @@ class StripeVerifier(Frozen):
 
     scheme: str = "stripe"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Stripe",
+        summary="Stripe-Signature t=…,v1=…: HMAC-SHA256 of t.body, ±5 min",
+        checks=(
+            "`Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]`: HMAC-SHA256 over `{t}.{body}`, any "
+            "`v1` may match; `t` within ±5 minutes, in the past or the future."
+        ),
+        secrets="The endpoint's signing secret (`whsec_…`), used as text (not base64-decoded).",
+        dedup="JSON `id` (`evt_…`)",
+        event_type="JSON `type`",
+        body_dedup="no",
+        options=TIMED_OPTIONS,
+        secret_example="env:STRIPE_WEBHOOK_SECRET",
+    )
 
     _keys: tuple[hmac.HMAC, ...]
     _tolerance: int

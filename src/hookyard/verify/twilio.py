@@ -32,6 +32,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from hookyard.errors import VerificationError
@@ -46,7 +47,7 @@ from hookyard.verify._common import (
     utf8_keys,
 )
 from hookyard.verify._forms import urlencoded
-from hookyard.verify.base import Inbound, Verified, VerifyOptions
+from hookyard.verify.base import ID_TYPE_OPTIONS, Inbound, SchemeDoc, Verified, VerifyOptions
 from hookyard.verify.providers import _facts, _missing
 
 _ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
@@ -106,6 +107,26 @@ class TwilioVerifier(Frozen):
 
     scheme: str = "twilio"
     credential_headers: frozenset[str] = frozenset()
+    doc: ClassVar[SchemeDoc] = SchemeDoc(
+        provider="Twilio",
+        summary="X-Twilio-Signature: HMAC-SHA1 of the full URL + sorted form parameters",
+        checks=(
+            "`X-Twilio-Signature`: base64 HMAC-SHA1 of the full URL (`[server] public_url` + "
+            "path + query; with or without the port) + the form parameters as `name+value`, "
+            "names sorted. A JSON body is not signed as parameters: the URL's `bodySHA256` "
+            "must be the body's hex SHA-256. `X-Twilio-Webhooks-Signature-Settings: "
+            "algorithm=HMAC_SHA256` (webhooks signed with a shared key) selects HMAC-SHA256. "
+            "No timestamp is signed."
+        ),
+        secrets="The account's Auth Token (for webhooks signed with a shared key: that key).",
+        dedup="`I-Twilio-Idempotency-Token` (the same on retries), and the body hash",
+        event_type="form bodies: `message.<MessageStatus>` (or `SmsStatus`) / `call.<CallStatus>`",
+        body_dedup="yes (no signed timestamp)",
+        options=ID_TYPE_OPTIONS,
+        public_url=True,
+        notes="A body that is neither a form nor vouched for by `bodySHA256` is refused.",
+        secret_example="env:TWILIO_AUTH_TOKEN",
+    )
 
     _keys: dict[str, tuple[hmac.HMAC, ...]]  # by algorithm
     _fields: Fields

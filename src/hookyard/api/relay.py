@@ -1,0 +1,194 @@
+"""The relay's pull API: lease a relay destination's deliveries, report each one's result.
+
+`hookyard listen` is a client of these two calls; any consumer that cannot take inbound
+connections can use them too (admin token, or a relay:DESTINATION token).
+
+(No `from __future__ import annotations`: FastAPI resolves the dependency annotations of
+handlers defined inside relay_routes at runtime; see rest.py.)
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, model_validator
+
+from hookyard.api.rest import API_PREFIX, ApiError, Caller, ErrorBody, _time
+from hookyard.relay.hub import MAX_LEASE, MAX_WAIT, RelayHub, Result
+from hookyard.relay.presence import client_key
+from hookyard.state import AppState
+from hookyard.tokens import hash_token
+
+
+class LeaseRequest(BaseModel):
+    max: int = Field(default=10, ge=1, le=MAX_LEASE)  # deliveries at most
+    wait: float = Field(default=0.0, ge=0, le=MAX_WAIT)  # seconds to wait for one when none is due
+    lease: float = Field(default=30.0, ge=1, le=3600)  # seconds until unreported ones return
+
+
+class RelayedDelivery(BaseModel):
+    delivery_id: str
+    event_id: str
+    lease: str  # give it back with the result
+    lease_until: datetime
+    attempt: int
+    replay: bool
+    source: str
+    event_type: str | None
+    headers: dict[str, str]  # exactly those a direct delivery carries, signature included
+    body: str  # base64 of the exact payload bytes
+
+
+class Leased(BaseModel):
+    deliveries: list[RelayedDelivery]
+
+
+class ResultIn(BaseModel):
+    delivery_id: str
+    lease: str
+    status_code: int | None = Field(default=None, ge=100, le=599)  # the receiver's answer
+    error: str | None = Field(default=None, max_length=1000)  # or why there was none
+    duration_ms: float = Field(default=0.0, ge=0)
+    response_excerpt: str | None = Field(default=None, max_length=4096)
+    retry_after: float | None = Field(default=None, ge=0)  # the receiver's Retry-After, seconds
+
+    @model_validator(mode="after")
+    def _answer_or_error(self) -> "ResultIn":
+        if (self.status_code is None) == (self.error is None):
+            raise ValueError("give either status_code (the receiver answered) or error")
+        return self
+
+
+class ResultsIn(BaseModel):
+    results: list[ResultIn] = Field(min_length=1, max_length=1000)
+
+
+class ResultOut(BaseModel):
+    delivery_id: str
+    # succeeded, retrying or dead as for a direct delivery; stale: the lease is no longer
+    # held (it ran out and another client has the delivery, or it was reported already).
+    status: Literal["succeeded", "retrying", "dead", "stale"]
+
+
+class Settled(BaseModel):
+    results: list[ResultOut]
+
+
+def relay_routes(
+    state: AppState,
+    caller: Callable[..., Awaitable[Caller]],
+) -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX, tags=["relay"])
+    hub = RelayHub(state)
+    errors: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+    }
+
+    def relay_destination(name: str, who: Caller) -> str:
+        if who.scope not in ("admin", f"relay:{name}"):
+            raise ApiError(403, "forbidden", f"a {who.scope} token cannot relay {name!r}")
+        destination = state.gateway.destinations.get(name)
+        if destination is None:
+            raise ApiError(404, "not_found", f"no destination named {name!r}")
+        if not destination.relay:
+            raise ApiError(409, "not_relay", f"{name!r} is not a relay destination")
+        return name
+
+    def relay_client(request: Request, who: Caller) -> tuple[Callable[[], Awaitable[bool]], str]:
+        """Whether the caller's token still holds (checked while a call waits: a revoked
+        token stops it at once), and the client's key for the console's listener count."""
+        token_hash = hash_token(request.headers.get("authorization", "").partition(" ")[2].strip())
+
+        async def allowed() -> bool:
+            return await state.store.find_token(token_hash) is not None
+
+        peer = request.client.host if request.client else None
+        return allowed, client_key(who.id, peer, request.headers.get("user-agent"))
+
+    @router.post("/destinations/{name}/lease", response_model=Leased, responses=errors)
+    async def lease(
+        name: str, body: LeaseRequest, request: Request, who: Annotated[Caller, Depends(caller)]
+    ) -> dict[str, Any]:
+        """Lease up to `max` due deliveries, waiting up to `wait` seconds for one. Report
+        each with `results` before `lease` seconds pass; an unreported one is due again then
+        (for this client or another). Each carries the headers and the exact body (base64) a
+        direct delivery would."""
+        name = relay_destination(name, who)
+        allowed, client = relay_client(request, who)
+        with state.presence.waiting(name, client):  # the console's listeners connected
+            messages = await hub.lease(name, body.max, body.wait, body.lease, allowed)
+        if messages is None:
+            raise ApiError(401, "unauthorized", "the token was revoked")
+        for message in messages:
+            message["lease_until"] = _time(message["lease_until"])
+        return {"deliveries": messages}
+
+    @router.get(
+        "/destinations/{name}/stream",
+        response_class=StreamingResponse,
+        responses={
+            **errors,
+            200: {
+                "description": "Server-sent events: `delivery` (data: a leased delivery, as "
+                "the lease call returns each), `heartbeat` and `revoked` (the stream ends).",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+        },
+    )
+    async def stream(
+        name: str,
+        request: Request,
+        who: Annotated[Caller, Depends(caller)],
+        max: Annotated[int, Query(ge=1, le=MAX_LEASE)] = 10,
+        lease: Annotated[float, Query(ge=1, le=3600)] = 30.0,
+        heartbeat: Annotated[float, Query(ge=0.1, le=120)] = 5.0,
+    ) -> StreamingResponse:
+        """Deliveries pushed as server-sent events as soon as they fall due, with at most
+        `max` unreported at a time; report each with `results` before `lease` seconds pass.
+        A `heartbeat` event follows every `heartbeat` seconds of silence, so a client that
+        hears nothing for longer knows the link is dead. `hookyard listen` uses this."""
+        name = relay_destination(name, who)
+        allowed, client = relay_client(request, who)
+
+        async def frames() -> AsyncIterator[bytes]:
+            yield b"retry: 1000\n\n"  # EventSource's reconnection delay, milliseconds
+            with state.presence.waiting(name, client):  # connected while the stream is open
+                async for kind, messages in hub.stream(name, max, lease, heartbeat, allowed):
+                    if kind != "deliveries":
+                        yield b"event: %s\ndata: {}\n\n" % kind.encode()
+                        continue
+                    batch = []  # one event each, written together
+                    for message in messages:
+                        message["lease_until"] = _time(message["lease_until"])
+                        batch.append(b"event: delivery\ndata: %s\n\n" % orjson.dumps(message))
+                    yield b"".join(batch)
+
+        return StreamingResponse(
+            frames(),
+            media_type="text/event-stream",
+            # Proxies must pass each event on at once, not buffer the stream.
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    @router.post("/destinations/{name}/results", response_model=Settled, responses=errors)
+    async def results(
+        name: str, body: ResultsIn, who: Annotated[Caller, Depends(caller)]
+    ) -> dict[str, Any]:
+        """Report what the receiver answered (`status_code`) or why it did not (`error`):
+        recorded as the attempt; 2xx succeeds, anything else is retried on the destination's
+        schedule, as for a direct delivery."""
+        name = relay_destination(name, who)
+        reported = [Result(**item.model_dump()) for item in body.results]
+        statuses = await hub.settle(name, reported)
+        return {
+            "results": [
+                {"delivery_id": r.delivery_id, "status": status}
+                for r, status in zip(reported, statuses, strict=True)
+            ]
+        }
+
+    return router

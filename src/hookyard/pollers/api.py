@@ -1,0 +1,270 @@
+"""A provider's REST list API as configured ([sources.NAME.api]): the first page's URL, the
+pages after it, and the items a page carries, each with its id and version.
+
+Pure: no I/O. The client (client.py) makes the calls; the jobs decide what the items mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from yarl import URL
+
+from hookyard.config import ApiConfig, resolve_secret
+from hookyard.errors import ConfigError
+
+DEFAULT_NEXT = {"next_url": "next", "cursor": "next_cursor"}
+
+
+class PageError(Exception):
+    """A response that is not the page the configuration describes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Resolved secrets of [api.auth]; never logged (repr hides them)."""
+
+    kind: str  # bearer | basic | header | query | oauth2
+    name: str = ""  # header or query parameter name
+    value: str = field(default="", repr=False)  # token, "user:password" or key
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    version: str  # what tells this state of the item from others: version, update time or hash
+    updated: float | None  # update time, unix seconds, when the item has one
+    document: Any
+    payload: bytes  # the item as JSON (re-encoded from the page: pages are not signed)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Item]
+    next_url: str | None
+    total: int | None = None  # how many items the listing holds, when the body says
+
+
+@dataclass(frozen=True, slots=True)
+class RestApi:
+    source: str
+    config: ApiConfig
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    credentials: Credentials | None
+    resource: str  # event types are RESOURCE.created, .updated, .deleted
+
+    @classmethod
+    def build(cls, source: str, config: ApiConfig, base_dir: Any) -> RestApi:
+        key = f"sources.{source}.api"
+
+        def secret(name: str, value: str) -> str:
+            return resolve_secret(value, key=f"{key}.{name}", base_dir=base_dir)
+
+        headers = tuple((k, secret(f"headers.{k}", v)) for k, v in config.headers.items())
+        auth = config.auth
+        credentials = None
+        if auth is not None:
+            if auth.bearer:
+                credentials = Credentials("bearer", value=secret("auth.bearer", auth.bearer))
+            elif auth.basic:
+                value = secret("auth.basic", auth.basic)
+                if ":" not in value:
+                    raise ConfigError(f"{key}.auth.basic", 'expected "user:password"')
+                credentials = Credentials("basic", value=value)
+            elif auth.header or auth.query:
+                kind = "header" if auth.header else "query"
+                assert auth.key is not None
+                name = auth.header or auth.query or ""
+                credentials = Credentials(kind, name=name, value=secret("auth.key", auth.key))
+            else:
+                assert auth.token_url and auth.client_id and auth.client_secret
+                credentials = Credentials(
+                    "oauth2",
+                    token_url=auth.token_url,
+                    client_id=auth.client_id,
+                    client_secret=secret("auth.client_secret", auth.client_secret),
+                    scope=auth.scope,
+                )
+        return cls(source, config, headers, credentials, config.resource or source)
+
+    # -- URLs ----------------------------------------------------------------------------------
+
+    def first_url(self, since: float | None = None, until: float | None = None) -> str:
+        """The first page, filtered by update time where the API allows."""
+        config = self.config
+        params = dict(config.params)
+        if since is not None and config.since_param:
+            params[config.since_param] = self.format_time(since)
+        if until is not None and config.until_param:
+            params[config.until_param] = self.format_time(until)
+        if config.limit_param and config.pagination != "none":
+            params.setdefault(config.limit_param, str(config.page_size))
+        if config.pagination == "page":
+            params.setdefault(config.page_param, str(config.first_page))
+        elif config.pagination == "offset":
+            params.setdefault(config.offset_param, "0")
+        return str(URL(config.url).update_query(params))
+
+    def object_url(self, item_id: str) -> str:
+        if self.config.object_url is None:
+            raise ConfigError(f"sources.{self.source}.api.object_url", "not set")
+        # Escaped whole: an id from a payload cannot add path segments ("../admin").
+        return self.config.object_url.replace("{id}", quote(item_id, safe=""))
+
+    def format_time(self, when: float) -> str:
+        fmt = self.config.time_format
+        if fmt == "unix":
+            return str(int(when))
+        if fmt == "unix_ms":
+            return str(int(when * 1000))
+        return datetime.fromtimestamp(int(when), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    def parse(self, url: str, body: bytes, links: Mapping[str, str]) -> Page:
+        """The items of a page and the next page's URL (None on the last page). `links` maps
+        Link header relations to URLs."""
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise PageError(f"the page is not JSON: {exc}") from None
+        raw = dig(document, self.config.items) if self.config.items else document
+        if not isinstance(raw, list):
+            where = f"at {self.config.items!r}" if self.config.items else "as the body"
+            raise PageError(f"expected a list of items {where}, found {type(raw).__name__}")
+        items = [self._item(entry) for entry in raw]
+        total = document.get("total") if isinstance(document, dict) else None
+        return Page(
+            items,
+            self._next(url, document, links, len(items)),
+            total if isinstance(total, int) and not isinstance(total, bool) else None,
+        )
+
+    def _item(self, document: Any) -> Item:
+        config = self.config
+        if not isinstance(document, dict):
+            raise PageError(f"an item is a {type(document).__name__}, not an object")
+        item_id = dig(document, config.id_field)
+        if item_id is None or isinstance(item_id, dict | list):
+            raise PageError(f"an item has no usable {config.id_field!r}")
+        payload = orjson.dumps(document)
+        updated = None
+        if config.updated_field:
+            value = dig(document, config.updated_field)
+            if value is None:
+                raise PageError(f"item {item_id} has no {config.updated_field!r}")
+            updated = parse_time(value)
+        if config.version_field:
+            version = dig(document, config.version_field)
+            if version is None:
+                raise PageError(f"item {item_id} has no {config.version_field!r}")
+            version_text = str(version)
+        elif config.updated_field:
+            version_text = str(dig(document, config.updated_field))
+        else:
+            version_text = "sha256:" + hashlib.sha256(payload).hexdigest()[:32]
+        return Item(str(item_id), version_text, updated, document, payload)
+
+    def content_hash(self, item: Item) -> str:
+        return hashlib.sha256(item.payload).hexdigest()[:32]
+
+    def change_of(self, item: Item) -> str:
+        """created or updated, as far as one item tells (no memory of earlier polls)."""
+        config = self.config
+        if config.created_field and config.updated_field:
+            created = dig(item.document, config.created_field)
+            if created is not None and created == dig(item.document, config.updated_field):
+                return "created"
+        elif config.version_field and str(dig(item.document, config.version_field)) == "1":
+            return "created"
+        return "updated"
+
+    def _next(self, url: str, document: Any, links: Mapping[str, str], count: int) -> str | None:
+        following = self._following(url, document, links, count)
+        if following is not None and URL(following).origin() != URL(self.config.url).origin():
+            # The credentials go with every call: never to a host the response names.
+            raise PageError(f"the next page is on another origin: {URL(following).origin()}")
+        return following
+
+    def _following(
+        self, url: str, document: Any, links: Mapping[str, str], count: int
+    ) -> str | None:
+        config = self.config
+        style = config.pagination
+        if style == "none" or count == 0:
+            return None
+        current = URL(url)
+        if style == "link":
+            target = links.get("next")
+            return str(current.join(URL(target))) if target else None
+        if style in ("next_url", "cursor"):
+            value = dig(document, config.next or DEFAULT_NEXT[style])
+            if value in (None, "", False):
+                return None
+            if style == "next_url":
+                return str(current.join(URL(str(value))))
+            return str(current.update_query({config.cursor_param: str(value)}))
+        if count < config.page_size:  # a short page is the last (page and offset styles)
+            return None
+        if style == "page":
+            page = int(current.query.get(config.page_param, config.first_page))
+            return str(current.update_query({config.page_param: str(page + 1)}))
+        offset = int(current.query.get(config.offset_param, 0))
+        return str(current.update_query({config.offset_param: str(offset + count)}))
+
+
+def object_key(item_id: str, version: str) -> str:
+    """The dedup key of one version of an object as the REST side (reconciliation, a poll, a
+    backfill) emitted it: a webhook carrying that version later is a duplicate."""
+    return f"obj:{item_id}@{version}"
+
+
+def webhook_object_key(item_id: str, version: str) -> str:
+    """The mark of one version of an object that a webhook carried: the REST side finds it
+    and emits nothing for that version."""
+    return f"objw:{item_id}@{version}"
+
+
+def dig(document: Any, path: str) -> Any:
+    """The value at a dotted path (list indexes allowed), or None."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def parse_time(value: Any) -> float:
+    """Unix seconds from ISO 8601 text or a number (seconds, or milliseconds when huge)."""
+    if isinstance(value, bool):
+        raise PageError(f"{value!r} is not a time")
+    if isinstance(value, int | float):
+        return value / 1000 if value > 100_000_000_000 else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return parse_time(float(text))
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise PageError(f"{value!r} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    raise PageError(f"{value!r} is not a time")

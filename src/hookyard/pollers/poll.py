@@ -1,0 +1,232 @@
+"""Polling: what changed in a REST API since the last run, as created/updated/deleted events.
+
+Each item is remembered by a fingerprint (its version or update time, and a hash of its
+content), so an item is emitted once per change however often it is listed: an item listed
+again by the lookback window, an item updated twice in the same second, and a page repeated
+after a crash all compare equal to what was stored.
+
+- cursor: asks for items updated since the newest update time seen, minus `lookback` (late
+  writes and clock skew on the API's side). Memory stays bounded by the page size. A pass is
+  resumed after a crash from the page it stopped at.
+- etag / hash: lists everything and compares contents; an item no longer listed is deleted.
+  etag sends each page's stored ETag/Last-Modified, and a 304 page costs no work. A crashed
+  pass starts over (its committed pages compare equal).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+from croniter import croniter
+
+from hookyard.config import PollConfig
+from hookyard.models import NewEvent, Origin
+from hookyard.pollers.api import Item, Page
+from hookyard.pollers.jobs import Job
+from hookyard.store.rest import Remembered
+
+DEFAULT_INTERVAL = 60.0
+DELETED = "deleted"  # the fingerprint of an item no longer listed
+QUIET_PAGES = 50  # unchanged pages in a row before a commit all the same (calls, lease)
+
+
+class PollJob(Job):
+    origin: Origin = "poll"
+
+    @property
+    def config(self) -> PollConfig:
+        assert self.source.poll is not None
+        return self.source.poll
+
+    def next_run(self) -> float:
+        now = time.time()
+        if self.config.cron:
+            return float(croniter(self.config.cron, now).get_next(float))
+        return now + (self.config.interval or DEFAULT_INTERVAL)
+
+    def retry_base(self) -> float:
+        return self.config.interval or DEFAULT_INTERVAL
+
+    @property
+    def baseline(self) -> bool:
+        """The first pass of `initial = "skip"`: remember what exists, emit nothing."""
+        return not self.checkpoint.get("ready") and self.config.initial == "skip"
+
+    async def execute(self) -> None:
+        if self.config.detect == "cursor":
+            await self._cursor_pass()
+        else:
+            await self._full_pass(conditional=self.config.detect == "etag")
+
+    # -- cursor mode ---------------------------------------------------------------------------
+
+    async def _cursor_pass(self) -> None:
+        checkpoint = self.checkpoint
+        since: float | None = checkpoint.get("since")
+        resume = checkpoint.get("resume")
+        if resume:
+            url, newest = resume["next"], resume["newest"]
+        else:
+            url = self.api.first_url(None if since is None else since - self.config.lookback)
+            newest = since
+        # A pass of a single page may be asked conditionally: unchanged, nothing changed.
+        validators = checkpoint.get("validators")
+        conditional = validators if not resume and validators and validators[0] == url else None
+        first = url
+        while True:
+            response = await self.client.get(
+                url, self.calls, (conditional[1], conditional[2]) if conditional else None
+            )
+            conditional = None
+            if response.status == 304:
+                await self.commit([], finished=True, next_run_at=self.next_run())
+                return
+            page = self.api.parse(url, response.body, response.links)
+            for item in page.items:
+                if item.updated is not None and (newest is None or item.updated > newest):
+                    newest = item.updated
+            if page.next_url is not None:
+                next_checkpoint = {
+                    **checkpoint,
+                    "resume": {"next": self.stored_url(page.next_url), "newest": newest},
+                }
+            else:
+                etag, modified = validators_of(response.headers)
+                single = url == first and not resume and (etag or modified)
+                next_checkpoint = {
+                    "since": newest,
+                    "ready": True,
+                    "validators": [url, etag, modified] if single else None,
+                }
+            await self._commit_page(page, None, next_checkpoint)
+            if page.next_url is None:
+                return
+            url = page.next_url
+
+    # -- etag and hash modes -------------------------------------------------------------------
+
+    async def _full_pass(self, *, conditional: bool) -> None:
+        store = self.state.store
+        stored_pages = await store.rest_pages(self.source.name) if conditional else {}
+        seen: set[str] = set()
+        unchanged_pages: set[str] = set()
+        listed: list[str] = []
+        url: str | None = self.api.first_url()
+        while url is not None:
+            key = self.stored_url(url)
+            assert key is not None
+            listed.append(key)
+            stored = stored_pages.get(key)
+            response = await self.client.get(url, self.calls, stored[:2] if stored else None)
+            if response.status == 304 and stored is not None:
+                unchanged_pages.add(key)
+                url = stored[2]
+                continue
+            page = self.api.parse(url, response.body, response.links)
+            seen.update(item.id for item in page.items)
+            remembered = (*validators_of(response.headers), self.stored_url(page.next_url))
+            pages = [(key, *remembered)] if conditional and remembered != stored else []
+            await self._commit_page(page, key, None, pages=pages)
+            url = page.next_url
+        # The end of a full pass: what is no longer listed was deleted.
+        gone: list[tuple[str, int]] = []
+        after = ""
+        while chunk := await store.rest_item_pages(self.source.name, after):
+            gone += [
+                (item_id, changes)
+                for item_id, page_url, changes in chunk
+                if item_id not in seen and page_url not in unchanged_pages
+            ]
+            after = chunk[-1][0]
+        events = [] if self.baseline else [self._deleted(item_id, n) for item_id, n in gone]
+        await self.commit(
+            events,
+            # Remembered as deleted, not forgotten: its changes go on counting if it returns.
+            items=[(item_id, DELETED, n + 1, None) for item_id, n in gone],
+            keep_pages=listed if conditional else None,
+            checkpoint={"ready": True},
+            finished=True,
+            next_run_at=self.next_run(),
+        )
+
+    def _deleted(self, item_id: str, changes: int) -> NewEvent:
+        payload = orjson.dumps({"id": item_id, "deleted": True})
+        return self.event(item_id, "deleted", payload, (f"poll:{item_id}#{changes + 1}",))
+
+    # -- both ----------------------------------------------------------------------------------
+
+    async def _commit_page(
+        self,
+        page: Page,
+        page_key: str | None,
+        checkpoint: dict[str, Any] | None,
+        **change: Any,
+    ) -> None:
+        """Compare a page's items with what is remembered; commit the changes as events."""
+        known = await self.state.store.rest_fingerprints(
+            self.source.name, [item.id for item in page.items]
+        )
+        events: list[NewEvent] = []
+        items: list[tuple[str, str, int, str | None]] = []
+        for item in page.items:
+            fingerprint = f"{item.version}|{self.api.content_hash(item)}"
+            before = known.get(item.id)
+            if before is not None and before.fingerprint == fingerprint:
+                if before.page != page_key:  # listed elsewhere now (matters for 304 pages)
+                    items.append((item.id, fingerprint, before.changes, page_key))
+                continue
+            changes = (before.changes if before else 0) + 1
+            items.append((item.id, fingerprint, changes, page_key))
+            if not self.baseline:
+                events.append(self._changed(item, before, changes))
+        finished = checkpoint is not None and "resume" not in checkpoint
+        self.unsaved_checked += len(page.items)
+        if not (events or items or finished or any(change.values())):
+            # Nothing changed: no commit (an fsync) for this page, unless it is long since the
+            # last one. A crash meanwhile only repeats pages that changed nothing.
+            self.quiet_pages += 1
+            if self.quiet_pages < QUIET_PAGES:
+                return
+        await self.commit(
+            events,
+            items=items,
+            checkpoint=checkpoint,
+            finished=finished,
+            next_run_at=self.next_run() if finished else None,
+            **change,
+        )
+
+    def _changed(self, item: Item, before: Remembered | None, changes: int) -> NewEvent:
+        keys = (f"poll:{item.id}#{changes}",)
+        if before is not None and before.fingerprint == DELETED:
+            # Back after a deletion: created again, and its versions may start over.
+            return self.event(item.id, "created", item.payload, keys)
+        # The same object version by another path (a webhook, a backfill) is this change,
+        # unless only the content changed under an unchanged version (same-second updates).
+        # A content hash is no version: content may change back.
+        versioned = self.api.config.version_field or self.api.config.updated_field
+        new_version = before is None or before.fingerprint.split("|", 1)[0] != item.version
+        change = "updated" if before is not None else "created"
+        version = item.version if versioned and new_version else None
+        return self.event(item.id, change, item.payload, keys, version)
+
+
+def validators_of(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """ETag and Last-Modified to send back next time. A Last-Modified in the second the page
+    was served is not kept: another change in that second would get a 304."""
+    modified = headers.get("Last-Modified")
+    served = headers.get("Date")
+    if modified and served:
+        try:
+            fresh = parsedate_to_datetime(served) <= parsedate_to_datetime(modified)
+        except (TypeError, ValueError):
+            fresh = True
+        if fresh:
+            modified = None
+    elif modified:
+        modified = None  # no Date to tell how fresh it is
+    return headers.get("ETag"), modified

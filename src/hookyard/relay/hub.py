@@ -1,0 +1,235 @@
+"""Leases and results of relay destinations, shared by the pull API and `hookyard listen`.
+
+A lease is the same lease the worker takes: a client that disappears (crash, sleep, a cut
+connection) holds its deliveries only until the lease ends, then they are due again for any
+client. Deliveries leased together respect the destination's concurrency, rate limit, state
+and ordering across every client and process. A result whose lease ran out meanwhile is
+refused as stale (another client may have the delivery now); so is a second result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hookyard.deliver.http import Response, outbound_headers
+from hookyard.deliver.outcome import Aftermath, attempt_class, decide
+from hookyard.models import Claim, Outcome, Pace
+from hookyard.state import AppState
+from hookyard.store import relay as relay_sql
+
+MAX_LEASE = 100  # deliveries per lease call
+MAX_WAIT = 30.0  # seconds a lease call may wait for work
+EXCERPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A client's report of one delivery to its receiver."""
+
+    delivery_id: str
+    lease: str
+    status_code: int | None = None  # the receiver's answer; None: it gave none
+    error: str | None = None  # why there was no answer (connection refused, timeout)
+    duration_ms: float = 0.0
+    response_excerpt: str | None = None
+    retry_after: float | None = None  # the receiver's Retry-After, seconds (429, 503)
+
+
+def lease_token(claim: Claim) -> str:
+    """The lease as the client holds it (the lease's end doubles as its token, exactly)."""
+    return repr(claim.lease_until)
+
+
+class RelayHub:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.aftermath = Aftermath(state)
+        # Set (and replaced) whenever results are recorded here: a stream waiting for room
+        # looks again at once; other processes' results are found by polling.
+        self._settled = asyncio.Event()
+        self._streams: list[dict[str, tuple[str, float]]] = []  # each stream's outstanding
+
+    async def lease(
+        self,
+        name: str,
+        limit: int,
+        wait: float,
+        lease: float,
+        allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """Up to `limit` due deliveries of the destination, waiting up to `wait` seconds for
+        one to become due; each with the headers and exact body a direct delivery carries.
+        None when `allowed` says no more while waiting (its token was revoked)."""
+        store = self.state.store
+        destination = self.state.gateway.destinations[name]
+        deadline = time.monotonic() + min(wait, MAX_WAIT)
+        pace = Pace(limit, destination.concurrency, destination.rate_limit)
+        while True:
+            claimed = await store.claim({name: pace}, limit, lease)
+            if claimed.claims:
+                return await self._messages(claimed.claims)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # A commit that creates work wakes every waiter (other processes' through the
+            # store's notifications); polling covers the rest: a retry falling due, a lease
+            # running out.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.work_ready.wait(), min(remaining, 0.5))
+            if allowed is not None and not await allowed():
+                return None
+
+    async def stream(
+        self,
+        name: str,
+        limit: int,
+        lease: float,
+        heartbeat: float,
+        allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+        """The destination's deliveries as they fall due, never more than `limit` of this
+        stream's unreported at once (a result, or a lease running out, frees its place):
+        ("deliveries", messages leased together), ("heartbeat", []) after `heartbeat`
+        seconds without any, and ("revoked", []) to end when `allowed` says no more."""
+        # Handed out here and not yet reported: delivery id -> (lease token, lease end).
+        # Results recorded by this process take their entries out at once (settle); those
+        # reported to another process are looked up, every second while the stream waits
+        # for room.
+        outstanding: dict[str, tuple[str, float]] = {}
+        self._streams.append(outstanding)
+        try:
+            quiet_since = checked_at = time.monotonic()
+            while True:
+                now = time.time()
+                for delivery_id, (_, until) in list(outstanding.items()):
+                    if until <= now:  # its lease ran out: due again, for anyone
+                        del outstanding[delivery_id]
+                until_beat = heartbeat - (time.monotonic() - quiet_since)
+                if until_beat <= 0:
+                    yield "heartbeat", []
+                    quiet_since = time.monotonic()
+                    continue
+                room = limit - len(outstanding)
+                # Refill by halves: one claim of many rather than a claim per result.
+                if room >= max(1, limit // 2) or not outstanding:
+                    messages = await self.lease(name, room, until_beat, lease, allowed)
+                    if messages is None:
+                        yield "revoked", []
+                        return
+                    for message in messages:
+                        outstanding[message["delivery_id"]] = (
+                            message["lease"],
+                            message["lease_until"],
+                        )
+                    if messages:
+                        yield "deliveries", messages
+                        quiet_since = time.monotonic()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settled.wait(), min(until_beat, 1.0))
+                if time.monotonic() - checked_at >= 1.0:  # results reported to other processes
+                    await self._forget_reported(name, outstanding)
+                    checked_at = time.monotonic()
+                if allowed is not None and not await allowed():
+                    yield "revoked", []
+                    return
+        finally:  # by identity: another stream's dict may be equal to this one
+            self._streams = [other for other in self._streams if other is not outstanding]
+
+    async def _forget_reported(self, name: str, outstanding: dict[str, tuple[str, float]]) -> None:
+        held = await self.state.store.read(
+            functools.partial(relay_sql.leased, destination=name, delivery_ids=[*outstanding])
+        )
+        for delivery_id, (token, _) in list(outstanding.items()):
+            claim = held.get(delivery_id)
+            if claim is None or lease_token(claim) != token:
+                del outstanding[delivery_id]
+
+    async def _messages(self, claims: list[Claim]) -> list[dict[str, Any]]:
+        store = self.state.store
+        try:
+            events = await store.event_data([c.event_id for c in claims])
+        except Exception:
+            await store.release(claims)  # not handed out: give them back
+            raise
+        gateway = self.state.gateway
+        messages = []
+        now = int(time.time())
+        for claim in claims:
+            event = events.get(claim.event_id)
+            destination = gateway.destinations[claim.destination]
+            if event is None:  # retention removed it: nothing to hand out, the delivery is dead
+                gone = Response(None, None, "the event or its payload is no longer stored", 0.0)
+                await self._finish([decide(claim, destination, gone, now, event_known=False)])
+                continue
+            headers = outbound_headers(event, destination, gateway.sources.get(event.source), now)
+            messages.append(
+                {
+                    "delivery_id": claim.delivery_id,
+                    "event_id": event.id,
+                    "lease": lease_token(claim),
+                    "lease_until": claim.lease_until,
+                    "attempt": claim.attempt,
+                    "replay": claim.replay,
+                    "source": event.source,
+                    "event_type": event.event_type,
+                    "headers": headers,
+                    "body": base64.b64encode(event.payload).decode(),
+                }
+            )
+        return messages
+
+    async def settle(self, name: str, results: list[Result]) -> list[str]:
+        """Record each result as the attempt and move its delivery on (succeeded, retrying,
+        dead); "stale" for a result whose lease is no longer held."""
+        store = self.state.store
+        destination = self.state.gateway.destinations[name]
+        claims = await store.read(
+            lambda conn: relay_sql.leased(conn, name, [r.delivery_id for r in results])
+        )
+        outcomes: list[Outcome] = []
+        answers = []
+        now = time.time()
+        for result in results:
+            claim = claims.get(result.delivery_id)
+            # A lease that ran out still counts while nobody else took the delivery.
+            if claim is None or lease_token(claim) != result.lease:
+                answers.append("stale")
+                continue
+            response = Response(
+                result.status_code,
+                None if result.response_excerpt is None else result.response_excerpt[:EXCERPT],
+                result.error,
+                result.duration_ms,
+                result.retry_after,
+            )
+            outcome = decide(claim, destination, response, now - result.duration_ms / 1000)
+            outcomes.append(outcome)
+            answers.append(outcome.status)
+        await self._finish(outcomes)
+        for result in results:  # reported, stale or not: no longer a stream's to wait for
+            for outstanding in self._streams:
+                held = outstanding.get(result.delivery_id)
+                if held is not None and held[0] == result.lease:
+                    del outstanding[result.delivery_id]
+        self._settled.set()  # wake the streams waiting for room...
+        self._settled = asyncio.Event()  # ...and let the next results wake them again
+        return answers
+
+    async def _finish(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        failing = await self.state.store.finish(outcomes)
+        for outcome, since in zip(outcomes, failing, strict=True):
+            name = outcome.claim.destination
+            self.state.attempts[(name, attempt_class(outcome.status_code))] += 1
+            destination = self.state.gateway.destinations.get(name)
+            if destination is not None:
+                await self.aftermath.follow(outcome, destination, since, None)

@@ -1,0 +1,400 @@
+"""Poll sources against the provider simulator: each pagination style, change-detection mode
+and auth method, boundary timestamps, clock skew, failing and rate-limiting APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from hookyard.simulator import Auth, Simulator, SimulatorOptions
+from tests.conftest import Receiver, Running
+
+STYLES = {  # pagination style -> (path, [api] settings)
+    "cursor": ("/cursor/objects", 'pagination = "cursor"'),
+    "page": ("/page/objects", 'pagination = "page"\nlimit_param = "per_page"'),
+    "offset": ("/offset/objects", 'pagination = "offset"'),
+    "link": ("/link/objects", 'pagination = "link"\nlimit_param = "per_page"\nitems = ""'),
+    "next_url": (
+        "/next/objects",
+        'pagination = "next_url"\nlimit_param = "per_page"\nitems = "results"',
+    ),
+}
+
+
+def poll_config(
+    receiver_url: str,
+    api_base: str,
+    *,
+    style: str = "cursor",
+    detect: str = "cursor",
+    page_size: int = 20,
+    initial: str = "emit",
+    api_extra: str = "",
+    poll_extra: str = 'interval = "1h"',
+) -> str:
+    path, pagination = STYLES[style]
+    return f"""
+        [server]
+        listen = "127.0.0.1:0"
+
+        [egress]
+        allow = ["127.0.0.0/8"]
+
+        [sources.orders]
+        kind = "poll"
+
+        [sources.orders.api]
+        url = "{api_base}{path}"
+        {pagination}
+        page_size = {page_size}
+        version_field = "version"
+        resource = "order"
+        object_url = "{api_base}/objects/{{id}}"
+        {api_extra}
+
+        [sources.orders.poll]
+        detect = "{detect}"
+        initial = "{initial}"
+        {poll_extra}
+
+        [destinations.app]
+        url = "{receiver_url}"
+        timeout = "2s"
+        retry_schedule = ["0", "100ms"]
+
+        [[routes]]
+        source = "orders"
+        destination = "app"
+    """
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    sim = Simulator(SimulatorOptions(seed=7))
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+async def job(running: Running, name: str = "poll", source: str = "orders") -> dict[str, Any]:
+    async with running.api() as api:
+        response = await api.get(f"/api/v1/sources/{source}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+    return next((j for j in body["jobs"] if j["job"] == name), {})
+
+
+async def run_job(
+    running: Running, name: str = "poll", source: str = "orders", timeout: float = 20.0
+) -> dict[str, Any]:
+    """Run the job now and wait until that run has ended (successfully or not)."""
+    before = await job(running, name, source)
+    async with running.api() as api:
+        if name == "backfill":
+            raise AssertionError("start backfills with start_backfill")
+        response = await api.post(f"/api/v1/sources/{source}/{name}")
+        assert response.status_code == 202, response.text
+    return await wait_run(running, before, name, source, timeout)
+
+
+async def wait_run(
+    running: Running,
+    before: dict[str, Any],
+    name: str = "poll",
+    source: str = "orders",
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = await job(running, name, source)
+        ended = now.get("last_run_at") and not now["running"]
+        if ended and (
+            now["last_success_at"] != before.get("last_success_at")
+            or now["failures"] != before.get("failures")
+        ):
+            return now
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the {name} run did not end: {await job(running, name, source)}")
+
+
+async def events(running: Running, **filters: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"source": "orders", "order": "asc", "limit": 1000, **filters}
+    async with running.api() as api:
+        while True:
+            page = (await api.get("/api/v1/events", params=params)).json()
+            found += page["data"]
+            if not page["next_cursor"]:
+                return found
+            params["cursor"] = page["next_cursor"]
+
+
+async def payloads(running: Running, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async with running.api() as api:
+        return [
+            orjson.loads((await api.get(f"/api/v1/events/{e['id']}/raw")).content) for e in listed
+        ]
+
+
+def versions(documents: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+    return Counter((d["id"], d.get("version", -1)) for d in documents)
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+async def test_each_pagination_style_lists_every_item_once(
+    style: str, simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(95)  # not a multiple of the page size: a short last page
+    config = poll_config(receiver.url, simulator.url, style=style, detect="hash")
+    async with hookyard_factory(config) as running:
+        first = await wait_run(running, {})
+        assert first["last_error"] is None
+        created = await events(running)
+        assert len(created) == 95
+        assert {e["event_type"] for e in created} == {"order.created"}
+        assert {e["origin"] for e in created} == {"poll"}
+        await receiver.wait_for(95)
+        # A second pass over unchanged data emits nothing.
+        await run_job(running)
+        assert len(await events(running)) == 95
+
+        changed = sorted(simulator.objects)[:3]
+        for object_id in changed:
+            simulator.update(object_id, {"status": "paid"})
+        gone = sorted(simulator.objects)[-1]
+        simulator.delete(gone)
+        simulator.create({"status": "new"})
+        result = await run_job(running)
+        assert result["last_error"] is None
+        later = (await events(running))[95:]
+        kinds = Counter(e["event_type"] for e in later)
+        assert kinds == {"order.updated": 3, "order.deleted": 1, "order.created": 1}
+        documents = await payloads(running, later)
+        assert {d["id"] for d in documents} >= {*changed, gone}
+        deleted = next(
+            d for d, e in zip(documents, later, strict=True) if "deleted" in e["event_type"]
+        )
+        assert deleted == {"id": gone, "deleted": True}
+        await receiver.wait_for(100)
+        assert len(set(receiver.ids())) == 100
+
+
+async def test_cursor_mode_sees_same_second_updates_skew_and_double_updates(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    # The API's clock runs an hour behind ours: only its own timestamps may be compared.
+    sim = Simulator(SimulatorOptions(seed=3, clock_skew=-3600))
+    await sim.start()
+    try:
+        frozen = time.time()
+        sim.set_time(frozen)  # every change below shares one updated_at second
+        for _ in range(30):
+            sim.create({"status": "new"})
+        config = poll_config(receiver.url, sim.url, page_size=7, initial="skip")
+        async with hookyard_factory(config) as running:
+            baseline = await wait_run(running, {})
+            assert baseline["last_error"] is None and baseline["checked"] == 30
+            assert await events(running) == []  # initial = "skip": history is for backfill
+
+            # In the checkpoint's own second: an update, a second update of one item, a new one.
+            sim.update("obj_000001", {"status": "paid"})
+            sim.update("obj_000002", {"status": "paid"})
+            sim.update("obj_000002", {"status": "shipped"})
+            created = sim.create({"status": "new"})
+            await run_job(running)
+            found = await events(running)
+            kinds = Counter(e["event_type"] for e in found)
+            assert kinds == {"order.updated": 2, "order.created": 1}
+            documents = {d["id"]: d for d in await payloads(running, found)}
+            assert documents["obj_000002"]["status"] == "shipped"  # the latest state, once
+            assert documents["obj_000002"]["version"] == 3
+            assert created["id"] in documents
+
+            # Nothing changed: the lookback re-reads those items and emits nothing.
+            await run_job(running)
+            assert len(await events(running)) == 3
+
+            sim.set_time(frozen + 5)
+            sim.update("obj_000003", {"status": "paid"})
+            await run_job(running)
+            assert [e["event_type"] for e in (await events(running))[3:]] == ["order.updated"]
+    finally:
+        await sim.stop()
+
+
+async def test_etag_mode_costs_no_work_when_nothing_changed(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(60)
+    config = poll_config(receiver.url, simulator.url, style="page", detect="etag")
+    async with hookyard_factory(config) as running:
+        await wait_run(running, {})
+        assert len(await events(running)) == 60
+        before = simulator.stats.not_modified
+        await run_job(running)
+        # Pages 1-3 and the empty page 4 that ends the listing: all answered 304.
+        assert simulator.stats.not_modified - before == 4
+        assert len(await events(running)) == 60
+        simulator.delete("obj_000010")
+        await run_job(running)
+        assert [e["event_type"] for e in (await events(running))[60:]] == ["order.deleted"]
+        async with running.api() as api:
+            source = (await api.get("/api/v1/sources/orders")).json()
+        today = source["api_calls_today"]
+        assert today["not_modified"] >= 3 and today["calls"] > today["not_modified"]
+        assert source["api_calls"][-1] == today
+
+
+AUTHS = {
+    "bearer": (Auth("bearer", token="t0ken"), 'auth = { bearer = "t0ken" }'),
+    "basic": (
+        Auth("basic", username="poller", password="s3cret"),
+        'auth = { basic = "poller:s3cret" }',
+    ),
+    "header": (
+        Auth("header", name="X-Api-Key", token="k3y"),
+        'auth = { header = "X-Api-Key", key = "k3y" }',
+    ),
+    "query": (
+        Auth("query", name="api_key", token="k3y"),
+        'auth = { query = "api_key", key = "k3y" }',
+    ),
+    "oauth2": (
+        Auth("oauth2", username="client", password="s3cret", token_ttl=2),
+        'auth = { token_url = "BASE/oauth/token", client_id = "client",'
+        ' client_secret = "s3cret", scope = "read" }',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(AUTHS))
+async def test_each_auth_method(kind: str, receiver: Receiver, hookyard_factory: Any) -> None:
+    auth, setting = AUTHS[kind]
+    sim = Simulator(SimulatorOptions(seed=5, auth=auth))
+    await sim.start()
+    try:
+        sim.seed(45)
+        extra = setting.replace("BASE", sim.url)
+        config = poll_config(receiver.url, sim.url, api_extra=extra)
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["last_error"] is None, result
+            assert len(await events(running)) == 45
+            assert sim.stats.unauthorized == 0
+            if kind == "oauth2":  # the token expires: a new one is fetched
+                await asyncio.sleep(2.1)
+                sim.update("obj_000001", {"status": "paid"})
+                result = await run_job(running)
+                assert result["last_error"] is None, result
+                assert sim.stats.token_requests >= 2
+                assert len(await events(running)) == 46
+            if kind == "query":  # the key never lands in stored URLs or errors
+                assert "k3y" not in str(result)
+    finally:
+        await sim.stop()
+
+
+async def test_wrong_credentials_are_a_visible_error(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    sim = Simulator(SimulatorOptions(auth=Auth("bearer", token="right")))
+    await sim.start()
+    try:
+        sim.seed(3)
+        config = poll_config(receiver.url, sim.url, api_extra='auth = { bearer = "wrong" }')
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["failures"] == 1
+            assert "HTTP 401" in result["last_error"]
+            assert result["next_run_at"] is not None
+            assert "wrong" not in result["last_error"]
+            assert await events(running) == []
+    finally:
+        await sim.stop()
+
+
+async def test_an_api_failing_for_a_while_backs_off_then_recovers(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(50)
+    simulator.fail_next(3, status=500)  # one run: the call and its two retries
+    config = poll_config(receiver.url, simulator.url, poll_extra='interval = "1s"')
+    async with hookyard_factory(config) as running:
+        failed = await wait_run(running, {})
+        assert failed["failures"] == 1 and "HTTP 500" in failed["last_error"]
+        recovered = await wait_run(running, failed, timeout=30)
+        assert recovered["failures"] == 0 and recovered["last_error"] is None
+        found = await events(running)
+        assert len(found) == 50
+        assert len({d["id"] for d in await payloads(running, found)}) == 50
+
+
+async def test_429_with_retry_after_is_waited_out_not_failed(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(30)
+    simulator.fail_next(2, status=429, retry_after=1)
+    config = poll_config(receiver.url, simulator.url)
+    async with hookyard_factory(config) as running:
+        started = time.monotonic()
+        result = await wait_run(running, {})
+        assert result["failures"] == 0 and result["last_error"] is None
+        assert time.monotonic() - started >= 2  # waited for each Retry-After
+        assert len(await events(running)) == 30
+        async with running.api() as api:
+            metrics = (await api.get("/metrics")).text
+        assert 'hookyard_rest_calls_total{source="orders",result="rate_limited"} 2' in metrics
+
+
+async def test_rate_limit_window_is_respected(receiver: Receiver, hookyard_factory: Any) -> None:
+    sim = Simulator(SimulatorOptions(rate_limit=3, rate_window=2))
+    await sim.start()
+    try:
+        sim.seed(100)  # 5 pages of 20, 6 calls: the window is exhausted once
+        config = poll_config(receiver.url, sim.url)
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["last_error"] is None
+            assert len(await events(running)) == 100
+            assert sim.stats.rate_limited == 0  # X-RateLimit-Remaining: 0 was heeded
+    finally:
+        await sim.stop()
+
+
+async def test_calls_per_minute_budget_paces_the_calls(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(200)  # 10 pages: a burst of 5, then one call every 0.2 s
+    config = poll_config(receiver.url, simulator.url, api_extra="calls_per_minute = 300")
+    async with hookyard_factory(config) as running:
+        result = await wait_run(running, {})
+        assert result["last_error"] is None and len(await events(running)) == 200
+        started = datetime.fromisoformat(result["last_run_at"])
+        ended = datetime.fromisoformat(result["last_success_at"])
+        assert (ended - started).total_seconds() >= 0.9
+        assert simulator.stats.calls == 10
+
+
+async def test_an_item_deleted_and_back_is_created_again_and_keeps_changing(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(5)
+    config = poll_config(receiver.url, simulator.url, detect="hash", initial="skip")
+    async with hookyard_factory(config) as running:
+        await wait_run(running, {})
+        simulator.delete("obj_000003")
+        await run_job(running)
+        simulator.create({"status": "back"}, id="obj_000003")
+        await run_job(running)
+        for status in ("paid", "shipped"):
+            simulator.update("obj_000003", {"status": status})
+            await run_job(running)
+        kinds = [e["event_type"] for e in await events(running)]
+        assert kinds == ["order.deleted", "order.created", "order.updated", "order.updated"]

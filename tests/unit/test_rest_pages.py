@@ -1,0 +1,151 @@
+"""Reading a REST API's pages: items, ids, versions, the next page, and clear errors for pages
+that are not what the configuration describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hookyard.config import ApiConfig
+from hookyard.pollers.api import PageError, RestApi, parse_time
+
+
+def api(**settings: object) -> RestApi:
+    config = ApiConfig.model_validate({"url": "https://x/o", **settings})
+    return RestApi.build("orders", config, Path("."))
+
+
+def body(items: list[dict[str, object]], **extra: object) -> bytes:
+    return orjson.dumps({"data": items, **extra})
+
+
+ITEM = {"id": "o1", "updated_at": "2026-11-27T10:00:00Z", "version": 3, "total": 5}
+
+
+def test_items_ids_versions_and_exact_content() -> None:
+    page = api(version_field="version").parse("https://x/", body([ITEM]), {})
+    [item] = page.items
+    assert (item.id, item.version, item.updated) == ("o1", "3", 1795773600.0)
+    assert orjson.loads(item.payload) == ITEM
+    assert page.next_url is None  # pagination "none": one page
+
+
+def test_an_update_time_is_the_version_when_there_is_no_version_field() -> None:
+    [item] = api().parse("https://x/", body([ITEM]), {}).items
+    assert item.version == "2026-11-27T10:00:00Z"
+    [hashed] = api(updated_field=None).parse("https://x/", body([ITEM]), {}).items
+    assert hashed.version.startswith("sha256:") and hashed.updated is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "url", "document", "links", "expected"),
+    [
+        ({"pagination": "cursor"}, "https://x/o?limit=2", {"data": [ITEM], "next_cursor": "c2"},
+         {}, "https://x/o?limit=2&cursor=c2"),
+        ({"pagination": "cursor"}, "https://x/o", {"data": [ITEM], "next_cursor": None}, {}, None),
+        ({"pagination": "next_url", "items": "results"}, "https://x/o?page=1",
+         {"results": [ITEM], "next": "/o?page=2"}, {}, "https://x/o?page=2"),
+        ({"pagination": "link"}, "https://x/o", {"data": [ITEM]},
+         {"next": "https://x/o?page=2"}, "https://x/o?page=2"),
+        ({"pagination": "link"}, "https://x/o", {"data": [ITEM]}, {}, None),
+        ({"pagination": "page", "page_size": 1}, "https://x/o?page=4", {"data": [ITEM]}, {},
+         "https://x/o?page=5"),
+        ({"pagination": "page", "page_size": 2}, "https://x/o?page=4", {"data": [ITEM]}, {},
+         None),  # a short page is the last
+        ({"pagination": "offset", "page_size": 1}, "https://x/o?offset=10", {"data": [ITEM]},
+         {}, "https://x/o?offset=11"),
+        ({"pagination": "cursor"}, "https://x/o", {"data": [], "next_cursor": "c"}, {}, None),
+    ],
+)  # fmt: skip
+def test_next_page_of_each_style(
+    settings: dict[str, object],
+    url: str,
+    document: dict[str, object],
+    links: dict[str, str],
+    expected: str | None,
+) -> None:
+    assert api(**settings).parse(url, orjson.dumps(document), links).next_url == expected
+
+
+def test_the_first_url_carries_the_window_and_page_size() -> None:
+    first = api(pagination="page", limit_param="per_page", params={"status": "all"}).first_url(
+        since=1795773600.0, until=1795777200.0
+    )
+    assert first == (
+        "https://x/o?status=all&updated_since=2026-11-27T10:00:00Z"
+        "&updated_until=2026-11-27T11:00:00Z&per_page=100&page=1"
+    )
+    unix = api(time_format="unix_ms", since_param="since").first_url(since=1.5)
+    assert unix == "https://x/o?since=1500"
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/o?page=2", "http://x/o?page=2", "https://x:8443/o?page=2"]
+)
+def test_a_next_page_on_another_origin_is_refused(target: str) -> None:
+    """The API's credentials go with every call: never to a host a response names."""
+    with pytest.raises(PageError, match="another origin"):
+        api(pagination="link").parse("https://x/o", body([ITEM]), {"next": target})
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"<html>maintenance</html>", "not JSON"),
+        (b'{"items": []}', "expected a list of items at 'data', found NoneType"),
+        (b'{"data": {"id": 1}}', "found dict"),
+        (b'{"data": [1, 2]}', "an item is a int"),
+        (b'{"data": [{"name": "x", "updated_at": 1}]}', "no usable 'id'"),
+        (b'{"data": [{"id": "a"}]}', "has no 'updated_at'"),
+        (b'{"data": [{"id": "a", "updated_at": "yesterday"}]}', "not an ISO 8601 time"),
+    ],
+)
+def test_a_page_that_is_not_as_described_is_a_clear_error(raw: bytes, problem: str) -> None:
+    with pytest.raises(PageError) as caught:
+        api().parse("https://x/", raw, {})
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("2026-11-27T10:00:00Z", 1795773600.0),
+        ("2026-11-27T11:00:00+01:00", 1795773600.0),
+        ("2026-11-27T10:00:00.250Z", 1795773600.25),
+        ("2026-11-27T10:00:00", 1795773600.0),  # no offset: UTC
+        (1795773600, 1795773600.0),
+        ("1795773600", 1795773600.0),
+        (1795773600250, 1795773600.25),  # milliseconds
+    ],
+)
+def test_times(value: object, seconds: float) -> None:
+    assert parse_time(value) == seconds
+
+
+def test_a_boolean_is_no_time() -> None:
+    with pytest.raises(PageError):
+        parse_time(True)
+
+
+def test_object_urls_escape_the_id() -> None:
+    assert api(object_url="https://x/o/{id}").object_url("a/b c") == "https://x/o/a%2Fb%20c"
+
+
+def test_errors_and_excerpts_are_redacted_of_every_secret() -> None:
+    from collections import Counter
+
+    from hookyard.pollers.client import RestClient
+
+    def no_session() -> Any:
+        raise AssertionError("no call in this test")
+
+    query = RestClient(api(auth={"query": "api_key", "key": "SUPERSECRET"}), no_session, Counter())
+    leaked = "ClientResponseError: 400, url='https://x/o?api_key=SUPERSECRET&page=2'"
+    assert "SUPERSECRET" not in query.redact(leaked)
+    basic = RestClient(api(auth={"basic": "me:pa55word"}), no_session, Counter())
+    assert basic.redact("https://me:pa55word@x/o said pa55word") == "https://***@x/o said ***"
+    assert basic.redact("see https://u:other@y/") == "see https://u:***@y/"  # any userinfo
+    assert query.shown("https://x/o?api_key=SUPERSECRET&page=2") == "https://x/o?page=2"
