@@ -36,6 +36,18 @@ DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # on this shared machine a synced commit has stalled past httpx's 5 s default.
 CLIENT_TIMEOUT = 30.0
 
+# How long a test waits for something that must happen (a delivery, a status, a server start).
+# It bounds a hang; a passing test never waits it out.
+DEADLINE = 60.0
+
+
+def until_deadline(timeout: float = DEADLINE) -> Iterator[None]:
+    """Iterations of a polling loop (`for _ in until_deadline():`, break when done) until
+    `timeout` seconds have passed: it bounds a hang, it is no count of tries to beat."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        yield
+
 
 def api_client(url: str, token: str) -> httpx.AsyncClient:
     """A client of Hookyard's API carrying `token`."""
@@ -130,7 +142,7 @@ class Receiver:
     def ids(self) -> list[str]:
         return [r.headers.get("webhook-id", "") for r in self.received]
 
-    async def wait_for(self, count: int, timeout: float = 20.0) -> None:
+    async def wait_for(self, count: int, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while len(self.received) < count:
             remaining = deadline - time.monotonic()
@@ -274,7 +286,7 @@ class ServeProcess:
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        self.proc.wait(30)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -288,7 +300,7 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_serve(config: Path, *args: str, timeout: float = 20.0) -> ServeProcess:
+def start_serve(config: Path, *args: str, timeout: float = DEADLINE) -> ServeProcess:
     log_path = config.parent / f"serve-{time.monotonic_ns()}.log"
     with log_path.open("wb") as handle:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(

@@ -22,7 +22,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.conftest import Running, basic_config
+from tests.conftest import DEADLINE, Running, basic_config, until_deadline
 from tests.integration.test_ingest import github_headers
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,6 +39,8 @@ ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 LAPTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 RELAY = "\n[destinations.laptop]\nrelay = true\n"  # for the overview's relay listeners
+# Playwright's waits, in ms (`expect` defaults to 5 s): like DEADLINE, they bound a hang.
+DEADLINE_MS = int(DEADLINE * 1000)
 
 
 @contextlib.asynccontextmanager
@@ -57,7 +59,8 @@ async def browser_page(profile: Path) -> AsyncIterator[Page]:
             viewport=LAPTOP,
         )
         try:
-            context.set_default_timeout(15_000)
+            context.set_default_timeout(DEADLINE_MS)
+            expect.set_options(timeout=DEADLINE_MS)
             yield context.pages[0] if context.pages else await context.new_page()
         finally:
             await context.close()
@@ -108,7 +111,7 @@ async def test_the_console_end_to_end(hookyard_factory, receiver, tmp_path):
         event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
         await receiver.wait_for(1)
         row = page.locator(f'a[href="/console/events/{event_id}"]')
-        await expect(row).to_be_visible(timeout=12_000)
+        await expect(row).to_be_visible(timeout=DEADLINE_MS)
         for n in range(8):  # more traffic, for the screenshots' chart and list
             signed = json.dumps({"ref": "refs/heads/main", "n": n}).encode()
             await hy.client.post("/in/github", content=signed, headers=github_headers(signed))
@@ -123,7 +126,7 @@ async def test_the_console_end_to_end(hookyard_factory, receiver, tmp_path):
         await page.get_by_role("button", name="Replay").click()
         await expect(page.get_by_role("status")).to_have_text("Replayed: 1 new delivery.")
         await receiver.wait_for(2)
-        for _ in range(50):
+        for _ in until_deadline():
             if await page.locator(".timeline li.ok").count() == 2:
                 break
             await asyncio.sleep(0.1)

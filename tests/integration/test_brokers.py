@@ -31,7 +31,7 @@ from standardwebhooks import Webhook
 
 from hookyard.deliver.senders import Senders
 from hookyard.models import Claim, EventData
-from tests.conftest import DEST_SECRET
+from tests.conftest import DEADLINE, DEST_SECRET, until_deadline
 from tests.integration.test_reconcile import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -101,7 +101,7 @@ async def event(hy: Any, event_id: str) -> dict[str, Any]:
 
 
 async def wait_status(
-    hy: Any, event_ids: list[str], status: str, timeout: float = 15, records: bool = True
+    hy: Any, event_ids: list[str], status: str, timeout: float = DEADLINE, records: bool = True
 ) -> dict[str, dict[str, Any]]:
     """Wait until each event's delivery has `status`; then each event's record (with its
     deliveries and their attempts), unless `records` is false."""
@@ -179,7 +179,7 @@ async def consume_until(
     client: Any,
     count: int,
     metadata: Callable[[Any], tuple[dict[str, str], bytes]],
-    timeout: float = 15,
+    timeout: float = DEADLINE,
 ) -> list[tuple[dict[str, str], bytes]]:
     """Run the guide's `consume` with a `handle` that records, until `count` messages."""
     arrived: list[tuple[dict[str, str], bytes]] = []
@@ -403,7 +403,7 @@ async def test_nats_drops_a_retried_delivery_but_not_a_replay(hookyard_factory, 
             first = (await wait_status(hy, [event_id], "succeeded"))[event_id]
             async with hy.api() as api:
                 assert (await api.post(f"/api/v1/events/{event_id}/replay")).status_code == 200
-            for _ in range(100):
+            for _ in until_deadline():
                 deliveries = (await event(hy, event_id))["deliveries"]
                 if len(deliveries) == 2 and {d["status"] for d in deliveries} == {"succeeded"}:
                     break
@@ -487,7 +487,7 @@ async def test_a_broker_outside_the_egress_policy_is_refused_without_connecting(
     """
     async with hookyard_factory(config) as hy:
         event_id = await post(hy, SAMPLES[0])
-        for _ in range(200):
+        for _ in until_deadline():
             deliveries = (await event(hy, event_id))["deliveries"]
             if {d["status"] for d in deliveries} == {"dead"}:
                 break
@@ -517,12 +517,12 @@ class PrivateBroker:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 15)
+        wait_for_port(self.port, DEADLINE)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        self.proc.wait(15)
+        self.proc.wait(30)
         self.stopped_at.append(time.monotonic())
 
 
@@ -561,7 +561,7 @@ def private_broker(tmp_path: Path) -> Iterator[Callable[[str], PrivateBroker]]:
     for broker in started:
         if broker.proc is not None and broker.proc.poll() is None:
             broker.proc.kill()
-            broker.proc.wait(10)
+            broker.proc.wait(30)
 
 
 async def ride_out_an_outage(
@@ -587,14 +587,14 @@ async def ride_out_an_outage(
         down_since = time.monotonic()
         await asyncio.sleep(0.5)
         waiting = ids[-1]  # posted while the broker is down
-        record = (await wait_status(hy, [waiting], "retrying", timeout=down_for - 1))[waiting]
+        record = (await wait_status(hy, [waiting], "retrying"))[waiting]
         error = record["deliveries"][0]["last_error"]
         await asyncio.sleep(max(0.0, down_for - (time.monotonic() - down_since)))
         await start()
         await steady
     finally:
         steady.cancel()
-    records = await wait_status(hy, ids, "succeeded", timeout=20)
+    records = await wait_status(hy, ids, "succeeded")
     return ids, records, error
 
 
@@ -685,7 +685,7 @@ async def test_rabbitmq_stopped_and_restarted_loses_nothing(hookyard_factory):
 
         async def start() -> None:
             await rabbitmqctl("start_app")
-            await asyncio.to_thread(wait_for_port, 5672, 30)
+            await asyncio.to_thread(wait_for_port, 5672, DEADLINE)
 
         config = broker_config(AMQP_URL, f'exchange = "{exchange}"', schedule=PATIENT)
         try:

@@ -15,7 +15,15 @@ import httpx
 import pytest
 
 from hookyard.store.migrate import SCHEMA_VERSION, migrations
-from tests.conftest import GITHUB_SECRET, basic_config, start_serve, write_config
+from tests.conftest import (
+    CLIENT_TIMEOUT,
+    DEADLINE,
+    GITHUB_SECRET,
+    basic_config,
+    start_serve,
+    until_deadline,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -116,18 +124,19 @@ def test_sighup_reloads_and_refuses_a_broken_file(tmp_path: Path, serve_processe
     config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
     server = start_serve(config)
     serve_processes.append(server)
-    assert httpx.post(f"{server.url}/in/extra", content=b"x").status_code == 404
+    extra = f"{server.url}/in/extra"
+    assert httpx.post(extra, content=b"x", timeout=CLIENT_TIMEOUT).status_code == 404
 
     good = config.read_text() + '\n[sources.extra]\nverify = "none"\n'
     config.write_text(good)
     server.proc.send_signal(signal.SIGHUP)
-    _eventually(lambda: httpx.post(f"{server.url}/in/extra", content=b"x").status_code == 200)
+    _eventually(lambda: httpx.post(extra, content=b"x", timeout=CLIENT_TIMEOUT).status_code == 200)
 
     config.write_text(good.replace('verify = "none"', 'verify = "bogus"', 1))
     server.proc.send_signal(signal.SIGHUP)
     _eventually(lambda: "reload refused" in server.log())
     assert "bogus" in server.log()
-    assert httpx.post(f"{server.url}/in/extra", content=b"y").status_code == 200
+    assert httpx.post(extra, content=b"y", timeout=CLIENT_TIMEOUT).status_code == 200
     assert server.proc.poll() is None
 
 
@@ -159,12 +168,14 @@ def test_generated_admin_token_file_is_private(tmp_path: Path, serve_processes: 
     assert str(token_file) in server.log()
     assert token not in server.log()  # the token itself is never logged
     response = httpx.get(
-        f"{server.url}/api/v1/events", headers={"authorization": f"Bearer {token}"}
+        f"{server.url}/api/v1/events",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=CLIENT_TIMEOUT,
     )
     assert response.status_code == 200
 
 
-def _eventually(check, timeout: float = 10.0) -> None:
+def _eventually(check, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -197,7 +208,8 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
     serve_processes.append(server)
     common = ["--config", str(config), "--url", server.url]
     for body in (b'{"k": "a"}', b'{"k": "b"}'):
-        assert httpx.post(f"{server.url}/in/open", content=body).status_code == 200
+        answer = httpx.post(f"{server.url}/in/open", content=body, timeout=CLIENT_TIMEOUT)
+        assert answer.status_code == 200
     dry = hookyard(
         "events", "replay", "--source", "open", "--field", "k=a", "--dry-run", *common, cwd=tmp_path
     )
@@ -243,7 +255,7 @@ def test_export_import_commands(tmp_path: Path, serve_processes: list) -> None:
     server = start_serve(config)
     serve_processes.append(server)
     common = ["--config", str(config), "--url", server.url]
-    httpx.post(f"{server.url}/in/open", content=b"\x00binary\xff")
+    httpx.post(f"{server.url}/in/open", content=b"\x00binary\xff", timeout=CLIENT_TIMEOUT)
     out = tmp_path / "log.ndjson"
     exported = hookyard(
         "events", "export", "--source", "open", "-o", str(out), *common, cwd=tmp_path
@@ -257,10 +269,15 @@ def test_rejected_list_command(tmp_path: Path, serve_processes: list) -> None:
     config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
     server = start_serve(config)
     serve_processes.append(server)
-    assert httpx.post(f"{server.url}/in/github", content=b"forged").status_code == 401
-    time.sleep(0.8)  # the log is written off the request path, every half second
-    shown = hookyard("rejected", "list", "--config", str(config), "--url", server.url, cwd=tmp_path)
-    assert shown.returncode == 0
+    forged = httpx.post(f"{server.url}/in/github", content=b"forged", timeout=CLIENT_TIMEOUT)
+    assert forged.status_code == 401
+    for _ in until_deadline():  # the log is written off the request path, every half second
+        shown = hookyard(
+            "rejected", "list", "--config", str(config), "--url", server.url, cwd=tmp_path
+        )
+        assert shown.returncode == 0
+        if "missing_signature" in shown.stdout:
+            break
     assert "missing_signature" in shown.stdout and "X-Hub-Signature-256" in shown.stdout
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hookyard.simulator import Simulator, SimulatorOptions
-from tests.conftest import ServeProcess, start_serve, write_config
+from tests.conftest import DEADLINE, ServeProcess, start_serve, write_config
 from tests.integration.test_cli import hookyard
 from tests.integration.test_polling import poll_config
 from tests.integration.test_reconcile import iso, shop_config
@@ -90,7 +90,7 @@ async def test_sources_list_and_poll_now(
         sim.create({"status": "new"}, webhook=False)
         polled = await cli("sources", "poll", "orders", *common, cwd=tmp_path)
         assert polled.returncode == 0 and "poll started" in polled.stdout
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             shown = await cli("events", "list", "--json", *common, cwd=tmp_path)
             if len(json.loads(shown.stdout)["data"]) == 6:

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from hookyard.tokens import read_token_file
 from tests.conftest import (
+    DEADLINE,
     GITHUB_SECRET,
     POSTGRES_URL,
     Receiver,
@@ -99,7 +100,7 @@ def signed(body: bytes, delivery: str) -> dict[str, str]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], what: Callable[[], str], timeout: float = 30.0
+    check: Callable[[], Awaitable[bool]], what: Callable[[], str], timeout: float = DEADLINE
 ) -> None:
     """Poll `check` until it holds; `timeout` bounds a hang, it is no performance threshold."""
     deadline = time.monotonic() + timeout
@@ -494,7 +495,7 @@ async def test_one_delivery_posted_to_both_ingest_nodes_at_once_is_stored_once(
         assert sorted(e["id"] for e in listed.json()["data"]) == sorted(stored.values())
 
     # One event, one delivery: the worker sends each once.
-    await receiver.wait_for(len(stored), timeout=30.0)
+    await receiver.wait_for(len(stored))
     await asyncio.sleep(1.0)  # room for any wrongful second delivery to show up
     assert sorted(receiver.ids()) == sorted(stored.values())
     assert query_database(tmp_path, "SELECT count(*) FROM deliveries") == [(len(stored),)]
@@ -651,9 +652,7 @@ async def test_postgres_restart_under_load_refuses_meanwhile_and_recovers_alone(
         async def resumed() -> bool:
             return first_ok_after_restart() is not None
 
-        await eventually(
-            resumed, lambda: f"ingest never recovered: {poster.answers[-5:]}", timeout=20.0
-        )
+        await eventually(resumed, lambda: f"ingest never recovered: {poster.answers[-5:]}")
         await asyncio.sleep(1.0)  # and keeps going
     finally:
         poster.stop.set()

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import CLIENT_TIMEOUT, Running, basic_config
+from tests.conftest import CLIENT_TIMEOUT, Running, basic_config, until_deadline
 from tests.integration.test_ingest import github_headers
 
 TYPED = """
@@ -337,7 +337,7 @@ async def test_an_attempt_without_an_answer_shows_its_error(hookyard_factory):
     async with hookyard_factory(basic_config("http://127.0.0.1:9/hooks")) as hy:
         event_id = (await hy.client.post("/in/open", content=b"x")).json()["id"]
         async with console(hy) as client:
-            for _ in range(100):
+            for _ in until_deadline():
                 page = await client.get(f"/console/events/{event_id}")
                 if page.text.count('class="detail"') == 3:
                     break
@@ -362,7 +362,7 @@ async def test_the_overview_charts_traffic_failures_and_latency(hookyard_factory
             await hy.client.post("/in/open", content=b"fine")
         await hy.client.post("/in/open", content=b"fails")
         await receiver.wait_for(7)  # four, and three attempts of the failing one
-        for _ in range(50):
+        for _ in until_deadline():
             async with console(hy) as client:
                 page = (await client.get("/console/")).text
             if "3 failed attempts" in page:

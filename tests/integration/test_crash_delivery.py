@@ -20,6 +20,8 @@ from aiohttp import web
 
 from hookyard.tokens import read_token_file
 from tests.conftest import (
+    CLIENT_TIMEOUT,
+    DEADLINE,
     DEST_SECRET,
     GITHUB_SECRET,
     Receiver,
@@ -93,7 +95,7 @@ async def test_deliveries_in_flight_at_sigkill_are_delivered_after_restart(
     assert token, first.log()
 
     bodies: dict[str, bytes] = {}
-    async with httpx.AsyncClient(base_url=first.url, timeout=10.0) as http:
+    async with httpx.AsyncClient(base_url=first.url, timeout=CLIENT_TIMEOUT) as http:
         for number in range(EVENTS):
             body = orjson.dumps({"seed": seed, "n": number, "nonce": rng.getrandbits(64)})
             delivery = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -118,7 +120,7 @@ async def test_deliveries_in_flight_at_sigkill_are_delivered_after_restart(
     def undelivered() -> set[str]:
         return set(bodies) - set(receiver.ids()[restarted_at:])
 
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + DEADLINE
     while undelivered():
         assert time.monotonic() < deadline, (
             f"{len(undelivered())} of {EVENTS} events never delivered after the restart "
@@ -142,7 +144,7 @@ async def test_deliveries_in_flight_at_sigkill_are_delivered_after_restart(
             return found
 
         # The attempt is recorded just after the receiver answers: allow it a moment.
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + DEADLINE
         while True:
             found = await statuses()
             if all(s == ["succeeded"] for s in found.values()):

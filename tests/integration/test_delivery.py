@@ -12,7 +12,7 @@ import pytest
 
 from hookyard.deliver.http import parse_retry_after
 from hookyard.deliver.retry import honour_retry_after
-from tests.conftest import DROP, Received, basic_config
+from tests.conftest import DEADLINE, DROP, Received, basic_config
 
 
 async def _event(hy: Any, event_id: str) -> dict[str, Any]:
@@ -21,7 +21,9 @@ async def _event(hy: Any, event_id: str) -> dict[str, Any]:
         return result
 
 
-async def _wait_status(hy: Any, event_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+async def _wait_status(
+    hy: Any, event_id: str, status: str, timeout: float = DEADLINE
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         event = await _event(hy, event_id)
@@ -126,7 +128,7 @@ async def test_destination_egress_allow_opens_its_own_range(hookyard_factory, re
 
 async def _first_retry_wait(hy: Any, event_id: str) -> float:
     """Seconds between the first attempt and the next one's scheduled time."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     while True:
         delivery = (await _event(hy, event_id))["deliveries"][0]
         if delivery["status"] == "retrying" and delivery["attempt_log"]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Received, basic_config
+from tests.conftest import DEADLINE, Received, basic_config
 
 ALERTS = """
 [destinations.alerts]
@@ -36,7 +36,7 @@ async def _statuses(hy: Any, event_ids: list[str]) -> list[str]:
         ]
 
 
-async def _until(check: Any, timeout: float = 15.0) -> None:
+async def _until(check: Any, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, "condition never held"
@@ -79,7 +79,7 @@ async def test_paused_destination_holds_then_delivers_everything_at_its_pace(
             listed = (await api.get("/api/v1/destinations")).json()
             assert listed[0]["state"] == "paused"
             assert (await api.post("/api/v1/destinations/app/resume")).json()["changed"]
-        await receiver.wait_for(1000, timeout=60)
+        await receiver.wait_for(1000)
     assert sorted(receiver.ids()) == sorted(ids)
     assert in_flight["most"] <= 4
     times = sorted(r.at for r in receiver.received)

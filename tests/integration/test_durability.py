@@ -26,6 +26,8 @@ import pytest
 
 from hookyard.tokens import read_token_file
 from tests.conftest import (
+    CLIENT_TIMEOUT,
+    DEADLINE,
     GITHUB_SECRET,
     Receiver,
     Running,
@@ -56,7 +58,7 @@ def signed(body: bytes, delivery: str) -> dict[str, str]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], what: Callable[[], str], timeout: float = 30.0
+    check: Callable[[], Awaitable[bool]], what: Callable[[], str], timeout: float = DEADLINE
 ) -> None:
     """Poll `check` until it holds; `timeout` bounds a hang, it is no performance threshold."""
     deadline = time.monotonic() + timeout
@@ -76,7 +78,9 @@ class Flood:
     def __init__(self, url: str, seed: int, clients: int) -> None:
         self.seed = seed
         # Created up front: building a client (its SSL context) is slow, posting is not.
-        self.clients = [httpx.AsyncClient(base_url=url, timeout=10.0) for _ in range(clients)]
+        self.clients = [
+            httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) for _ in range(clients)
+        ]
         self.acked: dict[str, bytes] = {}
         self.first_ack = asyncio.Event()
         self.stop = asyncio.Event()
@@ -134,7 +138,7 @@ async def test_acked_events_survive_sigkill_and_are_delivered(
 
     flood = Flood(first.url, seed, clients=rng.randint(8, 16))
     posting = asyncio.create_task(flood.run())
-    await asyncio.wait_for(flood.first_ack.wait(), 20)
+    await asyncio.wait_for(flood.first_ack.wait(), DEADLINE)
     await asyncio.sleep(rng.uniform(0.3, 1.5))
     await asyncio.to_thread(first.kill)
     flood.stop.set()
@@ -178,7 +182,6 @@ async def test_acked_events_survive_sigkill_and_are_delivered(
         await eventually(
             all_delivered,
             lambda: f"{len(undelivered())} of {len(acked)} acked events never delivered",
-            timeout=40.0,
         )
         # Each delivery reached the receiver with the payload it acknowledged.
         for item in receiver.received:
@@ -240,7 +243,7 @@ async def test_answer_waits_for_commit(hookyard: Running) -> None:
     def hold(conn: sqlite3.Connection) -> None:  # in the writer thread, just before COMMIT
         if not release.is_set() and holds_new_event(conn, 0):
             reached.set()
-            release.wait(30)
+            release.wait(DEADLINE)
 
     store.writer.commit_hook = hold
     body = b'{"ref": "refs/heads/main", "commit": "order"}'
@@ -248,7 +251,7 @@ async def test_answer_waits_for_commit(hookyard: Running) -> None:
         hookyard.client.post("/in/github", content=body, headers=signed(body, str(uuid.uuid4())))
     )
     try:
-        assert await asyncio.to_thread(reached.wait, 20), "the ingest never reached COMMIT"
+        assert await asyncio.to_thread(reached.wait, DEADLINE), "the ingest never reached COMMIT"
         await asyncio.sleep(0.3)
         assert not post.done(), "answered before the commit"
         assert event_rows(db) == 0  # not committed, so not visible to anyone else

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 import hookyard.fetchback
-from tests.conftest import Receiver, basic_config, query_database
+from tests.conftest import DEADLINE, Receiver, basic_config, query_database
 
 API_KEY = "test_dHar4XY7LxsDOtmnkVtjNVWXLSlXsM"
 
@@ -74,7 +74,7 @@ poll_interval = "100ms"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-async def _eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _eventually(check, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"

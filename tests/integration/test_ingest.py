@@ -11,7 +11,7 @@ import uuid
 import pytest
 import standardwebhooks
 
-from tests.conftest import DEST_SECRET, GITHUB_SECRET, basic_config
+from tests.conftest import DEADLINE, DEST_SECRET, GITHUB_SECRET, basic_config, until_deadline
 
 
 def github_headers(body: bytes, event: str = "push", secret: str = GITHUB_SECRET) -> dict[str, str]:
@@ -189,11 +189,11 @@ async def test_overload_answers_503_with_retry_after(hookyard_factory, receiver)
 
         def hold(conn: sqlite3.Connection) -> None:
             in_commit.set()
-            gate.wait(10)
+            gate.wait(DEADLINE)
 
         store.writer.commit_hook = hold
         first = asyncio.create_task(hy.client.post("/in/open", content=b"1"))
-        assert await asyncio.to_thread(in_commit.wait, 10)  # the writer holds the first
+        assert await asyncio.to_thread(in_commit.wait, DEADLINE)  # the writer holds the first
         second = asyncio.create_task(hy.client.post("/in/open", content=b"2"))
         while store.pending_writes < 1:  # the second waits in the queue: the bound is reached
             await asyncio.sleep(0.01)
@@ -399,7 +399,7 @@ secrets = ["{secret}"]
                 page = await api.get("/api/v1/events", params={"type": "source.handshake"})
                 return page.json()["data"]
 
-            for _ in range(100):
+            for _ in until_deadline():
                 if await recorded():
                     break
                 await asyncio.sleep(0.02)

@@ -40,7 +40,14 @@ from schemathesis.checks import (
 )
 
 from hookyard.tokens import read_token_file
-from tests.conftest import ServeProcess, basic_config, start_serve, write_config
+from tests.conftest import (
+    CLIENT_TIMEOUT,
+    DEADLINE,
+    ServeProcess,
+    basic_config,
+    start_serve,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +122,7 @@ class Served:
 
 def _seed(url: str, token: str) -> tuple[str, dict[str, list[str]]]:
     auth = {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT) as client:
         for n in range(3):
             sent = client.post(
                 "/in/open",
@@ -142,7 +149,7 @@ def _seed(url: str, token: str) -> tuple[str, dict[str, list[str]]]:
             spare.append(made.json()["id"])
 
         # Wait until every delivery settled: 4 to `app` succeed, 3 to `dead` die.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE
         while True:
             rows = client.get("/api/v1/deliveries", params={"limit": 100}, headers=auth).json()
             # The relay destination's delivery waits for a client: pending.
@@ -245,7 +252,7 @@ def http_session() -> Iterator[requests.Session]:
 @pytest.fixture(scope="module")
 def api_schema(served: Served) -> Any:
     config = schemathesis.Config.from_dict(
-        {"seed": SEED, "base-url": served.url, "request-timeout": 10}
+        {"seed": SEED, "base-url": served.url, "request-timeout": CLIENT_TIMEOUT}
     )
     schema = schemathesis.openapi.from_url(f"{served.url}/api/openapi.json", config=config)
 

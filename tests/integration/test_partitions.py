@@ -16,7 +16,14 @@ import pytest
 from hookyard.ids import id_time
 from hookyard.store.migrate import migrations
 from hookyard.store.partitions import span_of
-from tests.conftest import Running, basic_config, query_database, run_hookyard, write_config
+from tests.conftest import (
+    Running,
+    basic_config,
+    query_database,
+    run_hookyard,
+    until_deadline,
+    write_config,
+)
 from tests.integration.test_ingest import github_headers
 from tests.integration.test_retention import all_ids, retention, sweep
 
@@ -93,12 +100,12 @@ async def test_whole_spans_go_where_all_is_past_its_age_and_nothing_waits(
         # group may reach into the next span: the expectations follow where events landed.)
         staying = {span_name(waiting[0]), span_name(forever[0])}
         assert span_name(whole[0]) not in staying
-        await receiver.wait_for(len(opened), timeout=30)
+        await receiver.wait_for(len(opened))
         await asyncio.sleep(max(0.0, max(id_time(i) for i in opened) - time.time()))
         await asyncio.sleep(SPAN - time.time() % SPAN + 1.2)  # every span above is past 1 s
 
         removed: dict[str, int] = {}
-        for _ in range(10):  # a drop waits 100 ms at most for its lock, then the next sweep
+        for _ in until_deadline():  # a drop waits 100 ms at most for its lock, then the next sweep
             for kind, count in (await sweep(hy))["last_sweep"]["removed"].items():
                 removed[kind] = removed.get(kind, 0) + count
             if not (spans - staying) & partition_names(hy):
@@ -132,9 +139,9 @@ async def test_whole_spans_go_where_all_is_past_its_age_and_nothing_waits(
 
         # Once delivered, the waiting event's span goes too: the next sweep drops it whole.
         assert (await api.post("/api/v1/destinations/parked/resume")).status_code == 200
-        await receiver.wait_for(gone + 2, timeout=30)
+        await receiver.wait_for(gone + 2)
         held_span = span_name(waiting[0])
-        for _ in range(50):
+        for _ in until_deadline():
             record = (await sweep(hy))["last_sweep"]["removed"]
             if held_span not in partition_names(hy):
                 break
@@ -151,7 +158,7 @@ async def test_a_drop_is_postponed_while_the_table_is_busy(hookyard_factory, rec
         await sweep(hy)
         await next_span()  # one with a partition
         old = (await hy.client.post("/in/open", content=b"old")).json()["id"]
-        await receiver.wait_for(1, timeout=30)
+        await receiver.wait_for(1)
         await asyncio.sleep(SPAN - time.time() % SPAN + 1.2)
         url = os.environ["HOOKYARD_SERVER__DATABASE"]
         with psycopg.connect(url) as reader:  # a long read holds `events` (an export, say)
@@ -164,7 +171,7 @@ async def test_a_drop_is_postponed_while_the_table_is_busy(hookyard_factory, rec
             assert status["last_sweep"]["removed"].get("partitions", 0) == 0
             assert status["last_sweep"]["removed"]["events"] == 1  # row by row instead
             assert time.monotonic() - started < 30  # bounds a hang; not a timing threshold
-        for _ in range(10):
+        for _ in until_deadline():
             await sweep(hy)
             if span_name(old) not in partition_names(hy):
                 break
@@ -221,14 +228,14 @@ async def test_a_span_partly_past_its_age_waits_to_go_whole(hookyard_factory, re
         await sweep(hy)
         await next_span()  # one with a partition
         ids = [(await hy.client.post("/in/open", content=b"%d" % n)).json()["id"] for n in range(3)]
-        await receiver.wait_for(3, timeout=30)
+        await receiver.wait_for(3)
         span = span_of(id_time(ids[0]), SPAN)
         await asyncio.sleep(max(0.0, span.end + 0.2 - time.time()))
         # The cutoff (2 s ago) is inside the span, past these events: they wait for the rest.
         early = (await sweep(hy))["last_sweep"]["removed"]
         assert early.get("events", 0) == 0 and span.name in partition_names(hy)
         await asyncio.sleep(max(0.0, span.end + 2.2 - time.time()))
-        for _ in range(10):
+        for _ in until_deadline():
             late = (await sweep(hy))["last_sweep"]["removed"]
             if span.name not in partition_names(hy):
                 break

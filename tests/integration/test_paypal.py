@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Receiver, basic_config, query_database
+from tests.conftest import Receiver, basic_config, query_database, until_deadline
 
 WEBHOOK_ID = "1JE4291016473214C"
 CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"
@@ -102,7 +102,7 @@ poll_interval = "100ms"
 
 async def _failed_with(tmp_path, text: str) -> None:  # type: ignore[no-untyped-def]
     query = "SELECT state, last_error FROM requests WHERE source = 'paypal'"
-    for _ in range(200):
+    for _ in until_deadline():
         rows = query_database(tmp_path, query)
         if rows and rows[0][0] == "failed":
             assert text in rows[0][1]

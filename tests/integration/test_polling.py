@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from hookyard.simulator import Auth, Simulator, SimulatorOptions
-from tests.conftest import Receiver, Running
+from tests.conftest import DEADLINE, Receiver, Running
 
 STYLES = {  # pagination style -> (path, [api] settings)
     "cursor": ("/cursor/objects", 'pagination = "cursor"'),
@@ -92,7 +92,7 @@ async def job(running: Running, name: str = "poll", source: str = "orders") -> d
 
 
 async def run_job(
-    running: Running, name: str = "poll", source: str = "orders", timeout: float = 20.0
+    running: Running, name: str = "poll", source: str = "orders", timeout: float = DEADLINE
 ) -> dict[str, Any]:
     """Run the job now and wait until that run has ended (successfully or not)."""
     before = await job(running, name, source)
@@ -109,7 +109,7 @@ async def wait_run(
     before: dict[str, Any],
     name: str = "poll",
     source: str = "orders",
-    timeout: float = 20.0,
+    timeout: float = DEADLINE,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -329,7 +329,7 @@ async def test_an_api_failing_for_a_while_backs_off_then_recovers(
     async with hookyard_factory(config) as running:
         failed = await wait_run(running, {})
         assert failed["failures"] == 1 and "HTTP 500" in failed["last_error"]
-        recovered = await wait_run(running, failed, timeout=30)
+        recovered = await wait_run(running, failed)
         assert recovered["failures"] == 0 and recovered["last_error"] is None
         found = await events(running)
         assert len(found) == 50

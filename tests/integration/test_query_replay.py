@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import basic_config
+from tests.conftest import DEADLINE, basic_config
 
 STRIPE_LIKE = """
 [sources.shop]
@@ -82,7 +82,7 @@ async def test_retry_a_dead_delivery(hookyard_factory, receiver):
     async with hookyard_factory(basic_config(receiver.url)) as hy:
         event_id = (await hy.client.post("/in/open", content=b"x")).json()["id"]
         async with hy.api() as api:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + DEADLINE
             while True:
                 page = (await api.get("/api/v1/deliveries", params={"status": "dead"})).json()
                 if page["data"]:

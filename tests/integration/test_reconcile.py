@@ -14,7 +14,7 @@ import orjson
 from standardwebhooks import Webhook
 
 from hookyard.simulator import DEFAULT_SECRET, Simulator, SimulatorOptions
-from tests.conftest import Receiver, Running
+from tests.conftest import DEADLINE, Receiver, Running
 from tests.integration.test_polling import events, job, payloads
 
 
@@ -91,14 +91,14 @@ async def test_reconciliation_recovers_dropped_webhooks_and_late_ones_are_duplic
                 changes.append(object_version(sim.create({"status": "new"})))
             for object_id in sorted(sim.objects)[:40]:  # each object changes once more
                 changes.append(object_version(sim.update(object_id, {"status": "paid"})))
-            await sim.flush_webhooks(timeout=15)
+            await sim.flush_webhooks(timeout=DEADLINE)
             dropped = {(w["object_id"], w["version"]) for w in sim.stats.webhooks_dropped}
             assert len(dropped) >= 5  # the seed drops about 10 of 100
 
             # After the last change, its grace and one more interval, every change is in.
             latest = {(i, o["version"]) for i, o in sim.objects.items()}
             before = await job(running, "reconcile")
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + DEADLINE
             while time.monotonic() < deadline:
                 current = await job(running, "reconcile")
                 if current.get("last_success_at") and current["last_success_at"] > (
@@ -139,7 +139,7 @@ async def start_backfill(running: Running, body: dict[str, Any]) -> None:
         assert response.status_code == 202, response.text
 
 
-async def wait_backfill(running: Running, timeout: float = 30) -> dict[str, Any]:
+async def wait_backfill(running: Running, timeout: float = DEADLINE) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     async with running.api() as api:
         while time.monotonic() < deadline:

@@ -178,7 +178,9 @@ async def test_the_stream_pushes_deliveries_within_its_bound_and_beats(
             await running.client.post("/in/open", content=b'{"n": %d}' % n)
         seen: list[str] = []
         async with (
-            httpx.AsyncClient(base_url=running.url, headers=headers, timeout=10) as client,
+            httpx.AsyncClient(
+                base_url=running.url, headers=headers, timeout=CLIENT_TIMEOUT
+            ) as client,
             client.stream("GET", "/api/v1/destinations/laptop/stream", params=params) as stream,
         ):
             assert stream.headers["content-type"].startswith("text/event-stream")
@@ -234,7 +236,7 @@ def listen(
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
-    process.wait(timeout=15)
+    process.wait(timeout=30)
 
 
 def output_of(path: Path) -> int:
@@ -408,7 +410,7 @@ async def run_clients(
         async with httpx.AsyncClient(base_url=running.url, timeout=CLIENT_TIMEOUT) as client:
             for body in bodies:
                 assert (await client.post("/in/open", content=body)).status_code == 200
-        await receiver.wait_for(len(bodies), timeout=60)
+        await receiver.wait_for(len(bodies))
     finally:
         for process in clients:
             stop(process)

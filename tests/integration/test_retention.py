@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from hookyard.ids import id_floor
-from tests.conftest import Running, basic_config, query_database, run_hookyard, write_config
+from tests.conftest import (
+    Running,
+    basic_config,
+    query_database,
+    run_hookyard,
+    until_deadline,
+    write_config,
+)
 from tests.integration.test_ingest import github_headers
 
 
@@ -72,7 +79,7 @@ async def test_a_sweep_removes_exactly_what_is_past_its_age_while_ingest_runs(
         await sweep(hy)  # the sweep at start is over: the next ones are the test's
         before: list[str] = []
         await post_for(hy, 3.5, before)
-        await receiver.wait_for(len(before), timeout=60)  # none is waiting for delivery
+        await receiver.wait_for(len(before))  # none is waiting for delivery
         during: list[str] = []
         ingest = asyncio.create_task(post_for(hy, 2.0, during))
         await asyncio.sleep(0.3)
@@ -110,8 +117,8 @@ async def test_events_waiting_for_delivery_stay_whatever_their_age(hookyard_fact
             raw = await api.get(f"/api/v1/events/{event_id}/raw")
             assert raw.status_code == 200  # the worker still needs the bytes
         await api.post("/api/v1/destinations/app/resume")
-        await receiver.wait_for(5, timeout=30)
-        for _ in range(50):  # the attempts' records commit just after the receiver saw them
+        await receiver.wait_for(5)
+        for _ in until_deadline():  # the attempts' records commit just after the receiver saw them
             status = await sweep(hy)
             if status["last_sweep"]["removed"].get("events"):
                 break
@@ -131,10 +138,10 @@ async def test_payloads_can_go_before_their_events_per_source(hookyard_factory, 
         opened = [(await hy.client.post("/in/open", content=b"x" * 100)).json()["id"]]
         body = b'{"ref": "main"}'
         pushed = await hy.client.post("/in/github", content=body, headers=github_headers(body))
-        await receiver.wait_for(2, timeout=30)
+        await receiver.wait_for(2)
         await asyncio.sleep(1.2)
         fresh = (await hy.client.post("/in/open", content=b"fresh")).json()["id"]
-        await receiver.wait_for(3, timeout=30)
+        await receiver.wait_for(3)
         status = await sweep(hy)
         assert status["last_sweep"]["removed"]["payloads"] == 1
         assert status["policy"]["sources"]["open"] == {
@@ -172,9 +179,9 @@ async def test_delivery_history_and_the_rejected_log_are_bounded_by_age(hookyard
             "/in/github", content=b"{}", headers=github_headers(b"{}", secret="wrong")
         )
         assert forged.status_code == 401
-        await receiver.wait_for(1, timeout=30)
+        await receiver.wait_for(1)
         async with hy.api() as api:
-            for _ in range(100):  # the rejected log is written off the request path
+            for _ in until_deadline():  # the rejected log is written off the request path
                 if (await api.get("/api/v1/rejected")).json()["data"]:
                     break
                 await asyncio.sleep(0.05)
@@ -194,9 +201,9 @@ async def test_sweeps_run_by_themselves_on_their_interval(hookyard_factory, rece
     config = basic_config(receiver.url, extra=retention(events="1s", interval="1s"))
     async with hookyard_factory(config) as hy:
         await hy.client.post("/in/open", content=b"old")
-        await receiver.wait_for(1, timeout=30)
+        await receiver.wait_for(1)
         async with hy.api() as api:
-            for _ in range(100):
+            for _ in until_deadline():
                 if not await all_ids(api, source="open"):
                     break
                 await asyncio.sleep(0.1)
@@ -226,7 +233,7 @@ async def test_sqlite_gives_the_space_back(tmp_path: Path, receiver):
         assert usage["free_bytes"] <= (usage["database_bytes"] - usage["free_bytes"]) / 4
         assert status["usage"]["sources"] == []
         # The file shrinks when the checkpointer (every 0.2 s) has copied the WAL back.
-        for _ in range(100):
+        for _ in until_deadline():
             if database.stat().st_size < grown / 10:
                 break
             await asyncio.sleep(0.1)
@@ -279,8 +286,8 @@ async def test_a_removed_payload_is_not_retried_and_failed_hints_go(hookyard_fac
     receiver.behaviour = lambda _: 500  # every delivery goes dead at once
     async with hookyard_factory(config) as hy, hy.api() as api:
         event_id = (await hy.client.post("/in/open", content=b"x" * 10)).json()["id"]
-        await receiver.wait_for(1, timeout=30)
-        for _ in range(100):
+        await receiver.wait_for(1)
+        for _ in until_deadline():
             page = await api.get("/api/v1/deliveries", params={"event_id": event_id})
             if page.json()["data"][0]["status"] == "dead":
                 break

@@ -12,6 +12,8 @@ import httpx
 
 from hookyard.tokens import hash_token, read_token_file
 from tests.conftest import (
+    CLIENT_TIMEOUT,
+    DEADLINE,
     GITHUB_SECRET,
     basic_config,
     query_database,
@@ -104,7 +106,9 @@ def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_proces
 
     def status(token: str | None) -> int:
         headers = {"authorization": f"Bearer {token}"}
-        return httpx.get(f"{second.url}/api/v1/events", headers=headers).status_code
+        return httpx.get(
+            f"{second.url}/api/v1/events", headers=headers, timeout=CLIENT_TIMEOUT
+        ).status_code
 
     assert status("hky_configured") == 200
     assert status(generated) == 401
@@ -138,13 +142,14 @@ def test_sigterm_gives_leases_back(tmp_path, serve_processes):
         )
         hy = start_serve(config)
         serve_processes.append(hy)
-        assert httpx.post(f"{hy.url}/in/open", content=b"x").status_code == 200
-        deadline = time.monotonic() + 10
+        answer = httpx.post(f"{hy.url}/in/open", content=b"x", timeout=CLIENT_TIMEOUT)
+        assert answer.status_code == 200
+        deadline = time.monotonic() + DEADLINE
         while query_database(tmp_path, "SELECT status FROM deliveries")[0][0] != "in_flight":
             assert time.monotonic() < deadline
             time.sleep(0.05)
         hy.proc.send_signal(signal.SIGTERM)
-        assert hy.proc.wait(10) == 0
+        assert hy.proc.wait(30) == 0
         [(status, attempts, lease)] = query_database(
             tmp_path,
             "SELECT status, attempts, lease_until FROM deliveries",

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import trustme
 
-from tests.conftest import basic_config, start_serve, write_config
+from tests.conftest import CLIENT_TIMEOUT, DEADLINE, basic_config, start_serve, write_config
 
 
 def _served_certificate(url: str, ca: trustme.CA) -> bytes:
@@ -43,14 +43,14 @@ def test_tls_termination_and_certificate_reload_on_sighup(tmp_path: Path, serve_
     assert server.url.startswith("https://")
     trust = ssl.create_default_context()
     ca.configure_trust(trust)
-    answer = httpx.post(f"{server.url}/in/open", content=b"x", verify=trust)
+    answer = httpx.post(f"{server.url}/in/open", content=b"x", verify=trust, timeout=CLIENT_TIMEOUT)
     assert answer.status_code == 200
     before = _served_certificate(server.url, ca)
 
     second = ca.issue_cert("127.0.0.1")
     second.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "tls.pem"))
     server.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     while _served_certificate(server.url, ca) == before:
         assert time.monotonic() < deadline, "the renewed certificate was never served"
         time.sleep(0.05)
@@ -74,10 +74,14 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
         server = start_serve(config)
         serve_processes.append(server)
         headers = {"x-forwarded-for": "203.0.113.7"}
-        event_id = httpx.post(f"{server.url}/in/open", content=b"x", headers=headers).json()["id"]
+        event_id = httpx.post(
+            f"{server.url}/in/open", content=b"x", headers=headers, timeout=CLIENT_TIMEOUT
+        ).json()["id"]
         token = (directory / "hookyard.token").read_text().strip()
         event = httpx.get(
-            f"{server.url}/api/v1/events/{event_id}", headers={"authorization": f"Bearer {token}"}
+            f"{server.url}/api/v1/events/{event_id}",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=CLIENT_TIMEOUT,
         ).json()
         server.stop()
         for line in server.log().splitlines():

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from hookyard.verify.sns import string_to_sign
-from tests.conftest import Receiver, basic_config, query_database
+from tests.conftest import DEADLINE, Receiver, basic_config, query_database
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:orders"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
@@ -119,7 +119,7 @@ def _post(hy, body: dict[str, Any], kind: str | None = None):  # type: ignore[no
     return hy.client.post("/in/sns", content=json.dumps(body).encode(), headers=headers)
 
 
-async def _eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _eventually(check, timeout: float = DEADLINE) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"

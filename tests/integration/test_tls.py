@@ -12,7 +12,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from tests.conftest import basic_config
+from tests.conftest import DEADLINE, basic_config
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def tls_receiver(tmp_path: Path) -> Any:
 
 
 async def _status(hy: Any, event_id: str, want: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE
     async with hy.api() as api:
         while True:
             delivery = (await api.get(f"/api/v1/events/{event_id}")).json()["deliveries"][0]

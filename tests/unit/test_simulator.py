@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hookyard.simulator import DEFAULT_SECRET, Auth, Simulator, SimulatorOptions
 from hookyard.simulator.cli import parse_auth, simulate
+from tests.conftest import DEADLINE, until_deadline
 
 T = 1_800_000_000  # 2027-01-15T08:00:00Z: a fixed clock for tests that care about seconds
 STYLES = ["cursor", "page", "offset", "link", "next"]
@@ -480,7 +481,7 @@ async def test_webhooks_are_signed_and_describe_each_change(make: Make, receiver
     sim.update("ord_1", {"status": "paid"})
     sim.update("obj_000001", webhook=False)
     sim.delete("ord_1")
-    await sim.flush_webhooks()
+    await sim.flush_webhooks(timeout=DEADLINE)
     assert len(receiver.received) == 3
     for headers, body in receiver.received:
         Webhook(DEFAULT_SECRET).verify(body, headers)  # raises unless the signature is right
@@ -506,7 +507,7 @@ async def test_drop_sends_nothing(make: Make, receiver) -> None:
     sim = await make(webhook_url=receiver.url, drop=1.0)
     sim.seed(5)
     changes = sim.mutate(10)
-    await sim.flush_webhooks()
+    await sim.flush_webhooks(timeout=DEADLINE)
     assert receiver.received == [] and sim.stats.webhooks_sent == []
     assert [
         (d["type"].split(".")[1], d["object_id"]) for d in sim.stats.webhooks_dropped
@@ -517,7 +518,7 @@ async def test_duplicate_sends_each_twice_with_one_id(make: Make, receiver) -> N
     sim = await make(webhook_url=receiver.url, duplicate=1.0)
     for _ in range(3):
         sim.create()
-    await sim.flush_webhooks()
+    await sim.flush_webhooks(timeout=DEADLINE)
     assert list(Counter(receiver.ids()).values()) == [2, 2, 2]
     bodies: dict[str, set[bytes]] = {}
     for headers, body in receiver.received:
@@ -533,8 +534,8 @@ async def test_delay_and_flush(make: Make, receiver) -> None:
     created = [sim.create()["id"] for _ in range(6)]
     await asyncio.sleep(0.01)
     assert len(receiver.received) < 6
-    await sim.flush_webhooks()
-    assert 0.1 < time.monotonic() - started < 2
+    await sim.flush_webhooks(timeout=DEADLINE)
+    assert time.monotonic() - started > 0.1  # held back, not sent at once
     assert sorted(p["data"]["id"] for p in receiver.payloads()) == created
 
 
@@ -543,12 +544,12 @@ async def test_reorder_holds_back_until_the_next_one_is_sent(make: Make, receive
     sim.create()
     await asyncio.sleep(0.2)
     assert receiver.received == []  # held until another webhook goes: none does
-    await sim.flush_webhooks()
+    await sim.flush_webhooks(timeout=DEADLINE)
     assert len(receiver.received) == 1
 
     sim = await make(webhook_url=receiver.url, reorder=0.5, seed=1)
     created = [sim.create()["id"] for _ in range(12)]
-    await sim.flush_webhooks()
+    await sim.flush_webhooks(timeout=DEADLINE)
     got = [p["data"]["id"] for p in receiver.payloads()[1:]]
     assert sorted(got) == created and got != created
 
@@ -571,7 +572,7 @@ async def test_retries_and_webhooks_made_before_start(receiver) -> None:
     receiver.statuses = [500]
     await sim.start()
     try:
-        await sim.flush_webhooks()
+        await sim.flush_webhooks(timeout=DEADLINE)
     finally:
         await sim.stop()
     assert len(receiver.received) == 2 and len(set(receiver.ids())) == 1
@@ -584,7 +585,8 @@ async def test_stop_cancels_pending_webhooks(make: Make, receiver) -> None:
     started = time.monotonic()
     await sim.stop()
     await sim.stop()  # idempotent
-    assert time.monotonic() - started < 1 and receiver.received == []
+    # Well short of the 30 s delay: the held webhook was cancelled, not waited out.
+    assert time.monotonic() - started < 20 and receiver.received == []
     with pytest.raises(TimeoutError):
         sim = await make(webhook_url=receiver.url, delay=30, seed=1)
         sim.create()
@@ -594,11 +596,9 @@ async def test_stop_cancels_pending_webhooks(make: Make, receiver) -> None:
 # -- scale, control, CLI -------------------------------------------------------------------------
 
 
-async def test_100k_objects_seed_fast_and_page_through(make: Make, http) -> None:
+async def test_100k_objects_seed_and_page_through(make: Make, http) -> None:
     sim = await make()
-    started = time.perf_counter()
     sim.seed(100_000)
-    assert time.perf_counter() - started < 2.0
     items, pages = await walk(http, sim.url, "cursor", 100)
     assert pages == 1000 and len({o["id"] for o in items}) == 100_000
     status, body, _ = await get(http, f"{sim.url}/page/objects?page=1000&per_page=100")
@@ -678,21 +678,23 @@ async def test_cli_serves_prints_changes_and_stops_on_ctrl_c(http) -> None:
     )
     assert proc.stdout is not None
     try:
-        first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        first = (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode()
         assert first.startswith("simulator listening on http://127.0.0.1:")
         url = first.split()[3]
-        lines = [(await asyncio.wait_for(proc.stdout.readline(), 5)).decode() for _ in range(3)]
+        lines = [
+            (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode() for _ in range(3)
+        ]
         assert all(line.split()[1] in ("created", "updated", "deleted") for line in lines)
         status, stats, _ = await get(http, f"{url}/_sim/stats")
         assert status == 200 and stats["objects"] >= 4
         async with http.post(f"{url}/_sim/objects", json={"id": "by_hand"}) as resp:
             assert resp.status == 201
-        for _ in range(20):  # changes through /_sim are printed too
-            if "by_hand v1" in (await asyncio.wait_for(proc.stdout.readline(), 5)).decode():
+        for _ in until_deadline():  # changes through /_sim are printed too
+            if "by_hand v1" in (await asyncio.wait_for(proc.stdout.readline(), DEADLINE)).decode():
                 break
         else:
             raise AssertionError("the change made through /_sim was not printed")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0 and out.decode().rstrip().endswith("stopped")
