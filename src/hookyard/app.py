@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from hookyard.api.body_limit import BodyLimit
 from hookyard.api.ingest import IngestApp
 from hookyard.api.rest import build_api
 from hookyard.console import build_console
@@ -26,8 +27,8 @@ class HookyardApp:
     def __init__(self, state: AppState) -> None:
         self.roles = frozenset(state.gateway.settings.server.roles)
         self.ingest = IngestApp(state)
-        self.api = build_api(state)
-        self.console = build_console(state)
+        self.api = BodyLimit(build_api(state))
+        self.console = BodyLimit(build_console(state))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -13,12 +14,32 @@ from hookyard.store import Store
 from hookyard.tracing import Tracing
 
 
+class Wakeup:
+    """ "Work may be waiting", told to every consumer at once. Each consumer holds a latch of
+    its own and clears only that one: the worker clearing its latch hides nothing from a relay
+    client waiting in the same process, and where no worker runs, nobody waits on a flag that
+    no one ever clears (and so never waits at all)."""
+
+    def __init__(self) -> None:
+        self._latches: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+
+    def set(self) -> None:
+        for latch in list(self._latches):
+            latch.set()
+
+    def latch(self) -> asyncio.Event:
+        """A latch of the caller's own, set by every set() from now on until dropped."""
+        event = asyncio.Event()
+        self._latches.add(event)
+        return event
+
+
 @dataclass
 class AppState:
     gateway: Gateway  # replaced whole on reload
     store: Store
     rejected: RejectedLog
-    work_ready: asyncio.Event = field(default_factory=asyncio.Event)  # set after commits with work
+    work_ready: Wakeup = field(default_factory=Wakeup)  # set after commits with work
     hints_ready: asyncio.Event = field(default_factory=asyncio.Event)  # a hint waits to be fetched
     rest_ready: asyncio.Event = field(default_factory=asyncio.Event)  # a REST job was asked for
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)

@@ -313,6 +313,18 @@ async def test_rabbitmq_exchange_gets_the_exact_body_and_metadata(hookyard_facto
         assert sorted(routing_keys) == ["open.blob_upload", "open.invoice.paid"]
 
 
+async def test_rabbitmq_takes_a_content_type_too_long_for_its_property(hookyard_factory):
+    long = Sample(b'{"n": 1}', "application/json; profile=" + "x" * 300, "long.content.type")
+    async with rabbit_exchange("open.#") as (exchange, channel):
+        config = broker_config(AMQP_URL, f'exchange = "{exchange}"')
+        async with hookyard_factory(config) as hy:
+            await wait_status(hy, [await post(hy, long)], "succeeded")
+        queue = await channel.get_queue(f"{exchange}-0")
+        message = await queue.get(timeout=DEADLINE)
+        assert message.content_type is None and message.headers["content-type"] == long.content_type
+        assert message.body == long.body
+
+
 async def test_rabbitmq_unroutable_message_is_retried_with_a_clear_error(hookyard_factory):
     async with rabbit_exchange() as (exchange, channel):
         config = broker_config(AMQP_URL, f'exchange = "{exchange}"', schedule=PATIENT)

@@ -12,7 +12,7 @@ import pytest
 
 from hookyard.deliver.http import parse_retry_after
 from hookyard.deliver.retry import honour_retry_after
-from tests.conftest import DEADLINE, DROP, Received, basic_config
+from tests.conftest import DEADLINE, DROP, Received, basic_config, until_deadline
 
 
 async def _event(hy: Any, event_id: str) -> dict[str, Any]:
@@ -174,6 +174,28 @@ def test_retry_after_parsing():
     assert parse_retry_after("", now) is None
     assert parse_retry_after("-5", now) is None
     assert parse_retry_after("Wed, 99 Foo 2026", now) is None
+    assert parse_retry_after("²", now) is None  # a digit to str.isdigit(), not to float()
     assert honour_retry_after(10, 5, 3600) == 10
     assert honour_retry_after(10, 50, 3600) == 50
     assert honour_retry_after(10, 10**9, 3600) == 3610
+
+
+async def test_an_attempt_that_fails_unexpectedly_is_logged_with_its_delivery(
+    hookyard_factory, receiver, caplog
+):
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        worker = hy.service.worker
+
+        async def broken(*args, **kwargs):  # the one fault: what follows an attempt raises
+            raise RuntimeError("destination state could not be written")
+
+        worker.aftermath.follow = broken
+        posted = await hy.client.post("/in/open", content=b"{}")
+        await receiver.wait_for(1)
+        for _ in until_deadline():
+            if "failed unexpectedly" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+        assert record.exc_info and "could not be written" in str(record.exc_info[1])
+        assert getattr(record, "event_id", None) == posted.json()["id"]

@@ -112,6 +112,9 @@ async def test_a_hint_becomes_the_fetched_payment_once_per_status(
             events = (await api.get("/api/v1/events", params={"source": "mollie"})).json()["data"]
             assert {e["origin"] for e in events} == {"fetch-back"}
             assert len(events) == 3
+        # The repeated hint's request went with its duplicate: one stored request per event.
+        requests = query_database(hy.service.gateway.base_dir, "SELECT state FROM requests")
+        assert sorted(requests) == [("accepted",)] * 3
 
 
 async def _true_if(value: bool) -> bool:

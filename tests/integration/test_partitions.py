@@ -279,3 +279,18 @@ def test_a_span_whose_rows_are_already_in_events_default_stays_there(postgres_ur
         assert conn.execute("SELECT tableoid::regclass::text FROM events").fetchone() == (
             "events_default",
         )
+
+
+def test_a_step_that_would_run_into_its_span_is_cancelled(postgres_url: str):
+    """Creating a partition holds a constraint on events_default that refuses the span's rows:
+    the steps that follow are cancelled at a deadline before the span begins (then undone)."""
+    from hookyard.store.db import PgConn
+    from hookyard.store.partitions import _Postponed, _transaction
+
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        conn = PgConn(raw)
+        started = time.monotonic()
+        with pytest.raises(_Postponed), _transaction(conn, "a long step", until=time.time() + 0.2):
+            conn.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < 25  # cancelled, not waited out; bounds a hang
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)  # LOCAL to it

@@ -4,14 +4,16 @@ and auth method, boundary timestamps, clock skew, failing and rate-limiting APIs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
 from hookyard.simulator import Auth, Simulator, SimulatorOptions
 from tests.conftest import DEADLINE, Receiver, Running
@@ -351,6 +353,111 @@ async def test_429_with_retry_after_is_waited_out_not_failed(
         async with running.api() as api:
             metrics = (await api.get("/metrics")).text
         assert 'hookyard_rest_calls_total{source="orders",result="rate_limited"} 2' in metrics
+
+
+async def test_a_pause_longer_than_a_run_waits_puts_off_the_next_run(
+    simulator: Simulator, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    simulator.seed(5)
+    simulator.fail_next(1, status=429, retry_after=3600)
+    config = poll_config(receiver.url, simulator.url, poll_extra='interval = "1s"')
+    async with hookyard_factory(config) as running:
+        asked = time.time()
+        failed = await wait_run(running, {})
+        assert "Retry-After 3600s" in failed["last_error"]
+        next_run = datetime.fromisoformat(failed["next_run_at"]).timestamp()
+        assert next_run >= asked + 3600 - 5  # not the 1 s interval, nor a backoff of seconds
+        await asyncio.sleep(1.5)  # past the interval: still no second call
+        assert simulator.stats.calls == 1
+
+
+@contextlib.asynccontextmanager
+async def odd_api(
+    listing: Callable[[web.Request], list[dict[str, Any]]], objects: set[str] = frozenset()
+) -> AsyncIterator[str]:
+    """An API of our own making, for what the simulator will not do: GET /objects answers
+    `listing(request)`; GET /objects/{id} answers 200 for the ids in `objects`, else 404."""
+
+    async def list_objects(request: web.Request) -> web.Response:
+        return web.json_response(listing(request))
+
+    async def one(request: web.Request) -> web.Response:
+        found = request.match_info["id"] in objects
+        return web.json_response({"id": request.match_info["id"]}, status=200 if found else 404)
+
+    app = web.Application()
+    app.router.add_get("/objects", list_objects)
+    app.router.add_get("/objects/{id}", one)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+def odd_config(receiver: Receiver, base: str, pagination: str, **options: Any) -> str:
+    config = poll_config(receiver.url, base, detect="hash", **options)
+    config = config.replace("/cursor/objects", "/objects")
+    return config.replace('pagination = "cursor"', pagination)
+
+
+def thing(name: str, version: int = 1) -> dict[str, Any]:
+    return {"id": name, "version": version, "updated_at": "2026-11-27T10:00:00Z"}
+
+
+async def test_an_item_listed_twice_on_a_page_is_one_item(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    listing = [thing("a"), thing("a"), thing("b")]
+    async with odd_api(lambda _: listing) as base:
+        config = odd_config(receiver, base, 'pagination = "none"\nitems = ""')
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["last_error"] is None and result["failures"] == 0
+            assert len(await events(running)) == 2
+
+
+async def test_an_item_that_moved_pages_mid_listing_is_not_deleted(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """Sorted by update time, an item updated while the list is paged through jumps to a page
+    read already: missing from the pass, it still exists, as its own URL tells."""
+    order = [thing(name) for name in "abcde"]
+
+    def page(request: web.Request) -> list[dict[str, Any]]:
+        number, size = int(request.query.get("page", 1)), int(request.query["per_page"])
+        served = order[(number - 1) * size : number * size]
+        if number == 1 and shifting:
+            order.insert(0, order.pop())  # "e" is updated: now first
+        return served
+
+    shifting = False
+    pagination = 'pagination = "page"\nlimit_param = "per_page"\nitems = ""'
+    async with odd_api(page, objects=set("abcde")) as base:
+        config = odd_config(receiver, base, pagination, page_size=2, poll_extra='interval = "1s"')
+        async with hookyard_factory(config) as running:
+            first = await wait_run(running, {})
+            assert len(await events(running)) == 5
+            shifting = True
+            second = await wait_run(running, first)
+            assert second["last_error"] is None
+            assert [e["event_type"] for e in await events(running)][5:] == []
+
+
+async def test_an_api_that_ignores_the_page_parameter_ends_the_pass(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    listing = [thing("a"), thing("b")]  # a full page, whatever page is asked for
+    pagination = 'pagination = "page"\nlimit_param = "per_page"\nitems = ""'
+    async with odd_api(lambda _: listing) as base:
+        config = odd_config(receiver, base, pagination, page_size=2)
+        async with hookyard_factory(config) as running:
+            failed = await wait_run(running, {})
+            assert "lists the same items as the page before it" in failed["last_error"]
+            assert "pagination settings" in failed["last_error"]
 
 
 async def test_rate_limit_window_is_respected(receiver: Receiver, hookyard_factory: Any) -> None:

@@ -122,6 +122,32 @@ async def test_an_unreported_lease_comes_back(hookyard_factory: Any) -> None:
         assert await report(api, late) == ["stale"]  # another client holds it now
 
 
+async def test_a_waiting_lease_sleeps_where_no_worker_runs(hookyard_factory: Any) -> None:
+    """Work committed wakes a waiting lease call; a process without a worker (an ingest and
+    API node) must not then claim in a loop for the rest of the wait."""
+    config = relay_config().replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nroles = ["ingest", "api"]'
+    )
+    async with hookyard_factory(config) as running, running.api() as api:
+        store = running.service.store
+        claims = 0
+        claim = store.claim
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal claims
+            claims += 1
+            return await claim(*args, **kwargs)
+
+        store.claim = counted  # type: ignore[method-assign]
+        await running.client.post("/in/open", content=b'{"n": 1}')  # sets "work may be waiting"
+        [delivery] = await lease(api, wait=5)
+        await report(api, {"delivery_id": delivery["delivery_id"], "lease": delivery["lease"],
+                           "status_code": 200})  # fmt: skip
+        claims = 0
+        assert await lease(api, wait=2) == []
+        assert claims <= 10  # one claim per half-second poll; it spun into the thousands
+
+
 async def test_relay_tokens_are_scoped(hookyard_factory: Any) -> None:
     config = relay_config() + "\n[destinations.other]\nrelay = true\n"
     async with hookyard_factory(config) as running, running.api() as api:

@@ -159,3 +159,26 @@ def test_sigterm_gives_leases_back(tmp_path, serve_processes):
         release.set()
         server.shutdown()
         server.server_close()
+
+
+async def test_api_bodies_are_bounded_before_the_token_is_checked(hookyard_factory, receiver):
+    """FastAPI parses a JSON body before checking the token: the bound comes first, whether
+    the length is declared or the body is chunked."""
+    huge = b'{"name": "' + b"x" * (5 * 1024 * 1024) + b'", "scope": "read"}'
+
+    async def chunked(body: bytes):  # no Content-Length: sent in pieces
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        declared = await hy.client.post("/api/v1/tokens", content=huge)
+        assert declared.status_code == 413 and declared.json()["error"] == "body_too_large"
+        streamed = await hy.client.post("/api/v1/tokens", content=chunked(huge))
+        assert streamed.status_code == 413
+        small = await hy.client.post("/api/v1/tokens", content=b'{"name": "a", "scope": "read"}')
+        assert small.status_code == 401  # within the bound, the token check answers
+        async with hy.api() as api:  # a chunked body within the bound arrives whole
+            body = b'{"name": "dashboards", "scope": "read"}'
+            json = {"content-type": "application/json"}
+            made = await api.post("/api/v1/tokens", content=chunked(body), headers=json)
+            assert made.status_code == 201 and made.json()["name"] == "dashboards"

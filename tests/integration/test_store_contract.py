@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from hookyard.ids import new_id
-from hookyard.models import NewEvent, NewRequest, Outcome, Pace
+from hookyard.models import NewEvent, NewRequest, Outcome, Pace, Rejected
 from hookyard.store import Store, open_store
 from hookyard.store.migrate import SCHEMA_VERSION, migrations, reference_schema
 
@@ -198,6 +198,39 @@ async def test_replay_and_retry_dead(open_stores: Opener) -> None:
     assert await store.replay([claim.event_id], None, ["app"]) == 1
     statuses = sorted(d["status"] for d in await store.list_deliveries())
     assert statuses == ["pending", "pending"]
+
+
+async def test_an_older_process_keeps_writing_after_a_migration_added_columns(
+    open_stores: Opener,
+) -> None:
+    """During a rolling upgrade, processes of the previous release write to tables that a
+    migration has just given new columns: every INSERT names its columns."""
+    store = open_stores()
+
+    def add_a_column_everywhere(conn) -> None:  # type: ignore[no-untyped-def]
+        tables = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            if conn.dialect.name == "sqlite"
+            else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            " UNION SELECT relname FROM pg_class WHERE relkind = 'p'"
+            " AND relnamespace = current_schema()::regnamespace"
+        ).fetchall()
+        for (table,) in tables:
+            if not table.startswith("events_"):  # partitions follow their parent
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN added_later TEXT")
+
+    store.writer.call(add_a_column_everywhere)
+    await _queue(store, 2)
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    claims = (await store.claim(pace, 100, lease=30)).claims
+    await store.finish([_done(claim) for claim in claims])
+    now = time.time()
+    rejected = Rejected(new_id("rej"), "src", now, 401, "bad_signature", "no", "POST", "/in/src",
+                        "", b"[]", None, b"x", 1)  # fmt: skip
+    await store.record_rejected([rejected], keep=100)
+    await store.record_audit((now, None, "admin", "retry", "app", None))
+    assert [d["status"] for d in await store.list_deliveries()] == ["succeeded"] * 2
+    assert len(await store.list_rejected()) == 1 and len(await store.list_audit()) == 1
 
 
 def _catalog(url: str, schema: str) -> list[tuple[object, ...]]:

@@ -25,7 +25,7 @@ from hookyard.deliver.broker import BrokerError, BrokerSender
 from hookyard.deliver.message import Message, render
 from hookyard.gateway import Destination
 
-SHORTSTR = 255  # bytes: the longest AMQP property value of type shortstr (`type`)
+SHORTSTR = 255  # bytes: the longest AMQP property value of type shortstr (type, content type)
 
 
 class AmqpClient:
@@ -76,10 +76,14 @@ class AmqpSender(BrokerSender[AmqpClient]):
             raise BrokerError("RabbitMQ closed the connection; the next attempt reconnects")
         routing_key = render(destination.routing_key, message)
         event_type = message.event_type or ""
+        # The provider's Content-Type goes in the property, unless too long for it: then it
+        # stays among the headers, like the rest of the metadata.
+        content_type = message.metadata["content-type"]
+        fits = len(content_type.encode()) <= SHORTSTR
         body = aio_pika.Message(
             message.body,
-            headers={k: v for k, v in message.metadata.items() if k != "content-type"},
-            content_type=message.metadata["content-type"],
+            headers={k: v for k, v in message.metadata.items() if k != "content-type" or not fits},
+            content_type=content_type if fits else None,
             message_id=message.event_id,
             timestamp=datetime.fromtimestamp(message.timestamp, UTC),
             type=event_type if 0 < len(event_type.encode()) <= SHORTSTR else None,

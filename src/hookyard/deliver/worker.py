@@ -41,6 +41,7 @@ class Worker:
         self._writes: set[asyncio.Task[None]] = set()
         self._retry_in: float | None = None  # see Claimed.retry_in
         self._main: asyncio.Task[None] | None = None
+        self._work = state.work_ready.latch()
 
     def start(self) -> None:
         self._main = asyncio.create_task(self._run(), name="hookyard-worker")
@@ -48,7 +49,7 @@ class Worker:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let attempts under way finish for `grace` seconds, give back the rest."""
         self._stopping = True
-        self.state.work_ready.set()
+        self._work.set()
         if self._main is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
@@ -84,7 +85,7 @@ class Worker:
 
     async def _run(self) -> None:
         while not self._stopping:
-            self.state.work_ready.clear()
+            self._work.clear()
             self._slot_released.clear()
             try:
                 paces, total = self._claim_paces()
@@ -111,7 +112,7 @@ class Worker:
                 log.exception("worker could not claim deliveries; retrying in 1s")
                 timeout = 1.0
             waiters = [
-                asyncio.ensure_future(self.state.work_ready.wait()),
+                asyncio.ensure_future(self._work.wait()),
                 asyncio.ensure_future(self._slot_released.wait()),
             ]
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -145,7 +146,15 @@ class Worker:
             self._slot_released.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._release_slot(self._tasks.pop(task))
+        claim = self._tasks.pop(task)
+        self._release_slot(claim)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "delivery attempt of %s failed unexpectedly",
+                claim.delivery_id,
+                exc_info=task.exception(),
+                extra={"delivery_id": claim.delivery_id, "event_id": claim.event_id},
+            )
 
     async def _attempt(self, claim: Claim, event: EventData | None) -> None:
         gateway = self.state.gateway

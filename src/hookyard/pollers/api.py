@@ -26,6 +26,34 @@ class PageError(Exception):
     """A response that is not the page the configuration describes."""
 
 
+class PassGuard:
+    """Ends a pass that would page forever: the API leads back to a page fetched already in
+    this pass, or a page lists exactly the items of the page before (an API that ignores the
+    page parameter)."""
+
+    def __init__(self) -> None:
+        self._fetched: set[str] = set()
+        self._previous: list[str] = []
+
+    def fetching(self, url: str, shown: str) -> None:
+        if url in self._fetched:
+            raise _endless(f"the API led back to {shown}, fetched already in this pass")
+        self._fetched.add(url)
+
+    def listed(self, page: Page, shown: str) -> None:
+        ids = [item.id for item in page.items]
+        if ids and ids == self._previous and page.next_url is not None:
+            raise _endless(f"{shown} lists the same items as the page before it")
+        self._previous = ids
+
+
+def _endless(what: str) -> PageError:
+    return PageError(
+        f"{what}; check the source's pagination settings (pagination, page_param,"
+        " limit_param, page_size) against the API"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Resolved secrets of [api.auth]; never logged (repr hides them)."""

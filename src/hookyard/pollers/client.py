@@ -36,6 +36,15 @@ class RestError(Exception):
     """A call that did not succeed: the run ends and is tried again later (backing off)."""
 
 
+class RateLimited(RestError):
+    """The API asked for a pause longer than a run waits (MAX_WAIT): no call goes before
+    `resume_at` (unix seconds), and the source's next run starts then."""
+
+    def __init__(self, message: str, resume_at: float) -> None:
+        super().__init__(message)
+        self.resume_at = resume_at
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -69,6 +78,8 @@ class RestClient:
         self._counts = counts  # (source, result) for /metrics
         self._token: tuple[str, float] | None = None  # OAuth 2 access token, expiry
         self._not_before = 0.0  # no call before this time (rate limit reset, Retry-After)
+        self._resume_at = 0.0  # unix seconds: a pause too long to wait out in a run
+        self._paused_why = ""
         # The budget as a steady rate with a burst of one second's worth (at least one call):
         # a minute's budget spent in one burst could trip the provider's own limits.
         budget = api.config.calls_per_minute
@@ -79,9 +90,15 @@ class RestClient:
         self._pace = asyncio.Lock()
 
     async def get(
-        self, url: str, calls: Calls, validators: tuple[str | None, str | None] | None = None
+        self,
+        url: str,
+        calls: Calls,
+        validators: tuple[str | None, str | None] | None = None,
+        *,
+        gone_ok: bool = False,
     ) -> Response:
-        """GET a page or object: 200 or 304 (when validators are given), else RestError."""
+        """GET a page or object: 200 or 304 (when validators are given), 404 and 410 too with
+        `gone_ok`, else RestError."""
         headers = dict(self.api.headers)
         if validators is not None:
             etag, last_modified = validators
@@ -92,6 +109,12 @@ class RestClient:
         failures = waits = 0
         refreshed = False
         while True:
+            if time.time() < self._resume_at:
+                raise RateLimited(
+                    f"{self._paused_why}: no call until "
+                    + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._resume_at)),
+                    self._resume_at,
+                )
             await self._wait_turn()
             try:
                 response = await self._call(url, headers, calls)
@@ -101,7 +124,11 @@ class RestClient:
                 self._counts[self.api.source, "error"] += 1
             else:
                 status = response.status
-                if status == 200 or (status == 304 and validators is not None):
+                if (
+                    status == 200
+                    or (status == 304 and validators is not None)
+                    or (gone_ok and status in (404, 410))
+                ):
                     self._counts[self.api.source, "ok" if status == 200 else "not_modified"] += 1
                     if status == 304:
                         calls.not_modified += 1
@@ -211,10 +238,13 @@ class RestClient:
         self._hold(max(wait, 0.0), "rate limit window exhausted")
 
     def _hold(self, wait: float, why: str) -> None:
-        if wait > MAX_WAIT:
-            raise RestError(f"{why}: waiting {wait:.0f}s is longer than a run may wait")
+        """No call for `wait` seconds: waited out within the run, or, if longer than a run
+        waits, the run ends (RateLimited at the next call) and the next run starts then."""
         log.info("%s: %s, next call in %.1fs", self.api.source, why, wait)
-        self._not_before = max(self._not_before, time.monotonic() + wait)
+        if wait > MAX_WAIT:
+            self._resume_at, self._paused_why = time.time() + wait, why
+        else:
+            self._not_before = max(self._not_before, time.monotonic() + wait)
 
     async def _wait_turn(self) -> None:
         """Wait for the rate-limit hold and the source's budget of calls per minute."""

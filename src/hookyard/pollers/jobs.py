@@ -19,7 +19,14 @@ from hookyard.gateway import Source
 from hookyard.ids import new_id
 from hookyard.ingest import lazy_json
 from hookyard.models import Accepted, NewEvent, Origin
-from hookyard.pollers.api import Item, Page, RestApi, object_key, webhook_object_key
+from hookyard.pollers.api import (
+    Item,
+    Page,
+    PassGuard,
+    RestApi,
+    object_key,
+    webhook_object_key,
+)
 from hookyard.pollers.client import Calls, RestClient, strip_credentials
 from hookyard.state import AppState
 from hookyard.store import queries
@@ -127,8 +134,11 @@ class WindowJob(Job):
         checkpoint = self.checkpoint
         since, until = self.window()
         url = checkpoint.get("next") or self.api.first_url(since, until)
+        guard = PassGuard()
         while url is not None:
+            guard.fetching(url, self.client.shown(url))
             page = await self.get_page(url)
+            guard.listed(page, self.client.shown(url))
             wanted = [item for item in page.items if _within(item, since, until)]
             # Seen: emitted by this side before, or carried by a webhook.
             keys = {

@@ -25,7 +25,7 @@ from croniter import croniter
 
 from hookyard.config import PollConfig
 from hookyard.models import NewEvent, Origin
-from hookyard.pollers.api import Item, Page
+from hookyard.pollers.api import Item, Page, PassGuard
 from hookyard.pollers.jobs import Job
 from hookyard.store.rest import Remembered
 
@@ -77,7 +77,9 @@ class PollJob(Job):
         validators = checkpoint.get("validators")
         conditional = validators if not resume and validators and validators[0] == url else None
         first = url
+        guard = PassGuard()
         while True:
+            guard.fetching(url, self.client.shown(url))
             response = await self.client.get(
                 url, self.calls, (conditional[1], conditional[2]) if conditional else None
             )
@@ -86,6 +88,7 @@ class PollJob(Job):
                 await self.commit([], finished=True, next_run_at=self.next_run())
                 return
             page = self.api.parse(url, response.body, response.links)
+            guard.listed(page, self.client.shown(url))
             for item in page.items:
                 if item.updated is not None and (newest is None or item.updated > newest):
                     newest = item.updated
@@ -116,9 +119,11 @@ class PollJob(Job):
         unchanged_pages: set[str] = set()
         listed: list[str] = []
         url: str | None = self.api.first_url()
+        guard = PassGuard()
         while url is not None:
             key = self.stored_url(url)
             assert key is not None
+            guard.fetching(key, self.client.shown(url))
             listed.append(key)
             stored = stored_pages.get(key)
             response = await self.client.get(url, self.calls, stored[:2] if stored else None)
@@ -127,6 +132,7 @@ class PollJob(Job):
                 url = stored[2]
                 continue
             page = self.api.parse(url, response.body, response.links)
+            guard.listed(page, self.client.shown(url))
             seen.update(item.id for item in page.items)
             remembered = (*validators_of(response.headers), self.stored_url(page.next_url))
             pages = [(key, *remembered)] if conditional and remembered != stored else []
@@ -142,6 +148,7 @@ class PollJob(Job):
                 if item_id not in seen and page_url not in unchanged_pages
             ]
             after = chunk[-1][0]
+        gone = [(item_id, n) for item_id, n in gone if await self._really_gone(item_id)]
         events = [] if self.baseline else [self._deleted(item_id, n) for item_id, n in gone]
         await self.commit(
             events,
@@ -152,6 +159,16 @@ class PollJob(Job):
             finished=True,
             next_run_at=self.next_run(),
         )
+
+    async def _really_gone(self, item_id: str) -> bool:
+        """Whether an item missing from the listing is deleted. A list that shifts while it is
+        paged through (an item updated to the top of a list sorted by update time, one
+        deleted from an earlier page) hides items that still exist: with `object_url` set, the
+        object's own 404 or 410 confirms it; without, missing is taken as deleted."""
+        if self.api.config.object_url is None:
+            return True
+        response = await self.client.get(self.api.object_url(item_id), self.calls, gone_ok=True)
+        return response.status in (404, 410)
 
     def _deleted(self, item_id: str, changes: int) -> NewEvent:
         payload = orjson.dumps({"id": item_id, "deleted": True})

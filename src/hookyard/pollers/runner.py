@@ -11,7 +11,7 @@ import time
 
 from hookyard.deliver.egress import GuardedSession
 from hookyard.gateway import Source
-from hookyard.pollers.client import RestClient
+from hookyard.pollers.client import RateLimited, RestClient
 from hookyard.pollers.jobs import JOBS, LEASE, Job
 from hookyard.pollers.poll import PollJob
 from hookyard.state import AppState
@@ -136,6 +136,8 @@ class Pollers:
             log.warning("%s", exc)
         except Exception as exc:
             wait = min(job.retry_base() * 2 ** min(run.failures, 16), MAX_BACKOFF)
+            if isinstance(exc, RateLimited):  # the provider said when: not a second earlier
+                wait = max(wait, exc.resume_at - time.time())
             error = job.client.redact(str(exc) or type(exc).__name__)
             log.warning(
                 "%s %s failed (%d in a row), next run in %.0fs: %s",

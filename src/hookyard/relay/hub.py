@@ -71,7 +71,9 @@ class RelayHub:
         destination = self.state.gateway.destinations[name]
         deadline = time.monotonic() + min(wait, MAX_WAIT)
         pace = Pace(limit, destination.concurrency, destination.rate_limit)
+        work = self.state.work_ready.latch()
         while True:
+            work.clear()  # before the claim: work committed during it wakes the wait below
             claimed = await store.claim({name: pace}, limit, lease)
             if claimed.claims:
                 return await self._messages(claimed.claims)
@@ -82,7 +84,7 @@ class RelayHub:
             # store's notifications); polling covers the rest: a retry falling due, a lease
             # running out.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.state.work_ready.wait(), min(remaining, 0.5))
+                await asyncio.wait_for(work.wait(), min(remaining, 0.5))
             if allowed is not None and not await allowed():
                 return None
 

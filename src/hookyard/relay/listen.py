@@ -211,7 +211,7 @@ class Listener:
                     result["retry_after"] = parse_retry_after(
                         response.headers.get("retry-after"), time.time()
                     )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:  # any failure is this attempt's result, reported like others
             result["error"] = f"{type(exc).__name__}: {exc}".rstrip(": ")[:1000]
         result["duration_ms"] = (time.perf_counter() - started) * 1000
         self._show(delivery, result)

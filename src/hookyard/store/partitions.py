@@ -34,6 +34,9 @@ log = logging.getLogger("hookyard.retention")
 AHEAD = 3  # spans created ahead of the current one, at least
 MAX_AHEAD = 24  # and at most, however long the sweep interval is next to the span
 LOCK_TIMEOUT = "100ms"
+# Undoing a creation given up must not itself be given up: its constraint would refuse the
+# span's rows in events_default once the span began. It may wait this long for its lock.
+UNDO_LOCK_TIMEOUT = "10s"
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired: the table was busy, try next sweep
 _NAME = re.compile(r"^events_p\d{8}_\d{6}$")
 _STAMP = "%Y%m%d_%H%M%S"
@@ -81,13 +84,19 @@ class _Postponed(Exception):
 
 
 @contextlib.contextmanager
-def _transaction(conn: Conn, what: str) -> Iterator[None]:
-    """A transaction whose lock waits end after LOCK_TIMEOUT. A database error rolls it back,
-    is logged and becomes _Postponed. A busy table is routine (info); any other error would
-    repeat every sweep, so it is a warning."""
+def _transaction(
+    conn: Conn, what: str, *, lock_timeout: str = LOCK_TIMEOUT, until: float | None = None
+) -> Iterator[None]:
+    """A transaction whose lock waits end after `lock_timeout`, and whose statements are
+    cancelled at `until` (unix seconds), if given. A database error rolls it back, is logged
+    and becomes _Postponed. A busy table is routine (info); any other error would repeat
+    every sweep, so it is a warning."""
     conn.execute("BEGIN")
     try:
-        conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+        if until is not None:
+            left_ms = max(1, int((until - time.time()) * 1000))
+            conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
         yield
     except psycopg.Error as exc:
         conn.execute("ROLLBACK")
@@ -130,9 +139,13 @@ def create_ahead(conn: Conn, now: float, span: float, interval: float) -> list[s
                     f"ALTER TABLE events_default ADD CONSTRAINT {absent}"
                     f" CHECK (id < '{part.low}' OR id >= '{part.high}') NOT VALID"
                 )
-            with _transaction(conn, f"checking events_default for {part.name}"):
+            # The constraint refuses the span's rows in events_default: it must be replaced by
+            # the attached partition, or undone, before any process's clock reaches the span.
+            # (VALIDATE scans all of events_default, which can take long after an upgrade.)
+            deadline = part.start - margin
+            with _transaction(conn, f"checking events_default for {part.name}", until=deadline):
                 conn.execute(f"ALTER TABLE events_default VALIDATE CONSTRAINT {absent}")
-            with _transaction(conn, f"attaching {part.name}"):
+            with _transaction(conn, f"attaching {part.name}", until=deadline):
                 conn.execute(
                     f"ALTER TABLE events ATTACH PARTITION {part.name}"
                     f" FOR VALUES FROM ('{part.low}') TO ('{part.high}')"
@@ -140,7 +153,8 @@ def create_ahead(conn: Conn, now: float, span: float, interval: float) -> list[s
                 conn.execute(f"ALTER TABLE events_default DROP CONSTRAINT {absent}")
             created.append(part.name)
         except _Postponed:
-            with contextlib.suppress(_Postponed), _transaction(conn, f"undoing {part.name}"):
+            undoing = _transaction(conn, f"undoing {part.name}", lock_timeout=UNDO_LOCK_TIMEOUT)
+            with contextlib.suppress(_Postponed), undoing:
                 conn.execute(f"ALTER TABLE events_default DROP CONSTRAINT IF EXISTS {absent}")
                 conn.execute(f"DROP TABLE IF EXISTS {part.name}")
     return created
@@ -159,7 +173,8 @@ def _undo_unfinished(conn: Conn) -> None:
         " AND relkind = 'r' AND NOT relispartition AND relname LIKE 'events\\_p%'"
     ).fetchall()
     for (name,) in constraints:
-        with contextlib.suppress(_Postponed), _transaction(conn, f"removing {name}"):
+        removing = _transaction(conn, f"removing {name}", lock_timeout=UNDO_LOCK_TIMEOUT)
+        with contextlib.suppress(_Postponed), removing:
             conn.execute(f"ALTER TABLE events_default DROP CONSTRAINT IF EXISTS {name}")
     for (name,) in tables:
         if _NAME.match(name):

@@ -38,7 +38,12 @@ INSERT_REQUEST = (
     "INSERT INTO requests (id, source, received_at, method, path, query, headers, peer, body,"
     " state, next_attempt_at) VALUES "
 )
-INSERT_EVENT = "INSERT INTO events VALUES "
+# Every INSERT names its columns: during a rolling upgrade, older processes keep writing
+# after a migration added a column.
+INSERT_EVENT = (
+    "INSERT INTO events (id, source, origin, request_id, received_at, provider_event_id,"
+    " event_type, dedup_key, content_type, payload, payload_size, trace_context) VALUES "
+)
 INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, event_id, destination, status, next_attempt_at, created_at,"
     " updated_at, ordering_key) VALUES "
@@ -501,18 +506,26 @@ def settle_hints(
 ) -> list[list[Accepted]]:
     """Record fetched hints: (request id, the event's rows or None, error, next attempt). With
     rows, the event is stored (deduplicated like any) and the request accepted; without, it
-    waits for its next attempt, or has failed when there is none."""
+    waits for its next attempt, or has failed when there is none. A hint whose fetched events
+    are all duplicates goes, like a duplicate webhook's request: no event would ever lead
+    retention to it."""
     fetched = [rows for _, rows, _, _ in outcomes if rows is not None]
     accepted = iter(ingest(conn, fetched))
     results = []
     for request_id, rows, error, next_at in outcomes:
-        state = "accepted" if rows is not None else "pending" if next_at is not None else "failed"
-        conn.execute(
-            "UPDATE requests SET state = ?, next_attempt_at = ?, last_error = ?"
-            " WHERE id = ? AND state = 'pending'",  # a late second fetch changes nothing
-            (state, next_at, error, request_id),
-        )
-        results.append(next(accepted) if rows is not None else [])
+        outcome = next(accepted) if rows is not None else []
+        if outcome and all(a.duplicate for a in outcome):
+            conn.execute("DELETE FROM requests WHERE id = ? AND state = 'pending'", (request_id,))
+        else:
+            state = (
+                "accepted" if rows is not None else "pending" if next_at is not None else "failed"
+            )
+            conn.execute(
+                "UPDATE requests SET state = ?, next_attempt_at = ?, last_error = ?"
+                " WHERE id = ? AND state = 'pending'",  # a late second fetch changes nothing
+                (state, next_at, error, request_id),
+            )
+        results.append(outcome)
     return results
 
 
@@ -532,7 +545,10 @@ def release(conn: Conn, batches: Sequence[list[Claim]]) -> list[None]:
     return [None] * len(batches)
 
 
-INSERT_ATTEMPT = "INSERT INTO attempts VALUES "
+INSERT_ATTEMPT = (
+    "INSERT INTO attempts (id, delivery_id, event_id, destination, number, started_at,"
+    " duration_ms, status_code, response_excerpt, error, replay) VALUES "
+)
 
 
 def _finish_sql(rows: int) -> str:
@@ -775,7 +791,8 @@ def record_rejected(conn: Conn, batches: Sequence[tuple[list[Rejected], int]]) -
     keep = batches[-1][1]
     for rows, _ in batches:
         conn.executemany(
-            "INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rejected (id, source, received_at, status, code, reason, method, path,"
+            " query, headers, peer, body, body_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     r.id,
@@ -886,7 +903,11 @@ AUDIT_COLUMNS = ("id", "at", "token_id", "token_name", "action", "target", "deta
 
 
 def record_audit(conn: Conn, entries: Sequence[tuple[Any, ...]]) -> list[None]:
-    insert_rows(conn, "INSERT INTO audit VALUES ", [(new_id("aud"), *e) for e in entries])
+    insert_rows(
+        conn,
+        "INSERT INTO audit (id, at, token_id, token_name, action, target, detail) VALUES ",
+        [(new_id("aud"), *e) for e in entries],
+    )
     return [None] * len(entries)
 
 

@@ -134,10 +134,13 @@ def _remember(conn: Conn, change: RestCommit) -> None:
     """The items' and pages' new state."""
     source = change.source
     if change.items:
+        # One row per item: a page listing an item twice (PostgreSQL refuses to upsert a row
+        # twice in one statement) keeps the last.
+        items = {item[0]: item for item in change.items}
         queries.insert_rows(
             conn,
             "INSERT INTO rest_items (source, item_id, fingerprint, changes, page) VALUES ",
-            [(source, *item) for item in change.items],
+            [(source, *item) for item in items.values()],
             " ON CONFLICT (source, item_id) DO UPDATE SET fingerprint = excluded.fingerprint,"
             " changes = excluded.changes, page = excluded.page",
         )
