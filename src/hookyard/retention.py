@@ -88,14 +88,16 @@ async def _sweep(state: AppState, now: float, removed: Counter[str]) -> None:
     hint_cutoffs = {}  # by source: failed hints (requests without events) older than this go
     for source in sorted(set(configured) | set(await store.stored_sources())):
         events_age, payloads_age = ages(source)
+        events_kept = ""  # events before this id went
         if events_age is not None:
-            cutoff = _whole_spans(id_floor("evt", now - events_age), spans)
-            await _remove_events(state, source, cutoff, removed)
+            events_kept = _whole_spans(id_floor("evt", now - events_age), spans)
+            await _remove_events(state, source, events_kept, removed)
             hint_cutoffs[source] = id_floor("req", now - events_age)
         else:
             hint_cutoffs[source] = ""  # kept forever
-        if payloads_age is not None and payloads_age != events_age:  # else nothing is left
-            await _strip_payloads(state, source, id_floor("evt", now - payloads_age), removed)
+        payloads_kept = "" if payloads_age is None else id_floor("evt", now - payloads_age)
+        if payloads_kept > events_kept:  # payloads of events kept (waiting for their span)
+            await _strip_payloads(state, source, payloads_kept, removed)
     default_age = settings.retention.for_source(None)[0]
     default = "" if default_age is None else id_floor("req", now - default_age)
     await _walk(

@@ -234,6 +234,7 @@ async def test_a_span_partly_past_its_age_waits_to_go_whole(hookyard_factory, re
         # The cutoff (2 s ago) is inside the span, past these events: they wait for the rest.
         early = (await sweep(hy))["last_sweep"]["removed"]
         assert early.get("events", 0) == 0 and span.name in partition_names(hy)
+        assert early.get("payloads") == 3  # their payloads, though, are past their age
         await asyncio.sleep(max(0.0, span.end + 2.2 - time.time()))
         for _ in until_deadline():
             late = (await sweep(hy))["last_sweep"]["removed"]

@@ -166,6 +166,17 @@ async def test_payloads_can_go_before_their_events_per_source(hookyard_factory, 
         usage = {row["source"]: row for row in again["usage"]["sources"]}
         assert usage["open"]["events"] == 2 and usage["open"]["payload_bytes"] == len(b"fresh")
         assert usage["github"]["payload_bytes"] == len(body)
+        # An imported event keeps its id, older than the mark: the pass goes back for it.
+        made = time.time() - 3600
+        imported = {
+            "id": id_floor("evt", made)[:-1] + "1", "source": "open", "origin": "webhook",
+            "received_at": made, "provider_event_id": None, "event_type": None,
+            "dedup_key": None, "content_type": None, "payload_base64": "b2xk",
+        }  # fmt: skip
+        async with hy.api() as api:
+            loaded = await api.post("/api/v1/events/import", content=json.dumps(imported))
+            assert loaded.json() == {"imported": 1, "skipped": 0}
+        assert (await sweep(hy))["last_sweep"]["removed"]["payloads"] == 1
 
 
 async def test_delivery_history_and_the_rejected_log_are_bounded_by_age(hookyard_factory, receiver):

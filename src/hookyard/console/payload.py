@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 from hookyard.gateway import CREDENTIAL_PARAMS, REDACTED, redact_query
 
@@ -57,11 +58,38 @@ def _masked(document: Any, secrets: set[str]) -> Any:
     return document
 
 
-def _mask_raw(text: str, secrets: set[str]) -> str:
+def _mask_raw(text: str, secrets: set[str], *, encoded: bool = False) -> str:
+    """`text` with each secret's JSON form masked (and its URL-encoded forms, in a form)."""
     for secret in sorted(secrets, key=len, reverse=True):  # longest first: no partial leftovers
         if len(secret) >= MASKED_IN_RAW:
-            text = text.replace(json.dumps(secret)[1:-1], REDACTED)
+            escaped = json.dumps(secret)[1:-1]
+            forms = {escaped}
+            if encoded:
+                forms |= {quote_plus(escaped), quote(escaped, safe="")}
+            for form in forms:
+                text = text.replace(form, REDACTED)
     return text
+
+
+# A credential field with a string value in JSON text, for payloads too long to parse whole.
+_FIELD = re.compile(
+    r'("(?:' + "|".join(map(re.escape, sorted(CREDENTIAL_FIELDS))) + r')"\s*:\s*")'
+    r'(?:[^"\\]|\\.)*(")',
+    re.IGNORECASE,
+)
+
+
+def _mask_form(text: str) -> str:
+    """A form with its credential parameters masked, and the credential fields of any JSON
+    document carried in a parameter (Slack's interactions: payload={...})."""
+    secrets: set[str] = set()
+    for _, value in parse_qsl(text):
+        if value.startswith(("{", "[")):
+            try:
+                _masked(json.loads(value), secrets)
+            except ValueError:
+                continue
+    return _mask_raw(redact_query(text), secrets, encoded=True)
 
 
 def _form(text: str) -> bool:
@@ -91,5 +119,7 @@ def view(payload: bytes | None) -> PayloadView:
             pretty = json.dumps(_masked(parsed, secrets), indent=2, ensure_ascii=False)
             return PayloadView("json", _mask_raw(text, secrets), pretty, len(payload), False)
         if _form(text):
-            return PayloadView("text", redact_query(text), None, len(payload), False)
+            return PayloadView("text", _mask_form(text), None, len(payload), False)
+    else:  # too long to parse: mask credential fields by their look
+        text = _FIELD.sub(rf"\g<1>{REDACTED}\g<2>", text)
     return PayloadView("text", text, None, len(payload), truncated)

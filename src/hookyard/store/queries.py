@@ -1171,6 +1171,16 @@ def import_events(conn: Conn, batches: Sequence[list[tuple[Any, ...]]]) -> list[
             " ON CONFLICT (id) DO NOTHING",
         )
         results.append(inserted)
+        # Imported events keep their (older) ids: retention's payload pass, which resumes
+        # after the last event it stripped, starts over for their sources.
+        oldest: dict[str, str] = {}
+        for event_id, source, *_ in rows:
+            oldest[source] = min(event_id, oldest.get(source, event_id))
+        for source, event_id in oldest.items():
+            conn.execute(
+                "DELETE FROM retention_marks WHERE source = ? AND swept_to >= ?",
+                (source, event_id),
+            )
     return results
 
 
