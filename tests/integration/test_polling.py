@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -445,6 +446,31 @@ async def test_an_item_that_moved_pages_mid_listing_is_not_deleted(
             second = await wait_run(running, first)
             assert second["last_error"] is None
             assert [e["event_type"] for e in await events(running)][5:] == []
+
+
+async def test_a_pass_cut_short_does_not_resume_on_a_host_the_source_left(
+    receiver: Receiver, hookyard_factory: Any, tmp_path: Any
+) -> None:
+    asked: list[str] = []
+
+    def old_host(request: web.Request) -> dict[str, Any]:
+        asked.append(request.query.get("page", "1"))
+        if request.query.get("page") == "2":
+            raise web.HTTPBadRequest()  # the run ends here; its checkpoint holds page 2
+        return {"results": [thing("a")], "next": str(request.url.with_query(page="2"))}
+
+    pagination = 'pagination = "next_url"\nitems = "results"'
+    async with odd_api(old_host) as old, odd_api(lambda _: {"results": [thing("b")]}) as new:
+        config = odd_config(receiver, old, pagination).replace('detect = "hash"', "")
+        async with hookyard_factory(config) as running:
+            failed = await wait_run(running, {})
+            assert "HTTP 400" in failed["last_error"] and asked == ["1", "2"]
+            (tmp_path / "hookyard.toml").write_text(textwrap.dedent(config.replace(old, new)))
+            assert running.service.reload()
+            recovered = await run_job(running)
+            assert recovered["last_error"] is None and asked == ["1", "2"]
+            documents = await payloads(running, await events(running))
+            assert [d["id"] for d in documents] == ["a", "b"]
 
 
 async def test_an_api_that_ignores_the_page_parameter_ends_the_pass(

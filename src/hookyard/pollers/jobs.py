@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import orjson
+from yarl import URL
 
 from hookyard.gateway import Source
 from hookyard.ids import new_id
@@ -121,6 +122,19 @@ class Job(abc.ABC):
         """A URL fit to store: an API key in its query string is not kept."""
         return None if url is None else strip_credentials(url, self.api.credentials)
 
+    def resumable(self, url: str | None) -> str | None:
+        """A stored page to resume from, unless a reload moved the source's API to another
+        origin since (the credentials go with every call: never to the old host); then the
+        pass starts over."""
+        if url is None or URL(url).origin() == URL(self.api.config.url).origin():
+            return url
+        log.warning(
+            "%s %s: the stored page is not on the configured API's host any more; starting over",
+            self.source.name,
+            self.run.job,
+        )
+        return None
+
 
 class WindowJob(Job):
     """Lists the objects updated in a time window, page by page, and emits the versions the
@@ -133,7 +147,7 @@ class WindowJob(Job):
     async def execute(self) -> None:
         checkpoint = self.checkpoint
         since, until = self.window()
-        url = checkpoint.get("next") or self.api.first_url(since, until)
+        url: str | None = self.resumable(checkpoint.get("next")) or self.api.first_url(since, until)
         guard = PassGuard()
         while url is not None:
             guard.fetching(url, self.client.shown(url))

@@ -68,6 +68,8 @@ class PollJob(Job):
         checkpoint = self.checkpoint
         since: float | None = checkpoint.get("since")
         resume = checkpoint.get("resume")
+        if resume and not self.resumable(resume["next"]):
+            resume = None
         if resume:
             url, newest = resume["next"], resume["newest"]
         else:
