@@ -122,6 +122,26 @@ async def test_the_cookie_is_secure_behind_a_trusted_https_proxy(hookyard_factor
         assert "secure" in answer.headers["set-cookie"].lower().split("; ")
 
 
+async def test_behind_a_proxy_that_rewrites_host_the_public_url_is_the_site(
+    hookyard_factory, receiver
+):
+    """nginx sends Host: its upstream's address; the browser's Origin is the public site."""
+    public = {"origin": "https://hooks.example"}
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        refused = await hy.client.post("/console/login", data={"token": hy.token}, headers=public)
+        assert refused.status_code == 403  # without public_url: another site
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\npublic_url = "https://hooks.example"'
+    )
+    async with hookyard_factory(config) as hy:
+        answer = await hy.client.post("/console/login", data={"token": hy.token}, headers=public)
+        assert answer.status_code == 303
+        assert "secure" in answer.headers["set-cookie"].lower().split("; ")
+        evil = {"origin": "https://evil.example"}
+        still = await hy.client.post("/console/login", data={"token": hy.token}, headers=evil)
+        assert still.status_code == 403
+
+
 async def test_a_forged_action_does_nothing(hookyard_factory, receiver):
     async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
         token = await csrf(client)

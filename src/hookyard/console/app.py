@@ -78,4 +78,5 @@ def build_console(state: AppState) -> ASGIApp:
         ],
         exception_handlers=handlers,
     )
+    app.state.public_url = state.gateway.settings.server.public_url  # read at start only
     return SecurityHeaders(app)

@@ -8,6 +8,8 @@ put in a cookie.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -56,12 +58,14 @@ def auth_routes(console: Console) -> list[Route]:
         console.sessions.end(request.cookies.get(COOKIE))  # a new login replaces the old
         session_id, _ = console.sessions.create(hash_token(token))
         response = RedirectResponse(next_path, 303)
+        # Behind a proxy ending TLS, the browser's scheme is public_url's.
+        public_scheme = urlsplit(request.app.state.public_url or "").scheme
         response.set_cookie(
             COOKIE,
             session_id,
             max_age=int(LIFETIME),
             path=PREFIX,
-            secure=request.url.scheme == "https",
+            secure="https" in (request.url.scheme, public_scheme),
             httponly=True,
             samesite="strict",
         )

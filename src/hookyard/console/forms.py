@@ -33,11 +33,16 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def same_origin(request: Request) -> bool:
-    """False when the browser says the request comes from another site (or hides where from)."""
+    """False when the browser says the request comes from another site (or hides where from).
+    Behind a proxy that rewrites Host (nginx's default), the site is [server] public_url's."""
     origin = request.headers.get("origin")
     if origin is None:  # older browsers and non-browser clients; the CSRF token still applies
         return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    netloc = urlsplit(origin).netloc
+    public_url: str | None = request.app.state.public_url
+    return netloc == request.headers.get("host", "") or (
+        public_url is not None and netloc == urlsplit(public_url).netloc
+    )
 
 
 def check_csrf(request: Request, form: dict[str, str], expected: str) -> None:
