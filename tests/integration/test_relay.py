@@ -193,6 +193,23 @@ async def events_of(response: httpx.Response) -> Any:
             yield kind, json.loads(line[5:])
 
 
+async def test_a_stream_nobody_answers_ends_before_it_uses_up_the_attempts(
+    hookyard_factory: Any,
+) -> None:
+    """A client that reads but never reports (a half-open link, a stuck process): the stream
+    ends once its leases ran out twice with no result, instead of re-leasing forever."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        await running.client.post("/in/open", content=b'{"n": 1}')
+        params = {"max": 1, "lease": 1, "heartbeat": 0.3}
+        kinds = []
+        async with api.stream("GET", "/api/v1/destinations/laptop/stream", params=params) as stream:
+            async for kind, _ in events_of(stream):
+                kinds.append(kind)
+        assert kinds[-1] == "unanswered" and kinds.count("delivery") == 2
+        [delivery] = (await api.get("/api/v1/deliveries")).json()["data"]
+        assert delivery["attempts"] == 2 and delivery["status"] != "dead"
+
+
 async def test_the_stream_pushes_deliveries_within_its_bound_and_beats(
     hookyard_factory: Any,
 ) -> None:

@@ -134,7 +134,9 @@ def relay_routes(
             **errors,
             200: {
                 "description": "Server-sent events: `delivery` (data: a leased delivery, as "
-                "the lease call returns each), `heartbeat` and `revoked` (the stream ends).",
+                "the lease call returns each), `heartbeat`, and `revoked` or `unanswered` "
+                "(the stream ends: the token was revoked, or leases ran out twice with no "
+                "result between).",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
         },

@@ -99,20 +99,32 @@ class RelayHub:
         """The destination's deliveries as they fall due, never more than `limit` of this
         stream's unreported at once (a result, or a lease running out, frees its place):
         ("deliveries", messages leased together), ("heartbeat", []) after `heartbeat`
-        seconds without any, and ("revoked", []) to end when `allowed` says no more."""
+        seconds without any, and ("revoked", []) to end when `allowed` says no more. A stream
+        whose leases ran out twice with no result in between ends with ("unanswered", []): its
+        client is gone or stuck (a sleeping laptop's half-open connection), and each lease it
+        takes would only cost the deliveries an attempt."""
         # Handed out here and not yet reported: delivery id -> (lease token, lease end).
         # Results recorded by this process take their entries out at once (settle); those
         # reported to another process are looked up, every second while the stream waits
         # for room.
         outstanding: dict[str, tuple[str, float]] = {}
         self._streams.append(outstanding)
+        expected = 0  # entries after the last change this loop made: fewer means results came
+        answered = True  # a result came since leases last ran out
         try:
             quiet_since = checked_at = time.monotonic()
             while True:
                 now = time.time()
-                for delivery_id, (_, until) in list(outstanding.items()):
-                    if until <= now:  # its lease ran out: due again, for anyone
-                        del outstanding[delivery_id]
+                answered = answered or len(outstanding) < expected
+                expired = [d for d, (_, until) in outstanding.items() if until <= now]
+                for delivery_id in expired:  # its lease ran out: due again, for anyone
+                    del outstanding[delivery_id]
+                if expired:
+                    if not answered:
+                        yield "unanswered", []
+                        return
+                    answered = False
+                expected = len(outstanding)
                 until_beat = heartbeat - (time.monotonic() - quiet_since)
                 if until_beat <= 0:
                     yield "heartbeat", []
@@ -130,6 +142,7 @@ class RelayHub:
                             message["lease"],
                             message["lease_until"],
                         )
+                    expected = len(outstanding)
                     if messages:
                         yield "deliveries", messages
                         quiet_since = time.monotonic()
