@@ -272,6 +272,14 @@ class SourceConfig(_Model):
     deletion_types: list[str] = ["*.deleted"]  # webhooks that carry no new version
     retention: SourceRetention | None = None  # this source's own; else [retention]
 
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, value: float | None) -> float | None:
+        # Timestamps are whole seconds: under a second would round to 0, which means "no check".
+        if value is not None and (not math.isfinite(value) or 0 < value < 1):
+            raise ValueError("a tolerance is 0 (no timestamp check) or at least 1s")
+        return value
+
     @field_validator("object_id", "object_version")
     @classmethod
     def _paths(cls, value: str | None) -> str | None:

@@ -157,6 +157,9 @@ class Gateway:
     sources: dict[str, Source]
     destinations: dict[str, Destination]
     routes: dict[str, tuple[Route, ...]]  # by source name
+    # Every source's credential headers: redacted in what is kept of a request that reached no
+    # source (a mistyped path, a source removed by a reload).
+    credential_headers: frozenset[str] = CREDENTIAL_HEADERS
 
     @classmethod
     def build(cls, settings: Settings, base_dir: Path) -> Gateway:
@@ -176,7 +179,12 @@ class Gateway:
                 Route.build(route.source, route.destinations, route.types, route.where)
             )
         return cls(
-            settings, base_dir, sources, destinations, {k: tuple(v) for k, v in routes.items()}
+            settings,
+            base_dir,
+            sources,
+            destinations,
+            {k: tuple(v) for k, v in routes.items()},
+            CREDENTIAL_HEADERS.union(*(source.credential_headers for source in sources.values())),
         )
 
     def targets(

@@ -56,6 +56,26 @@ async def test_credentials_are_redacted_in_events_and_rejections(hookyard_factor
     assert dict(logged[0]["headers"])["cookie"] == "[redacted]"
 
 
+async def test_a_request_for_no_source_keeps_no_credential(hookyard_factory, receiver):
+    """A mistyped path (or a source a reload removed) reaches no source's own redaction: every
+    source's credential headers are masked, and any whose name says it holds one."""
+    partner = """
+        [sources.partner]
+        verify = "token"
+        token_header = "X-Partner-Pass"
+        secrets = ["p4ss-partner-0001"]
+    """
+    async with hookyard_factory(basic_config(receiver.url, extra=partner)) as hy:
+        headers = {"x-partner-pass": "p4ss-partner-0001", "x-shop-secret": "shhh-0002"}
+        missed = await hy.client.post("/in/partnr", content=b"{}", headers=headers)
+        assert missed.status_code == 404
+        await hy.service.state.rejected.flush()
+        async with hy.api() as api:
+            logged = (await api.get("/api/v1/rejected")).json()["data"]
+    assert "p4ss-partner-0001" not in str(logged) and "shhh-0002" not in str(logged)
+    assert dict(logged[0]["headers"])["x-partner-pass"] == "[redacted]"
+
+
 async def test_raw_bodies_need_the_admin_token(hookyard_factory, receiver):
     async with hookyard_factory(basic_config(receiver.url)) as hy:
         event_id = (await hy.client.post("/in/open", content=b"private")).json()["id"]

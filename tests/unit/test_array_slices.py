@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookyard.verify._common import array_slices
+from hookyard.verify._common import array_slices, batch_items
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(), max_size=8)
 values = st.recursive(
@@ -32,3 +32,14 @@ def test_slices_are_the_elements_bytes(elements, separators, indent) -> None:  #
 def test_anything_but_an_array_has_no_slices() -> None:
     for body in (b"{}", b'"[1,2]"', b"[1,2", b"", b"nul"):
         assert array_slices(body) is None
+
+
+def test_elements_orjson_refuses_still_make_a_batch_and_never_raise() -> None:
+    """Valid JSON that orjson refuses: a lone surrogate escape (what JavaScript emits when it
+    cuts an emoji in half); and nesting too deep for either parser."""
+    body = b'[{"id": "a", "type": "t\\ud800"}, {"id": "b", "type": "u"}]'
+    first, second = batch_items(body, "id", "type")
+    assert (first.event_id, first.event_type) == ("a", None)  # not storable as text
+    assert (second.event_id, second.event_type) == ("b", "u")
+    assert array_slices(b"[" * 5000 + b"]" * 5000) is None
+    assert batch_items(b"[" * 5000 + b"]" * 5000, "id", "type") == ()

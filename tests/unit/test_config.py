@@ -85,6 +85,9 @@ def test_valid_config_builds(tmp_path: Path) -> None:
             "server.max_body",
             "unit",
         ),
+        # Timestamps are whole seconds: 500 ms would round to 0, "no check".
+        (('verify = "github"', 'verify = "stripe"\ntolerance = "500ms"'), "sources.gh", "1s"),
+        (('verify = "github"', 'verify = "stripe"\ntolerance = inf'), "sources.gh", "1s"),
     ],
 )
 def test_invalid_config_names_the_key(tmp_path: Path, change, key: str, words: str) -> None:

@@ -8,6 +8,7 @@ rejected log, which is written off the commit path.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 
 from hookyard import alerts
 from hookyard.errors import IngestError, StoreError, Unavailable
-from hookyard.gateway import CREDENTIAL_HEADERS, REDACTED, Source, redact_query
+from hookyard.gateway import REDACTED, Source, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
 from hookyard.models import Accepted, NewRequest, Rejected
@@ -26,6 +27,7 @@ from hookyard.verify import Handshake, Inbound
 Scope = dict[str, Any]
 JSON = b"application/json"
 UNKNOWN_SOURCE = "(unknown)"  # how rejections for paths that name no source are logged
+_LOOKS_SECRET = re.compile(r"token|secret|password|passwd|api-?key|auth", re.IGNORECASE)
 
 
 class _TooLarge(IngestError):
@@ -236,8 +238,9 @@ class IngestApp:
         sources share one name, so made-up paths cannot grow memory or dodge sampling."""
         if not self.state.rejected.sample(name, error.code, received_at):
             return
-        source = self.state.gateway.sources.get(name)
-        shown = source.redact(headers) if source else _redact_default(headers)
+        gateway = self.state.gateway
+        source = gateway.sources.get(name)
+        shown = source.redact(headers) if source else _redact(headers, gateway.credential_headers)
         self.state.rejected.add(
             Rejected(
                 id=new_id("rej"),
@@ -257,8 +260,9 @@ class IngestApp:
         )
 
 
-def _redact_default(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, REDACTED if k in CREDENTIAL_HEADERS else v) for k, v in headers]
+def _redact(headers: list[tuple[str, str]], secret: frozenset[str]) -> list[tuple[str, str]]:
+    """Values of credential headers masked: the known ones, and any whose name says so."""
+    return [(k, REDACTED if k in secret or _LOOKS_SECRET.search(k) else v) for k, v in headers]
 
 
 def _peer(scope: Scope) -> str | None:

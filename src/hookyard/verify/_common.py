@@ -149,13 +149,19 @@ def json_object(body: bytes) -> dict[str, Any] | None:
 
 
 def json_path(doc: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | None:
-    """A string (or integer, as text) at a dotted path, else None."""
+    """A string (or integer, as text) at a dotted path, else None. A string with a lone
+    surrogate (valid JSON, not valid UTF-8) cannot be stored as an id or type: None too."""
     value: Any = doc
     for key in path:
         if not isinstance(value, dict):
             return None
         value = value.get(key)
     if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return None
         return value or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -189,7 +195,7 @@ def batch_items(body: bytes, id_key: str, type_key: str) -> tuple[Item, ...]:
         return ()
     items = []
     for raw in slices:
-        element = orjson.loads(raw)
+        element = _loads(raw)
         if not isinstance(element, dict):
             return ()
         items.append(Item(raw, json_path(element, (id_key,)), json_path(element, (type_key,))))
@@ -293,16 +299,25 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+_INVALID = object()
+
+
+def _loads(data: bytes) -> Any:
+    """JSON as Python, or _INVALID; never raises. orjson refuses integers beyond 64 bits,
+    lone surrogate escapes and nesting beyond 1,024, which JSON (and json) allow."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return _INVALID
+
+
 def array_slices(body: bytes) -> list[bytes] | None:
     """The exact bytes of each element of a JSON array body (whitespace around them trimmed),
     or None if the body is not a JSON array. Batch events keep the bytes the provider sent."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:  # orjson refuses integers beyond 64 bits; JSON allows them
-            doc = json.loads(body)
-        except ValueError:
-            return None
+    doc = _loads(body)
     if not isinstance(doc, list):
         return None
     slices: list[bytes] = []
