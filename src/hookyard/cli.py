@@ -228,9 +228,10 @@ def _base_url(url: str | None, settings: Settings | None) -> str:
     if url:
         return url.rstrip("/")
     listen = settings.server.listen if settings else "127.0.0.1:8787"
+    scheme = "https" if settings and settings.server.tls_cert else "http"
     host, port = parse_listen(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class Api:

@@ -39,6 +39,8 @@ def bootstrap_admin(store: Store, settings: Settings, base_dir: Path) -> Path | 
         # The configured token replaces any earlier configured or generated one.
         store.replace_admin_token(hash_token(token))
         return None
+    # Removed from the config (after a leak, say): the token it named must stop working.
+    store.retire_configured_admin()
     if store.has_admin_token():
         return None
     token = new_token()

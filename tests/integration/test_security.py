@@ -132,6 +132,22 @@ def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_proces
 
     assert status("hky_configured") == 200
     assert status(generated) == 401
+    # It is revoked by the config, not the API (a restart would bring it back) ...
+    headers = {"authorization": "Bearer hky_configured"}
+    tokens = httpx.get(f"{second.url}/api/v1/tokens", headers=headers, timeout=CLIENT_TIMEOUT)
+    [configured] = [t for t in tokens.json() if t["name"] == "admin (configured)"]
+    refused = httpx.delete(
+        f"{second.url}/api/v1/tokens/{configured['id']}", headers=headers, timeout=CLIENT_TIMEOUT
+    )
+    assert refused.status_code == 409 and "server.admin_token" in refused.json()["message"]
+    # ... and once the config names it no more, it stops working; a new one is generated.
+    second.stop()
+    config.write_text(config.read_text().replace('admin_token = "hky_configured"', ""))
+    third = start_serve(config)
+    serve_processes.append(third)
+    second = third
+    assert status("hky_configured") == 401
+    assert status(read_token_file(tmp_path / "hookyard.token")) == 200
 
 
 def test_sigterm_gives_leases_back(tmp_path, serve_processes):

@@ -257,3 +257,13 @@ def test_bad_retention_settings_name_their_key(tmp_path: Path, snippet: str, key
     with pytest.raises(ConfigError) as error:
         load_config(_write(tmp_path, VALID + snippet))
     assert str(error.value).startswith(key)
+
+
+def test_the_cli_speaks_https_to_a_server_serving_tls() -> None:
+    from hookyard.cli import _base_url
+    from hookyard.config import Settings
+
+    server = {"listen": "0.0.0.0:8443", "tls_cert": "tls.pem", "tls_key": "tls.pem"}
+    assert _base_url(None, Settings.model_validate({"server": server})) == "https://127.0.0.1:8443"
+    plain = Settings.model_validate({"server": {"listen": "127.0.0.1:8787"}})
+    assert _base_url(None, plain) == "http://127.0.0.1:8787"

@@ -75,11 +75,7 @@ async def render(state: AppState) -> str:
             "hookyard_oldest_due_delivery_seconds",
             "gauge",
             "Age of the oldest delivery that is due and not yet attempted, by destination.",
-            (
-                ({"destination": d}, max(0.0, now - oldest))
-                for (d, s), (_, oldest) in sorted(queue.items())
-                if s in ("pending", "retrying") and oldest is not None and oldest <= now
-            ),
+            [({"destination": d}, max(0.0, now - due)) for d, due in _oldest_due(queue, now)],
         ),
         *_family(
             "hookyard_attempts_total",
@@ -118,3 +114,15 @@ async def render(state: AppState) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _oldest_due(
+    queue: dict[tuple[str, str], tuple[int, float | None]], now: float
+) -> list[tuple[str, float]]:
+    """Per destination, when its oldest due delivery fell due (pending or retrying alike: one
+    series each)."""
+    oldest: dict[str, float] = {}
+    for (destination, status), (_, due) in queue.items():
+        if status in ("pending", "retrying") and due is not None and due <= now:
+            oldest[destination] = min(due, oldest.get(destination, due))
+    return sorted(oldest.items())

@@ -32,7 +32,7 @@ from hookyard.ingest import published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.store.queries import EXPORT_COLUMNS
-from hookyard.tokens import RESERVED_TOKEN_NAMES, hash_token, new_token
+from hookyard.tokens import CONFIGURED_ADMIN, RESERVED_TOKEN_NAMES, hash_token, new_token
 
 API_PREFIX = "/api/v1"
 
@@ -876,10 +876,19 @@ def build_api(state: AppState) -> FastAPI:
         f"{API_PREFIX}/tokens/{{token_id}}",
         status_code=204,
         tags=["tokens"],
-        responses={404: {"model": ErrorBody}},
+        responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
     )
     async def revoke_token(token_id: str, who: Annotated[Caller, Depends(admin)]) -> Response:
-        """Revoke a token; requests carrying it are refused from now on."""
+        """Revoke a token; requests carrying it are refused from now on. The admin token that
+        `server.admin_token` names is revoked by changing the config (409 here)."""
+        listed = {t["id"]: t for t in await state.store.list_tokens()}
+        if listed.get(token_id, {}).get("name") == CONFIGURED_ADMIN:
+            raise ApiError(
+                409,
+                "configured_token",
+                "this is the admin token server.admin_token names: change or remove it in the "
+                "configuration and restart, and it stops working",
+            )
         if not await state.store.revoke_token(token_id):
             raise ApiError(404, "not_found", f"no live token {token_id!r}")
         await audit(who, "token.revoke", token_id)

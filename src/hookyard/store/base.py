@@ -281,6 +281,9 @@ class BaseStore(abc.ABC):
     def replace_admin_token(self, token_hash: str) -> None:
         self.writer.call(lambda conn: queries.replace_admin_token(conn, token_hash))
 
+    def retire_configured_admin(self) -> None:
+        self.writer.call(queries.retire_configured_admin)
+
     def has_admin_token(self) -> bool:
         return queries.has_admin_token(self._reader())
 

@@ -852,6 +852,14 @@ def replace_admin_token(conn: Conn, token_hash: str) -> None:
     ensure_token(conn, CONFIGURED_ADMIN, token_hash, "admin")
 
 
+def retire_configured_admin(conn: Conn) -> None:
+    """The config no longer names an admin token: the one it named stops working."""
+    conn.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+        (time.time(), CONFIGURED_ADMIN),
+    )
+
+
 def has_admin_token(conn: Conn) -> bool:
     row = conn.execute(
         "SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked_at IS NULL LIMIT 1"
