@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEADLINE, basic_config
+from tests.conftest import DEADLINE, basic_config, until_deadline
 
 STRIPE_LIKE = """
 [sources.shop]
@@ -207,3 +207,40 @@ async def test_indexed_payload_fields_on_postgres_are_built_used_and_dropped(tmp
     async with run_hookyard(path):
         pass  # a field no longer configured loses its index
     assert query_database(tmp_path, indexes + " AND schemaname = current_schema()") == []
+
+
+async def test_replaying_what_died_sends_it_only_where_it_died_and_only_once(
+    hookyard_factory, receiver
+):
+    failing = True
+    receiver.behaviour = lambda item: 500 if failing and item.path.endswith("/flaky") else 204
+    flaky = f"""
+        [destinations.flaky]
+        url = "{receiver.url}/flaky"
+        retry_schedule = ["0", "100ms"]
+        jitter = 0
+
+        [[routes]]
+        source = "open"
+        destination = "flaky"
+    """
+    async with hookyard_factory(basic_config(receiver.url, extra=flaky)) as hy, hy.api() as api:
+        await hy.client.post("/in/open", content=b"{}")
+        await receiver.wait_for(1 + 2)  # app once, flaky twice: dead
+        for _ in until_deadline():
+            if await _ids(api, status="dead"):
+                break
+            await asyncio.sleep(0.05)
+        failing = False
+        dead = {"status": "dead"}
+        first = (await api.post("/api/v1/events/replay", json=dead)).json()
+        assert first["deliveries"] == 1  # to flaky alone: app had it
+        await receiver.wait_for(4)
+        assert receiver.received[-1].path.endswith("/flaky")
+        for _ in until_deadline():  # the replay's success is recorded
+            deliveries = (await api.get("/api/v1/deliveries")).json()["data"]
+            if sum(d["status"] == "succeeded" for d in deliveries) == 2:
+                break
+            await asyncio.sleep(0.05)
+        again = (await api.post("/api/v1/events/replay", json=dead)).json()
+        assert again["deliveries"] == 0  # it died, then arrived: nothing to send again

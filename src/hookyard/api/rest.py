@@ -647,7 +647,8 @@ def build_api(state: AppState) -> FastAPI:
         )
         ids = [row["id"] for row in rows]
         configured = list(state.gateway.destinations)
-        created = await state.store.replay(ids, to, configured) if ids else 0
+        # With a status, only the deliveries in it go again (not the ones that succeeded).
+        created = await state.store.replay(ids, to, configured, body.status) if ids else 0
         if created:
             state.work_ready.set()
         await audit(

@@ -174,11 +174,16 @@ class BaseStore(abc.ABC):
         return count
 
     async def replay(
-        self, event_ids: list[str], destination: str | None, configured: list[str]
+        self,
+        event_ids: list[str],
+        destination: str | None,
+        configured: list[str],
+        status: str | None = None,
     ) -> int:
-        """New deliveries of these events (to configured destinations); returns how many."""
+        """New deliveries of these events (to configured destinations; with `status`, only
+        where a delivery has it); returns how many."""
         created: int = await self.writer.run(
-            queries.replay, (event_ids, destination, frozenset(configured))
+            queries.replay, (event_ids, destination, frozenset(configured), status)
         )
         return created
 

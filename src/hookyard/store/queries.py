@@ -714,24 +714,38 @@ def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
 
 def replay(
     conn: Conn,
-    requests: Sequence[tuple[list[str], str | None, frozenset[str]]],
+    requests: Sequence[tuple[list[str], str | None, frozenset[str], str | None]],
 ) -> list[int]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
     still configured that they were delivered to before (keeping each delivery's ordering
-    key). Returns how many."""
+    key). With a `status`, only where a delivery has that status and none to the same
+    destination succeeded since (a replay of what died, run twice, sends nothing twice).
+    Returns how many."""
     now = time.time()
     created = []
-    for requested, destination, configured in requests:
+    for requested, destination, configured, status in requests:
         event_ids = _sendable(conn, requested)  # retention removed the others' bytes
         rows = []
         only = "" if destination is None else " AND d.destination = ?"
+        if status is None:
+            which = " AND d.replay = 0"
+        else:
+            which = (
+                f" AND {_delivery_status('d')} = ? AND NOT EXISTS (SELECT 1 FROM deliveries later"
+                " WHERE later.event_id = d.event_id AND later.destination = d.destination"
+                " AND later.id > d.id AND later.status = 'succeeded')"
+            )
         for start in range(0, len(event_ids), 10_000):
             chunk = event_ids[start : start + 10_000]
             rows += conn.execute(
                 "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM events e"
-                f" LEFT JOIN deliveries d ON d.event_id = e.id AND d.replay = 0{only}"
+                f" LEFT JOIN deliveries d ON d.event_id = e.id{which}{only}"
                 f" WHERE e.id IN {in_list(chunk)}",
-                [*([] if destination is None else [destination]), *chunk],
+                [
+                    *([] if status is None else [status]),
+                    *([] if destination is None else [destination]),
+                    *chunk,
+                ],
             ).fetchall()
         targets = {
             (event_id, name or destination, key)
