@@ -38,11 +38,23 @@ async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver, 
         first_id = orjson.loads(lines[1])["id"]
         raw = await api.get(f"/api/v1/events/{first_id}/raw")
         broken = await api.post("/api/v1/events/import", content=b'{"id": "evt_x"}\n')
+        # Valid shapes that would break the log: an id from the far future (it would top every
+        # list and never expire), a time overflowing a date, a NUL PostgreSQL refuses.
+        first = orjson.loads(lines[0])
+        odd = [
+            await api.post("/api/v1/events/import", content=orjson.dumps({**first, **change}))
+            for change in (
+                {"id": "evt_7ZZZZZZZZZZZZZZZZZZZZZZZZZ"},
+                {"received_at": 1e20},
+                {"event_type": "a\u0000b"},
+            )
+        ]
         later_bad = lines[0].replace(b'"origin":"webhook"', b'"origin":"mars"')
         mixed = await api.post("/api/v1/events/import", content=b"\n".join([*lines[:2], later_bad]))
     assert reexported == exported  # the same ids, times, types and bytes
     assert raw.content == bodies[1] and raw.headers["content-type"] == "x/y"
     assert broken.status_code == 422
+    assert [answer.status_code for answer in odd] == [422, 422, 422]
     assert "line 1" in broken.json()["message"]
     assert mixed.status_code == 422  # line 3 is bad; lines 1 and 2 were already here
     assert "line 3" in mixed.json()["message"]

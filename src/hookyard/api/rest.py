@@ -14,13 +14,13 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookyard import __version__
@@ -28,6 +28,7 @@ from hookyard.api.metrics import render as render_metrics
 from hookyard.config import FIELD_PATH, redact_destination_url
 from hookyard.deliver.control import set_state
 from hookyard.errors import StoreError
+from hookyard.ids import id_time
 from hookyard.ingest import published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
@@ -35,6 +36,7 @@ from hookyard.store.queries import EXPORT_COLUMNS
 from hookyard.tokens import CONFIGURED_ADMIN, RESERVED_TOKEN_NAMES, hash_token, new_token
 
 API_PREFIX = "/api/v1"
+IMPORT_CLOCK_SKEW = 86400.0  # seconds an imported event may seem to come from the future
 
 log = logging.getLogger("hookyard.api")
 
@@ -325,6 +327,20 @@ class ExportedEvent(BaseModel):
     dedup_key: str | None
     content_type: str | None
     payload_base64: str | None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        # Ids sort by time, and lists, time filters and retention read the time from the id:
+        # an id from the future would top every list and never expire.
+        latest = time.time() + IMPORT_CLOCK_SKEW
+        if id_time(self.id) > latest:
+            raise ValueError("its id was made in the future")
+        if self.received_at > latest:
+            raise ValueError("received_at is in the future")
+        texts = (self.source, self.provider_event_id, self.event_type, self.dedup_key)
+        if any(text is not None and "\x00" in text for text in (*texts, self.content_type)):
+            raise ValueError("a text field holds a NUL character")  # PostgreSQL refuses it
+        return self
 
 
 class BadImportLine(Exception):
