@@ -270,7 +270,14 @@ async def serve(config_path: Path | None, overrides: dict[str, Any]) -> None:
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    serving = asyncio.create_task(server.serve())
+
+    async def serve_http() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's way to say it cannot listen (it logged why)
+            raise OSError(f"could not listen on {settings.server.listen} (see above)") from None
+
+    serving = asyncio.create_task(serve_http())
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if server.started:

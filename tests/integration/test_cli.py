@@ -319,3 +319,17 @@ def test_an_old_database_is_migrated_by_the_command_not_by_serve_when_told(
     assert f"schema version 7 -> version {SCHEMA_VERSION}" in done.stdout, done.stderr
     server = start_serve(config)
     server.stop()
+
+
+def test_serve_on_a_taken_port_says_so_and_exits_1(tmp_path: Path) -> None:
+    import socket
+
+    config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listen = f"127.0.0.1:{port}"
+        done = hookyard("serve", "--config", str(config), "--listen", listen, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "cannot start: could not listen on 127.0.0.1:" in done.stderr

@@ -547,7 +547,7 @@ def build_api(state: AppState) -> FastAPI:
     )
     async def import_(request: Request, who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Load an NDJSON export. Events already here (same id) are skipped; imported events
-        keep their ids and get no deliveries (replay them to deliver)."""
+        keep their ids and get no deliveries (replay them with `to` a destination)."""
         imported = skipped = number = 0
         batch: list[tuple[Any, ...]] = []
         buffer = b""
