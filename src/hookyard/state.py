@@ -15,7 +15,7 @@ from hookyard.tracing import Tracing
 
 
 class Wakeup:
-    """ "Work may be waiting", told to every consumer at once. Each consumer holds a latch of
+    """Tells every consumer at once that work may be waiting. Each consumer holds a latch of
     its own and clears only that one: the worker clearing its latch hides nothing from a relay
     client waiting in the same process, and where no worker runs, nobody waits on a flag that
     no one ever clears (and so never waits at all)."""

@@ -129,7 +129,7 @@ class RestClient:
                     or (status == 304 and validators is not None)
                     or (gone_ok and status in (404, 410))
                 ):
-                    self._counts[self.api.source, "ok" if status == 200 else "not_modified"] += 1
+                    self._counts[self.api.source, "not_modified" if status == 304 else "ok"] += 1
                     if status == 304:
                         calls.not_modified += 1
                     return response
