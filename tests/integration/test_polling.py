@@ -421,6 +421,18 @@ async def test_an_item_listed_twice_on_a_page_is_one_item(
             assert len(await events(running)) == 2
 
 
+async def test_a_response_too_large_ends_the_run_with_a_clear_error(
+    receiver: Receiver, hookyard_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hookyard.pollers.client.MAX_RESPONSE", 10_000)
+    listing = [thing(f"item-{n}") for n in range(200)]  # about 14 KB
+    async with odd_api(lambda _: listing) as base:
+        config = odd_config(receiver, base, 'pagination = "none"\nitems = ""')
+        async with hookyard_factory(config) as running:
+            failed = await wait_run(running, {})
+            assert "a response exceeded 10,000 bytes" in failed["last_error"]
+
+
 async def test_an_item_that_moved_pages_mid_listing_is_not_deleted(
     receiver: Receiver, hookyard_factory: Any
 ) -> None:

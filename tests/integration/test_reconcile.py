@@ -14,8 +14,8 @@ import orjson
 from standardwebhooks import Webhook
 
 from hookyard.simulator import DEFAULT_SECRET, Simulator, SimulatorOptions
-from tests.conftest import DEADLINE, Receiver, Running
-from tests.integration.test_polling import events, job, payloads
+from tests.conftest import DEADLINE, Receiver, Running, query_database
+from tests.integration.test_polling import events, job, payloads, run_job
 
 
 def free_port() -> int:
@@ -257,5 +257,26 @@ async def test_two_webhooks_of_one_version_are_both_events_and_block_its_reemiss
             status = await wait_backfill(running)
             assert status["progress"]["items"] == 1 and status["emitted"] == 0
             assert len(await events(running)) == 2
+    finally:
+        await sim.stop()
+
+
+async def test_reconciliation_windows_end_on_whole_seconds(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """APIs take times to the second: a window ending mid-second would leave the rest of that
+    second to neither it nor the next (which starts where it ended)."""
+    sim = Simulator(SimulatorOptions(seed=3))
+    await sim.start()
+    try:
+        reconcile = '[sources.orders.reconcile]\ninterval = "1h"\nwindow = "10m"'
+        async with hookyard_factory(shop_config(receiver.url, sim.url, reconcile)) as running:
+            await run_job(running, "reconcile")
+            [(checkpoint,)] = query_database(
+                running.service.gateway.base_dir,
+                "SELECT checkpoint FROM rest_jobs WHERE job = 'reconcile'",
+            )
+            until = orjson.loads(checkpoint)["until"]
+            assert until == int(until)
     finally:
         await sim.stop()

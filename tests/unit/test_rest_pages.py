@@ -149,3 +149,7 @@ def test_errors_and_excerpts_are_redacted_of_every_secret() -> None:
     assert basic.redact("https://me:pa55word@x/o said pa55word") == "https://***@x/o said ***"
     assert basic.redact("see https://u:other@y/") == "see https://u:***@y/"  # any userinfo
     assert query.shown("https://x/o?api_key=SUPERSECRET&page=2") == "https://x/o?page=2"
+    # As they went out: percent-encoded in a query string, base64 in a Basic header.
+    encoded = RestClient(api(auth={"query": "k", "key": "Zm9v+/9xQ=="}), no_session, Counter())
+    assert "Zm9v" not in encoded.redact("400: bad key in ?k=Zm9v%2B%2F9xQ%3D%3D")
+    assert "bWU6" not in basic.redact("echo: Authorization: Basic bWU6cGE1NXdvcmQ=")

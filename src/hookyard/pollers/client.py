@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -28,6 +29,7 @@ log = logging.getLogger("hookyard.pollers")
 
 RETRIES = (0.5, 2.0)  # waits before retrying a failed call within a run
 MAX_WAIT = 900.0  # a longer Retry-After or rate-limit reset ends the run instead
+MAX_RESPONSE = 64 * 2**20  # bytes of one page or object read at most
 MAX_WAITS = 20  # 429s answered for one call before the run gives up
 TOKEN_MARGIN = 30.0  # refresh an OAuth 2 token this long before it expires
 
@@ -169,7 +171,7 @@ class RestClient:
         async with session.get(
             target, headers=headers, allow_redirects=False, timeout=timeout
         ) as response:
-            body = await response.read()
+            body = await _read_bounded(response)
             self._note_rate_limit(response.headers)
             links = {
                 str(key): str(link.get("url"))
@@ -279,10 +281,27 @@ class RestClient:
             secrets += credentials.value.split(":", 1)[1:]  # basic auth's password alone
         if self._token is not None:
             secrets.append(self._token[0])
+        # As sent, too: percent-encoded in a query string, base64 in a Basic header.
+        secrets += [form for secret in secrets if secret for form in _encodings(secret)]
         for secret in sorted(filter(None, secrets), key=len, reverse=True):
             if len(secret) >= 4:  # a tiny value would mask ordinary words
                 text = text.replace(secret, "***")
         return re.sub(r"(://[^/@\s:]*):[^@/\s]*@", r"\1:***@", text)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, unless it grows past MAX_RESPONSE (a misbehaving API, a wrong URL)."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE:
+            raise RestError(f"a response exceeded {MAX_RESPONSE:,} bytes; is the URL right?")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _encodings(secret: str) -> set[str]:
+    return {quote(secret, safe=""), quote_plus(secret), base64.b64encode(secret.encode()).decode()}
 
 
 def strip_credentials(url: str, credentials: Credentials | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import time
 from typing import Any
 
@@ -211,7 +212,9 @@ class ReconcileJob(WindowJob):
         config = self.source.reconcile
         assert config is not None
         now = time.time()
-        until = now - min(self.GRACE, config.interval)
+        # Whole seconds: APIs take times to the second, so a window ending mid-second would
+        # leave the rest of that second to neither this window nor the next.
+        until = float(math.floor(now - min(self.GRACE, config.interval)))
         since = until - config.window
         checked_until = self.checkpoint.get("until")
         if checked_until is not None:  # join the last window: downtime leaves no gap
