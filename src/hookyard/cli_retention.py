@@ -78,7 +78,8 @@ def retention(
 ) -> None:
     """How long events, payloads, attempts and rejected requests are kept; what the last
     sweep removed; per source, the events stored, the oldest and the payload bytes."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `retention --url X sweep`: the options hold
+        ctx.obj = {"config": config, "url": url, "token": token, "as_json": as_json}
         return
     status = Api(url, token, config).get("/api/v1/retention").json()
     if as_json:
@@ -89,8 +90,14 @@ def retention(
 
 @retention.command("sweep")
 @api_options
-def retention_sweep(config: Path | None, url: str | None, token: str | None, as_json: bool) -> None:
+@click.pass_context
+def retention_sweep(
+    ctx: click.Context, config: Path | None, url: str | None, token: str | None, as_json: bool
+) -> None:
     """Sweep now instead of at the next interval, and show the result."""
+    given = ctx.obj or {}  # options given before `sweep`
+    config, url = config or given.get("config"), url or given.get("url")
+    token, as_json = token or given.get("token"), as_json or given.get("as_json", False)
     api = Api(url, token, config)
     api.client.timeout = httpx.Timeout(None)  # a first sweep of a large log takes a while
     status = api.post("/api/v1/retention/sweep").json()

@@ -282,6 +282,9 @@ async def test_status_for_readers_and_sweeps_for_admins_from_api_and_cli(tmp_pat
         assert "Policy: events 90d, payloads 12h, attempts 90d, rejected 7d" in swept.stdout
         assert "github: events 2d, payloads 12h" in swept.stdout
         assert "Last sweep:" in swept.stdout and "removed nothing" in swept.stdout
+        # Options given to the group hold for the subcommand too.
+        grouped = await asyncio.to_thread(cli, "--json", "sweep", token=hy.token)
+        assert grouped.returncode == 0 and "last_sweep" in json.loads(grouped.stdout)
         shown = await asyncio.to_thread(cli, "--json", token=read_token)
         assert shown.returncode == 0, shown.stderr
         status = json.loads(shown.stdout)
