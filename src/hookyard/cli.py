@@ -475,6 +475,9 @@ _destination_action("retry-dead", "Give NAME's dead deliveries a fresh schedule,
 @click.option("--to", help="Replay to this destination instead of the earlier ones.")
 @click.option("--dry-run", is_flag=True, help="Only count the matching events.")
 @click.option("--yes", is_flag=True, help="Do not ask before replaying many events.")
+@click.option(
+    "--after", help="Go on after this event id (a stopped replay prints where it stopped)."
+)
 def events_replay(
     config: Path | None,
     url: str | None,
@@ -484,6 +487,7 @@ def events_replay(
     to: str | None,
     dry_run: bool,
     yes: bool,
+    after: str | None,
     **filters: Any,
 ) -> None:
     """Deliver EVENT_ID again, or every event matching the filters (same webhook-id)."""
@@ -507,10 +511,15 @@ def events_replay(
         return
     if not yes and not as_json:
         click.confirm(f"Replay {matched} events?", abort=True)
-    cursor, replayed, created = None, 0, 0
+    cursor, replayed, created = after, 0, 0
     with click.progressbar(length=matched, label="replaying", file=sys.stderr) as bar:
         while True:
-            page = api.post("/api/v1/events/replay", {**body, "cursor": cursor}).json()
+            try:
+                page = api.post("/api/v1/events/replay", {**body, "cursor": cursor}).json()
+            except SystemExit:  # the error is printed; say how to go on without repeats
+                if cursor is not None:
+                    click.echo(f"stopped: to go on, run it again with --after {cursor}", err=True)
+                raise
             replayed += page["replayed"]
             created += page["deliveries"]
             bar.update(page["replayed"])

@@ -207,9 +207,11 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
     server = start_serve(config)
     serve_processes.append(server)
     common = ["--config", str(config), "--url", server.url]
+    posted = []
     for body in (b'{"k": "a"}', b'{"k": "b"}'):
         answer = httpx.post(f"{server.url}/in/open", content=body, timeout=CLIENT_TIMEOUT)
         assert answer.status_code == 200
+        posted.append(answer.json()["id"])
     dry = hookyard(
         "events", "replay", "--source", "open", "--field", "k=a", "--dry-run", *common, cwd=tmp_path
     )
@@ -221,6 +223,10 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
     listed = hookyard("deliveries", "list", "--json", *common, cwd=tmp_path)
     rows = json.loads(listed.stdout)["data"]
     assert len(rows) == 4
+    # A stopped replay goes on after the last event it replayed: the rest alone.
+    rest = ["--source", "open", "--after", posted[0], "--yes", "--json"]
+    went_on = hookyard("events", "replay", *rest, *common, cwd=tmp_path)
+    assert json.loads(went_on.stdout) == {"matched": 2, "replayed": 1, "deliveries": 1}
     bad = hookyard("events", "replay", "--field", "nonsense", *common, cwd=tmp_path)
     assert bad.returncode == 2
 
