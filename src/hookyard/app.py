@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from hookyard.api.body_limit import BodyLimit
-from hookyard.api.ingest import IngestApp
+from hookyard.api.ingest import IngestApp, error_body, respond
 from hookyard.api.rest import build_api
 from hookyard.console import build_console
 from hookyard.state import AppState
@@ -47,21 +45,8 @@ class HookyardApp:
 
 
 async def _not_served(send: Any, role: str, roles: frozenset[str]) -> None:
-    body = orjson.dumps(
-        {
-            "error": "role_not_served",
-            "message": f"this Hookyard process does not run the {role} role "
-            f"(its roles: {', '.join(sorted(roles))}); send this to a process that does",
-        }
+    message = (
+        f"this Hookyard process does not run the {role} role "
+        f"(its roles: {', '.join(sorted(roles))}); send this to a process that does"
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, 404, error_body("role_not_served", message))

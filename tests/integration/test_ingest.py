@@ -423,3 +423,14 @@ async def test_api_reads_answer_503_while_the_database_is_away(hookyard_factory,
         assert answer.headers["retry-after"] == "1"
         assert answer.json()["error"] == "unavailable"
         assert "refused" not in answer.text  # the cause is logged, not shown
+
+
+async def test_a_process_without_a_role_says_so(hookyard_factory, receiver):
+    only_api = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nroles = ["api"]', 1
+    )
+    async with hookyard_factory(only_api) as hy:
+        refused = await hy.client.post("/in/open", content=b"{}")
+        assert refused.status_code == 404 and refused.json()["error"] == "role_not_served"
+        assert "does not run the ingest role (its roles: api)" in refused.json()["message"]
+        assert (await hy.client.get("/healthz")).status_code == 200  # served by every role

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
+from hookyard.api.ingest import error_body, respond
 
 MAX_BODY = 4 * 1024 * 1024  # bytes: the results of 1,000 relay deliveries fit several times
 _READS_ITS_OWN = re.compile(r"/api/v1/(sources/[^/]+/events|events/import)")
@@ -57,20 +57,8 @@ class BodyLimit:
     async def _refuse(self, receive: Any, send: Any, last: Scope | None = None) -> None:
         """Answer 413, then read the rest of the body and drop it: the client hears the
         answer once it has sent its body, instead of a connection reset while sending."""
-        body = orjson.dumps(
-            {"error": "body_too_large", "message": f"the body exceeds {self.limit} bytes"}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        too_large = error_body("body_too_large", f"the body exceeds {self.limit} bytes")
+        await respond(send, 413, too_large)
         message = last or {"type": "http.request", "more_body": True}
         while message["type"] == "http.request" and message.get("more_body"):
             message = await receive()

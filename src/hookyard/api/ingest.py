@@ -70,7 +70,7 @@ async def _read_body(receive: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _answer(
+async def respond(
     send: Any, status: int, body: bytes, content_type: bytes = JSON, extra: tuple[Any, ...] = ()
 ) -> None:
     await send(
@@ -160,7 +160,7 @@ class IngestApp:
             )
             if isinstance(prepared, Handshake):
                 state.counts[(name, "handshake")] += 1
-                await _answer(
+                await respond(
                     send, prepared.status, prepared.body, prepared.content_type.encode("latin-1")
                 )
                 self._record_handshake(name, source, prepared)
@@ -186,12 +186,12 @@ class IngestApp:
                 )
             if exc.status == 405:
                 extra = ((b"allow", b"POST"),)
-            await _answer(send, exc.status, error_body(exc.code, exc.message), extra=extra)
+            await respond(send, exc.status, error_body(exc.code, exc.message), extra=extra)
             return
         if prepared.pending:  # a hint: the worker fetches what it names
             state.counts[(name, "hint")] += 1
             state.hints_ready.set()
-            await _answer(send, 200, orjson.dumps({"pending": True, "request_id": prepared.id}))
+            await respond(send, 200, orjson.dumps({"pending": True, "request_id": prepared.id}))
             return
         for event, outcome in zip(prepared.events, accepted, strict=True):
             state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1
@@ -199,7 +199,7 @@ class IngestApp:
                 state.work_ready.set()  # committed deliveries: wake the worker now
         if prepared.reply is not None:  # the provider expects an answer of its own
             status, content_type, reply = prepared.reply
-            await _answer(send, status, reply, content_type.encode("latin-1"))
+            await respond(send, status, reply, content_type.encode("latin-1"))
             return
         if len(accepted) == 1:
             answer = {"id": accepted[0].event_id, "duplicate": accepted[0].duplicate}
@@ -208,7 +208,7 @@ class IngestApp:
                 "ids": [a.event_id for a in accepted],
                 "duplicates": sum(a.duplicate for a in accepted),
             }
-        await _answer(send, 200, orjson.dumps(answer))
+        await respond(send, 200, orjson.dumps(answer))
 
     def _record_handshake(self, name: str, source: Source, answer: Handshake) -> None:
         """Keep a record of the challenge answered (an event of the built-in source, after the
