@@ -7,6 +7,8 @@ process, runs the same claims through its one store.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,6 +20,8 @@ from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest, Outcome, Pace, Rejected
 from hookyard.store import Store, open_store
 from hookyard.store.migrate import SCHEMA_VERSION, migrations, reference_schema
+from hookyard.store.postgres import PostgresStore
+from tests.conftest import DEADLINE, until_deadline
 
 Opener = Callable[[], Store]
 
@@ -272,3 +276,41 @@ def test_every_postgres_migration_gives_the_reference_schema() -> None:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {stepwise} CASCADE")
             conn.execute(f"DROP SCHEMA {reference} CASCADE")
+
+
+@pytest.mark.postgres_only
+async def test_a_lock_wait_cancelled_while_connecting_closes_its_connection(
+    open_stores: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown cancels housekeeping wherever it is; a connection made for a cancelled wait
+    must be closed, not left to the garbage collector."""
+    store = open_stores()
+    assert isinstance(store, PostgresStore)
+    entered, release = threading.Event(), threading.Event()
+    made: list[psycopg.Connection] = []
+    connect = store.connect
+
+    def slow_connect():  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(DEADLINE)
+        conn = connect()
+        made.append(conn.raw)
+        return conn
+
+    monkeypatch.setattr(store, "connect", slow_connect)
+
+    async def hold() -> None:
+        async with store.exclusively("cancelled"):
+            raise AssertionError("the lock was never meant to be reached")
+
+    task = asyncio.create_task(hold())
+    assert await asyncio.to_thread(entered.wait, DEADLINE)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    for _ in until_deadline():
+        if made and made[0].closed:
+            break
+        await asyncio.sleep(0.05)
+    assert made and made[0].closed

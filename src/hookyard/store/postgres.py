@@ -56,10 +56,24 @@ class PostgresStore(BaseStore):
             )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from None
-        # An ack promises a commit that survives a crash of the database server: never let a
-        # server-wide `synchronous_commit = off` weaken that.
-        raw.execute("SET synchronous_commit = on")
+        try:
+            # An ack promises a commit that survives a crash of the database server: never let
+            # a server-wide `synchronous_commit = off` weaken that.
+            raw.execute("SET synchronous_commit = on")
+        except BaseException:
+            raw.close()
+            raise
         return PgConn(raw)
+
+    async def connect_async(self) -> PgConn:
+        """`connect` off the event loop. Cancelled while the connection is being made, it
+        still closes it once made (a dropped connection would stay open until the GC)."""
+        connecting = asyncio.ensure_future(asyncio.to_thread(self.connect))
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            connecting.add_done_callback(_close_unclaimed)
+            raise
 
     def _connect_writer(self) -> Conn:
         conn = self.connect()
@@ -92,9 +106,12 @@ class PostgresStore(BaseStore):
                 with contextlib.suppress(Exception):
                     conn.close()
             conn = self.connect()
-            self._local.conn = conn
             with self._readers_lock:
+                if self._stopping.is_set():  # a read still running as the store closes
+                    conn.close()
+                    raise StoreError("the store is closed")
                 self._readers.append(conn)
+            self._local.conn = conn
         return conn
 
     async def read(self, fn: Callable[[Any], T]) -> T:
@@ -132,7 +149,7 @@ class PostgresStore(BaseStore):
     async def exclusively(self, name: str) -> AsyncIterator[None]:
         """One process at a time across the database: waits for the session advisory lock
         `name` (polling, so that the wait can be cancelled) and holds it for the block."""
-        conn = await asyncio.to_thread(self.connect)
+        conn = await self.connect_async()
 
         def take() -> bool:
             return bool(
@@ -200,3 +217,8 @@ class PostgresStore(BaseStore):
 
 
 __all__ = ["PostgresStore"]
+
+
+def _close_unclaimed(connecting: asyncio.Future[PgConn]) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().close()
