@@ -314,3 +314,50 @@ async def test_a_lock_wait_cancelled_while_connecting_closes_its_connection(
             break
         await asyncio.sleep(0.05)
     assert made and made[0].closed
+
+
+async def test_leases_wait_for_no_flush_and_what_shares_their_commit_does(
+    open_stores: Opener,
+) -> None:
+    """A claim or a give-back commits without waiting for the disk (a lease lost to a power
+    cut only sends an event again); ingest and finishes wait, and so does a claim that
+    shares their transaction."""
+    store = open_stores()
+    flushes: list[bool] = []
+    holding, gate = threading.Event(), threading.Event()
+
+    def record(conn) -> None:  # type: ignore[no-untyped-def]
+        if conn.dialect.name == "sqlite":
+            flushes.append(conn.execute("PRAGMA synchronous").fetchone()[0] == 2)  # FULL
+        else:
+            flushes.append(conn.execute("SHOW synchronous_commit").fetchone()[0] == "on")
+        if gate.is_set() or not holding.is_set():
+            return
+        gate.wait(DEADLINE)  # the writer holds this commit; what arrives meanwhile groups
+
+    store.writer.commit_hook = record
+    await _queue(store, 2)
+    pace = {"app": Pace(free=1, concurrency=10, rate=None)}
+    claimed = await store.claim(pace, 1, lease=30)
+    await store.release(claimed.claims)
+    claimed = await store.claim(pace, 1, lease=30)
+    await store.finish([_done(c) for c in claimed.claims])
+    assert flushes == [True, True, False, False, False, True]
+
+    flushes.clear()
+    holding.set()
+    held = asyncio.create_task(_queue(store, 1))
+    for _ in until_deadline():
+        if flushes:
+            break
+        await asyncio.sleep(0.01)
+    lease = asyncio.create_task(store.claim(pace, 1, lease=30))
+    ingest = asyncio.create_task(_queue(store, 1))
+    for _ in until_deadline():
+        if store.writer.pending >= 2:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(held, lease, ingest)
+    assert flushes == [True, True]  # the claim went out with the ingest's flushed commit
+    assert len(lease.result().claims) == 1

@@ -69,14 +69,16 @@ class BaseStore(abc.ABC):
 
     async def claim(self, paces: dict[str, Pace], total: int, lease: float) -> Claimed:
         """Lease deliveries of each destination within its pace, `total` at most."""
-        result: Claimed = await self.writer.run(queries.claim, (time.time(), lease, paces, total))
+        result: Claimed = await self.writer.run(
+            queries.claim, (time.time(), lease, paces, total), durable=False
+        )
         return result
 
     async def claim_hints(self, lease: float, limit: int, rates: dict[str, float]) -> list[Hint]:
         """Lease up to `limit` due hints of these sources, each within its fetch rate (per
         second, shared by every process); see fetchback.py."""
         hints: list[Hint] = await self.writer.run(
-            queries.claim_hints, (time.time(), lease, limit, rates)
+            queries.claim_hints, (time.time(), lease, limit, rates), durable=False
         )
         return hints
 
@@ -158,7 +160,7 @@ class BaseStore(abc.ABC):
         return await self.read(lambda conn: rest.api_calls(conn, source, since_day))
 
     async def release(self, claims: list[Claim]) -> None:
-        await self.writer.run(queries.release, claims)
+        await self.writer.run(queries.release, claims, durable=False)  # leases given back
 
     async def finish(self, outcomes: list[Outcome]) -> list[float | None]:
         """Record attempts; returns, for each, since when its destination has been failing."""

@@ -49,6 +49,16 @@ class Dialect:
     for_update: str = ""
     for_share: str = ""
 
+    def begin_write(self, conn: Conn, durable: bool) -> None:
+        """Open a write transaction. One that is not `durable` commits without waiting for the
+        disk: it holds only leases, which a power cut would hand back to the queue (the event
+        is sent again, as after any crash mid-attempt). The log is written in order, so the
+        next durable commit's flush covers it anyway. SQLite sets this between transactions."""
+        if getattr(conn, "durable", True) != durable:
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            conn.durable = durable  # type: ignore[attr-defined]
+        conn.execute(self.begin)
+
     def glob(self, column: str) -> str:
         """A condition matching `column` against a glob pattern parameter (* and ?)."""
         return f"{column} GLOB ?"
@@ -98,6 +108,11 @@ class Dialect:
 
 
 class _Postgres(Dialect):
+    def begin_write(self, conn: Conn, durable: bool) -> None:
+        conn.execute(self.begin)
+        if not durable:
+            conn.execute("SET LOCAL synchronous_commit = off")
+
     def glob(self, column: str) -> str:
         return f"{column} LIKE ? ESCAPE '\\'"
 
@@ -165,6 +180,7 @@ POSTGRESQL = _Postgres("postgresql", "BEGIN", 32766, " FOR UPDATE", " FOR SHARE"
 
 class SqliteConn(sqlite3.Connection):
     dialect = SQLITE
+    durable = True  # synchronous=FULL (PRAGMAS); see Dialect.begin_write
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

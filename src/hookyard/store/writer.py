@@ -3,7 +3,8 @@
 Callers on the event loop submit operations and await a future; the thread drains everything
 queued, runs it in one transaction, commits (fsync: synchronous=FULL on SQLite,
 synchronous_commit=on on PostgreSQL), and only then resolves the futures. That is group
-commit: the fsync is shared, and no caller hears "done" before its data is durable.
+commit: the fsync is shared, and no caller hears "done" before its data is durable. A group of
+leases alone (run with durable=False) skips the wait for the disk; see Dialect.begin_write.
 Consecutive operations of the same kind run through one handler, so that rows go in together.
 """
 
@@ -39,6 +40,7 @@ class _Op:
     payload: Any
     loop: asyncio.AbstractEventLoop | _ImmediateLoop
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+    durable: bool = True  # False: leases only (see Dialect.begin_write)
 
 
 _STOP = object()
@@ -99,11 +101,12 @@ class Writer:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def run(self, handler: Handler, payload: Any) -> Any:
-        """Queue `handler(conn, [payload, ...])` and wait until its transaction committed."""
+    async def run(self, handler: Handler, payload: Any, *, durable: bool = True) -> Any:
+        """Queue `handler(conn, [payload, ...])` and wait until its transaction committed
+        (and, if `durable`, reached the disk)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._put(_Op(handler, payload, loop, future))
+        self._put(_Op(handler, payload, loop, future, durable))
         return await future
 
     def call(self, fn: Callable[[Conn], Any]) -> Any:
@@ -213,10 +216,12 @@ class Writer:
     def _transaction(self, conn: Conn, ops: list[_Op]) -> list[Any]:
         results: list[Any] = []
         try:
-            conn.execute(conn.dialect.begin)
+            conn.dialect.begin_write(conn, any(op.durable for op in ops))
         except Exception as exc:
             if getattr(conn, "broken", False):
                 raise _LinkLost from exc
+            with contextlib.suppress(Exception):  # a transaction that began and then failed
+                conn.execute("ROLLBACK")
             raise
         try:
             for handler, group in groupby(ops, key=lambda op: op.handler):
