@@ -150,9 +150,11 @@ def check(config: Path | None) -> None:
     """Validate a config file: every key, route and secret reference."""
     settings, base_dir = _load(config)
     try:
-        Gateway.build(settings, base_dir)
+        gateway = Gateway.build(settings, base_dir)
     except ConfigError as exc:
         _fail(f"invalid configuration\n{exc}", 2)
+    for warning in gateway.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"ok: {len(settings.sources)} sources, {len(settings.destinations)} destinations, "
         f"{len(settings.routes)} routes"

@@ -198,6 +198,20 @@ class Gateway:
         )
 
     @property
+    def warnings(self) -> list[str]:
+        """What is valid but likely wrong: `check` prints it; `serve` logs it at start, reload."""
+        if self.settings.server.public_url:
+            return []
+        return [
+            f"sources.{name}: verify = {source.verifier.scheme!r} signs the URL the provider "
+            "called, which without [server] public_url is rebuilt from the request's Host "
+            "header; behind a proxy or load balancer, set public_url to the URL registered "
+            "at the provider or every request fails verification"
+            for name, source in self.sources.items()
+            if getattr(getattr(source.verifier, "doc", None), "public_url", False)
+        ]
+
+    @property
     def lease(self) -> float:
         """How long a claimed delivery stays leased: the longest attempt plus a margin."""
         if self.settings.worker.lease is not None:

@@ -64,6 +64,8 @@ class Service:
 
     async def start(self) -> AppState:
         settings = self.gateway.settings
+        for warning in self.gateway.warnings:
+            log.warning("%s", warning)
         url = database_url(settings, self.gateway.base_dir)
         store = await asyncio.to_thread(
             open_store, url, self.gateway.base_dir, auto_migrate=settings.server.auto_migrate
@@ -184,6 +186,8 @@ class Service:
                 "[server] %s changed; that takes effect after a restart", ", ".join(changed)
             )
             gateway = Gateway.build(settings.model_copy(update={"server": running}), base_dir)
+        for warning in gateway.warnings:
+            log.warning("%s", warning)
         self.gateway = gateway
         self.state.gateway = gateway
         self.state.work_ready.set()

@@ -52,6 +52,21 @@ def test_check_accepts_a_good_file_and_names_the_bad_key(tmp_path: Path) -> None
     assert GITHUB_SECRET not in bad.stderr + bad.stdout
 
 
+def test_check_warns_of_a_signed_url_without_public_url(tmp_path: Path) -> None:
+    text = basic_config("http://127.0.0.1:9/x") + '\n[sources.sms]\nverify = "twilio"\n'
+    text += 'secrets = ["auth-token"]\n'
+    config = write_config(tmp_path, text)
+    warned = hookyard("check", "--config", str(config), cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr  # valid: without a proxy the Host header works
+    assert "warning: sources.sms: verify = 'twilio' signs the URL" in warned.stderr
+    assert "public_url" in warned.stderr and "sources.open" not in warned.stderr
+    config.write_text(
+        text.replace("[server]\n", '[server]\npublic_url = "https://hooks.example.com"\n', 1)
+    )
+    quiet = hookyard("check", "--config", str(config), cwd=tmp_path)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+
+
 def test_serve_send_list_show(tmp_path: Path, serve_processes: list) -> None:
     config = write_config(tmp_path, basic_config("http://127.0.0.1:9/unused"))
     server = start_serve(config)

@@ -434,3 +434,15 @@ async def test_a_process_without_a_role_says_so(hookyard_factory, receiver):
         assert refused.status_code == 404 and refused.json()["error"] == "role_not_served"
         assert "does not run the ingest role (its roles: api)" in refused.json()["message"]
         assert (await hy.client.get("/healthz")).status_code == 200  # served by every role
+
+
+async def test_a_signed_url_without_public_url_is_warned_of_at_start(
+    hookyard_factory, receiver, caplog
+):
+    config = basic_config(receiver.url) + '\n[sources.sms]\nverify = "twilio"\nsecrets = ["t"]\n'
+    async with hookyard_factory(config):
+        pass
+    [warning] = [r for r in caplog.records if "signs the URL" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "sources.sms" in warning.getMessage()
+    assert "[server] public_url" in warning.getMessage()
