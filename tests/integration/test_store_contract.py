@@ -319,9 +319,9 @@ async def test_a_lock_wait_cancelled_while_connecting_closes_its_connection(
 async def test_leases_wait_for_no_flush_and_what_shares_their_commit_does(
     open_stores: Opener,
 ) -> None:
-    """A claim or a give-back commits without waiting for the disk (a lease lost to a power
-    cut only sends an event again); ingest and finishes wait, and so does a claim that
-    shares their transaction."""
+    """A claim commits without waiting for the disk (a lease lost to a power cut only sends
+    an event again); ingest, finishes and give-backs wait, and so does a claim that shares
+    their transaction."""
     store = open_stores()
     flushes: list[bool] = []
     holding, gate = threading.Event(), threading.Event()
@@ -342,7 +342,7 @@ async def test_leases_wait_for_no_flush_and_what_shares_their_commit_does(
     await store.release(claimed.claims)
     claimed = await store.claim(pace, 1, lease=30)
     await store.finish([_done(c) for c in claimed.claims])
-    assert flushes == [True, True, False, False, False, True]
+    assert flushes == [True, True, False, True, False, True]
 
     flushes.clear()
     holding.set()
@@ -361,3 +361,34 @@ async def test_leases_wait_for_no_flush_and_what_shares_their_commit_does(
     await asyncio.gather(held, lease, ingest)
     assert flushes == [True, True]  # the claim went out with the ingest's flushed commit
     assert len(lease.result().claims) == 1
+
+
+@pytest.mark.postgres_only
+def test_a_connection_made_after_its_event_loop_ended_is_closed(
+    backend: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PostgresStore(postgres_url)
+    entered, release = threading.Event(), threading.Event()
+    made: list[psycopg.Connection] = []
+    connect = store.connect
+
+    def slow_connect():  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(DEADLINE)
+        conn = connect()
+        made.append(conn.raw)
+        return conn
+
+    monkeypatch.setattr(store, "connect", slow_connect)
+
+    async def main() -> None:  # ends, and asyncio.run cancels the wait, while it connects
+        asyncio.get_running_loop().create_task(store.connect_async())
+        assert await asyncio.to_thread(entered.wait, DEADLINE)
+
+    asyncio.run(main())
+    release.set()
+    for _ in until_deadline():
+        if made and made[0].closed:
+            break
+        time.sleep(0.05)
+    assert made and made[0].closed

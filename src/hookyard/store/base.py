@@ -160,7 +160,7 @@ class BaseStore(abc.ABC):
         return await self.read(lambda conn: rest.api_calls(conn, source, since_day))
 
     async def release(self, claims: list[Claim]) -> None:
-        await self.writer.run(queries.release, claims, durable=False)  # leases given back
+        await self.writer.run(queries.release, claims)
 
     async def finish(self, outcomes: list[Outcome]) -> list[float | None]:
         """Record attempts; returns, for each, since when its destination has been failing."""

@@ -51,9 +51,10 @@ class Dialect:
 
     def begin_write(self, conn: Conn, durable: bool) -> None:
         """Open a write transaction. One that is not `durable` commits without waiting for the
-        disk: it holds only leases, which a power cut would hand back to the queue (the event
-        is sent again, as after any crash mid-attempt). The log is written in order, so the
-        next durable commit's flush covers it anyway. SQLite sets this between transactions."""
+        disk: it holds only claims (leases, rate tokens), which a power cut or a PostgreSQL
+        crash would undo, sending the delivery again (as after any crash mid-attempt). The log
+        is written in order, so the next durable commit's flush covers it anyway. SQLite sets
+        this between transactions."""
         if getattr(conn, "durable", True) != durable:
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             conn.durable = durable  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ changes), so workers elsewhere wake at once instead of at their next poll.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -60,19 +61,24 @@ class PostgresStore(BaseStore):
             # An ack promises a commit that survives a crash of the database server: never let
             # a server-wide `synchronous_commit = off` weaken that.
             raw.execute("SET synchronous_commit = on")
-        except BaseException:
+        except BaseException as exc:
             raw.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from None
             raise
         return PgConn(raw)
 
     async def connect_async(self) -> PgConn:
-        """`connect` off the event loop. Cancelled while the connection is being made, it
-        still closes it once made (a dropped connection would stay open until the GC)."""
-        connecting = asyncio.ensure_future(asyncio.to_thread(self.connect))
+        """`connect` on a thread of its own. Should nobody take the connection (the wait was
+        cancelled, or the event loop ended first), that thread closes it once made."""
+        made: concurrent.futures.Future[PgConn] = concurrent.futures.Future()
+        threading.Thread(
+            target=_fill, args=(made, self.connect), name="hookyard-connect", daemon=True
+        ).start()
         try:
-            return await asyncio.shield(connecting)
+            return await asyncio.wrap_future(made)
         except asyncio.CancelledError:
-            connecting.add_done_callback(_close_unclaimed)
+            made.add_done_callback(_close_unclaimed)  # runs on that thread, loop or no loop
             raise
 
     def _connect_writer(self) -> Conn:
@@ -105,6 +111,8 @@ class PostgresStore(BaseStore):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
+            if self._stopping.is_set():
+                raise StoreError("the store is closed")
             conn = self.connect()
             with self._readers_lock:
                 if self._stopping.is_set():  # a read still running as the store closes
@@ -219,6 +227,15 @@ class PostgresStore(BaseStore):
 __all__ = ["PostgresStore"]
 
 
-def _close_unclaimed(connecting: asyncio.Future[PgConn]) -> None:
-    if not connecting.cancelled() and connecting.exception() is None:
-        connecting.result().close()
+def _fill(made: concurrent.futures.Future[PgConn], connect: Callable[[], PgConn]) -> None:
+    if not made.set_running_or_notify_cancel():  # cancelled before this thread began
+        return
+    try:
+        made.set_result(connect())
+    except BaseException as exc:
+        made.set_exception(exc)
+
+
+def _close_unclaimed(made: concurrent.futures.Future[PgConn]) -> None:
+    if not made.cancelled() and made.exception() is None:
+        made.result().close()

@@ -4,7 +4,7 @@ Callers on the event loop submit operations and await a future; the thread drain
 queued, runs it in one transaction, commits (fsync: synchronous=FULL on SQLite,
 synchronous_commit=on on PostgreSQL), and only then resolves the futures. That is group
 commit: the fsync is shared, and no caller hears "done" before its data is durable. A group of
-leases alone (run with durable=False) skips the wait for the disk; see Dialect.begin_write.
+claims alone (run with durable=False) skips the wait for the disk; see Dialect.begin_write.
 Consecutive operations of the same kind run through one handler, so that rows go in together.
 """
 
@@ -40,7 +40,7 @@ class _Op:
     payload: Any
     loop: asyncio.AbstractEventLoop | _ImmediateLoop
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
-    durable: bool = True  # False: leases only (see Dialect.begin_write)
+    durable: bool = True  # False: claims only (see Dialect.begin_write)
 
 
 _STOP = object()
