@@ -19,6 +19,7 @@ import pytest
 from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest, Outcome, Pace, Rejected
 from hookyard.store import Store, open_store
+from hookyard.store.db import PgConn
 from hookyard.store.migrate import SCHEMA_VERSION, migrations, reference_schema
 from hookyard.store.postgres import PostgresStore
 from tests.conftest import DEADLINE, until_deadline
@@ -278,6 +279,26 @@ def test_every_postgres_migration_gives_the_reference_schema() -> None:
             conn.execute(f"DROP SCHEMA {reference} CASCADE")
 
 
+def _hold_connect(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event, list[psycopg.Connection]]:
+    """Make `store.connect` wait for `release` (`entered` says it has begun); what it then
+    makes is kept in the list, for the test to see whether anyone closed it."""
+    entered, release = threading.Event(), threading.Event()
+    made: list[psycopg.Connection] = []
+    connect = store.connect
+
+    def held() -> PgConn:
+        entered.set()
+        release.wait(DEADLINE)
+        conn = connect()
+        made.append(conn.raw)
+        return conn
+
+    monkeypatch.setattr(store, "connect", held)
+    return entered, release, made
+
+
 @pytest.mark.postgres_only
 async def test_a_lock_wait_cancelled_while_connecting_closes_its_connection(
     open_stores: Opener, monkeypatch: pytest.MonkeyPatch
@@ -286,18 +307,7 @@ async def test_a_lock_wait_cancelled_while_connecting_closes_its_connection(
     must be closed, not left to the garbage collector."""
     store = open_stores()
     assert isinstance(store, PostgresStore)
-    entered, release = threading.Event(), threading.Event()
-    made: list[psycopg.Connection] = []
-    connect = store.connect
-
-    def slow_connect():  # type: ignore[no-untyped-def]
-        entered.set()
-        release.wait(DEADLINE)
-        conn = connect()
-        made.append(conn.raw)
-        return conn
-
-    monkeypatch.setattr(store, "connect", slow_connect)
+    entered, release, made = _hold_connect(store, monkeypatch)
 
     async def hold() -> None:
         async with store.exclusively("cancelled"):
@@ -368,18 +378,7 @@ def test_a_connection_made_after_its_event_loop_ended_is_closed(
     backend: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = PostgresStore(postgres_url)
-    entered, release = threading.Event(), threading.Event()
-    made: list[psycopg.Connection] = []
-    connect = store.connect
-
-    def slow_connect():  # type: ignore[no-untyped-def]
-        entered.set()
-        release.wait(DEADLINE)
-        conn = connect()
-        made.append(conn.raw)
-        return conn
-
-    monkeypatch.setattr(store, "connect", slow_connect)
+    entered, release, made = _hold_connect(store, monkeypatch)
 
     async def main() -> None:  # ends, and asyncio.run cancels the wait, while it connects
         asyncio.get_running_loop().create_task(store.connect_async())
