@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
@@ -391,3 +392,37 @@ def test_a_connection_made_after_its_event_loop_ended_is_closed(
             break
         time.sleep(0.05)
     assert made and made[0].closed
+
+
+async def test_what_ingest_stores_reads_back_exactly(open_stores: Opener) -> None:
+    """Every byte and character of a request comes back as it went in, including those a
+    bulk load escapes (PostgreSQL's COPY text format: backslash, tab, newline)."""
+    store = open_stores()
+    odd = "tab\tnewline\nbackslash\\ \\N quote' é ✓"
+    request = _request("src", ["odd-1"], [("app", odd)])
+    request.path = "/in/src/" + odd
+    request.query = "q=" + odd
+    request.headers = orjson.dumps([["x-odd", odd], ["x-empty", ""]])
+    request.peer = None
+    [event] = request.events
+    event.event_type = odd
+    event.content_type = odd
+    event.payload = bytes(range(256)) + b"\\N\\\\x00"
+    [accepted] = await store.ingest(request)
+    stored = await store.get_event(accepted.event_id)
+    assert stored is not None
+    assert (stored["event_type"], stored["content_type"]) == (odd, odd)
+    assert stored["request"] == {
+        "method": "POST",
+        "path": "/in/src/" + odd,
+        "query": "q=" + odd,
+        "headers": [["x-odd", odd], ["x-empty", ""]],
+        "peer": None,
+    }
+    key = await store.read(  # type: ignore[attr-defined]
+        lambda conn: conn.execute(
+            "SELECT ordering_key FROM deliveries WHERE event_id = ?", (accepted.event_id,)
+        ).fetchone()[0]
+    )
+    assert key == odd
+    assert await store.get_raw(accepted.event_id) == (event.payload, odd)
