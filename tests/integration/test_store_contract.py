@@ -395,28 +395,30 @@ def test_a_connection_made_after_its_event_loop_ended_is_closed(
 
 
 async def test_what_ingest_stores_reads_back_exactly(open_stores: Opener) -> None:
-    """Every byte and character of a request comes back as it went in, including those a
-    bulk load escapes (PostgreSQL's COPY text format: backslash, tab, newline)."""
+    """Every byte and character of a request comes back as it went in, including those an
+    escaping layer could mangle (backslash, tab, CR, newline, quotes, a lone \\N, "")."""
     store = open_stores()
-    odd = "tab\tnewline\nbackslash\\ \\N quote' é ✓"
+    odd = "tab\tnewline\ncr\rbackslash\\ \\N quote' \" é ✓"
     request = _request("src", ["odd-1"], [("app", odd)])
     request.path = "/in/src/" + odd
     request.query = "q=" + odd
-    request.headers = orjson.dumps([["x-odd", odd], ["x-empty", ""]])
+    request.headers = orjson.dumps([["x-odd", odd], ["x-empty", ""], ["x-null", "\\N"]])
     request.peer = None
     [event] = request.events
     event.event_type = odd
-    event.content_type = odd
+    event.content_type = "\\N"
+    event.provider_event_id = ""
     event.payload = bytes(range(256)) + b"\\N\\\\x00"
     [accepted] = await store.ingest(request)
     stored = await store.get_event(accepted.event_id)
     assert stored is not None
-    assert (stored["event_type"], stored["content_type"]) == (odd, odd)
+    assert (stored["event_type"], stored["content_type"]) == (odd, "\\N")
+    assert stored["provider_event_id"] == ""
     assert stored["request"] == {
         "method": "POST",
         "path": "/in/src/" + odd,
         "query": "q=" + odd,
-        "headers": [["x-odd", odd], ["x-empty", ""]],
+        "headers": [["x-odd", odd], ["x-empty", ""], ["x-null", "\\N"]],
         "peer": None,
     }
     key = await store.read(  # type: ignore[attr-defined]
@@ -425,4 +427,4 @@ async def test_what_ingest_stores_reads_back_exactly(open_stores: Opener) -> Non
         ).fetchone()[0]
     )
     assert key == odd
-    assert await store.get_raw(accepted.event_id) == (event.payload, odd)
+    assert await store.get_raw(accepted.event_id) == (event.payload, "\\N")

@@ -221,12 +221,6 @@ class PgConn:
         result: Cursor = cursor
         return result
 
-    def copy(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """COPY ... FROM STDIN these rows."""
-        with self.raw.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-
     def close(self) -> None:
         self.raw.close()
 

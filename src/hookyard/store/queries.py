@@ -29,7 +29,7 @@ from hookyard.models import (
     Pace,
     Rejected,
 )
-from hookyard.store.db import POSTGRESQL, Conn, PgConn, in_list
+from hookyard.store.db import POSTGRESQL, Conn, in_list
 from hookyard.tokens import CONFIGURED_ADMIN, GENERATED_ADMIN
 
 INSERT_DEDUP = "INSERT INTO dedup (source, key, event_id, first_seen) VALUES "
@@ -82,20 +82,6 @@ def insert_rows(conn: Conn, prefix: str, rows: Sequence[tuple[Any, ...]], suffix
             [value for row in chunk for value in row],
         ).rowcount
     return inserted
-
-
-def append_rows(conn: Conn, prefix: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows no constraint refuses (new ids), as `insert_rows` does; on PostgreSQL with
-    one COPY, which the server takes in about two thirds of a multi-row INSERT's time and
-    without parsing a statement of hundreds of parameters. `prefix` is an INSERT_* constant.
-    Only for values COPY's text format takes as an INSERT would (text, numbers, bytes)."""
-    if isinstance(conn, PgConn):
-        if rows:
-            conn.copy(
-                prefix.replace("INSERT INTO", "COPY", 1).replace(" VALUES ", " FROM STDIN"), rows
-            )
-        return
-    insert_rows(conn, prefix, rows)
 
 
 def key_digest(key: str) -> bytes:
@@ -230,8 +216,8 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
         conn.dialect.notify(conn, "hints")  # the fetch-back of every process wakes
     crossing = any(keys for rows in batch for keys in rows.cross_keys)
     if not crossing and _all_keys_new(conn, batch, now):
-        append_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
-        append_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
+        insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
+        insert_rows(conn, INSERT_EVENT, [event for rows in batch for event in rows.events])
         _insert_deliveries(
             conn, [d for rows in batch for per_event in rows.deliveries for d in per_event]
         )
@@ -286,8 +272,8 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     # group fails and the writer runs each request again alone, now seeing that key.
     insert_rows(conn, INSERT_DEDUP, dedup_rows)
     conn.executemany(COUNT_HIT, hit_rows)
-    append_rows(conn, INSERT_REQUEST, request_rows)
-    append_rows(conn, INSERT_EVENT, event_rows)
+    insert_rows(conn, INSERT_REQUEST, request_rows)
+    insert_rows(conn, INSERT_EVENT, event_rows)
     _insert_deliveries(conn, delivery_rows)
     _insert_marks(conn, batch, results, now)
     return results
@@ -311,7 +297,7 @@ def _insert_marks(
 def _insert_deliveries(conn: Conn, rows: Sequence[tuple[Any, ...]], prefix: str = "") -> None:
     """Queue deliveries and wake the workers of every process at commit."""
     if rows:
-        append_rows(conn, prefix or INSERT_DELIVERY, rows)
+        insert_rows(conn, prefix or INSERT_DELIVERY, rows)
         conn.dialect.notify(conn, "work")
 
 
