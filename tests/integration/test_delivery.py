@@ -10,6 +10,7 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from hookyard.deliver.http import parse_retry_after
 from hookyard.deliver.retry import honour_retry_after
@@ -217,3 +218,17 @@ async def test_an_attempt_that_fails_unexpectedly_is_logged_with_its_delivery(
         [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
         assert record.exc_info and "could not be written" in str(record.exc_info[1])
         assert getattr(record, "event_id", None) == posted.json()["id"]
+
+
+async def test_a_destination_answering_nul_bytes_is_recorded_and_retried(
+    hookyard_factory, receiver
+):
+    """PostgreSQL text refuses NUL: an excerpt holding one must not stop the outcome's commit."""
+    answers = iter([web.Response(status=500, body=b"bad\x00news")])
+    receiver.behaviour = lambda _: next(answers, 200)
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"lies")).json()["id"]
+        event = await _wait_status(hy, event_id, "succeeded")
+    first, second = event["deliveries"][0]["attempt_log"]
+    assert (first["status_code"], first["response_excerpt"]) == (500, "bad\ufffdnews")
+    assert second["status_code"] == 200

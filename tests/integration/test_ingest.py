@@ -446,3 +446,29 @@ async def test_a_signed_url_without_public_url_is_warned_of_at_start(
     assert warning.levelname == "WARNING"
     assert "sources.sms" in warning.getMessage()
     assert "[server] public_url" in warning.getMessage()
+
+
+async def test_nul_in_an_event_type_or_a_path_is_stored_not_refused(
+    hookyard_factory, receiver, backend
+):
+    """PostgreSQL text cannot hold NUL: the event and the rejection are stored all the same."""
+    config = basic_config(receiver.url).replace(
+        'verify = "none"', 'verify = "none"\ntype_field = "type"', 1
+    )
+    async with hookyard_factory(config) as hy:
+        body = b'{"type": "order.\\u0000paid"}'
+        answer = await hy.client.post("/in/open", content=body)
+        assert answer.status_code == 200, answer.text
+        lost = await hy.client.post("/in/nowhere%00", content=b"{}")
+        assert lost.status_code == 404
+        await hy.service.state.rejected.flush()
+        async with hy.api() as api:
+            event = (await api.get(f"/api/v1/events/{answer.json()['id']}")).json()
+            raw = await api.get(f"/api/v1/events/{answer.json()['id']}/raw")
+            logged = (await api.get("/api/v1/rejected")).json()["data"]
+    nul = "\ufffd" if backend == "postgresql" else "\x00"  # PostgreSQL text cannot hold NUL
+    assert event["event_type"] == f"order.{nul}paid"
+    assert raw.content == body  # the payload is bytes: kept exactly on both
+    assert [(item["code"], item["path"]) for item in logged] == [
+        ("unknown_source", f"/in/nowhere{nul}")
+    ]

@@ -16,6 +16,7 @@ from hookyard.deliver.egress import USER_AGENT, EgressPolicy, GuardedResolver
 from hookyard.deliver.message import signed_metadata
 from hookyard.gateway import Destination, Source
 from hookyard.models import EventData
+from hookyard.text import as_text
 
 EXCERPT = 1024
 
@@ -117,7 +118,7 @@ class HttpSender:
                 ssl=destination.ssl if destination.ssl is not None else True,
                 proxy=destination.proxy,
             ) as response:
-                excerpt = (await response.content.read(EXCERPT)).decode("utf-8", "replace")
+                excerpt = as_text(await response.content.read(EXCERPT))
                 status = response.status
                 retry_after = None
                 if status in (429, 503):

@@ -24,6 +24,7 @@ from yarl import URL
 from hookyard.deliver.egress import EgressPolicy
 from hookyard.deliver.http import parse_retry_after
 from hookyard.pollers.api import Credentials, RestApi
+from hookyard.text import as_text
 
 log = logging.getLogger("hookyard.pollers")
 
@@ -318,5 +319,5 @@ def _basic(user_and_password: str) -> str:
 
 
 def excerpt(body: bytes, limit: int = 200) -> str:
-    text = body[:limit].decode("utf-8", "replace").strip()
+    text = as_text(body[:limit]).strip()
     return text + ("..." if len(body) > limit else "")

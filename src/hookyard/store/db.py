@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import psycopg
+
 
 class Cursor(Protocol):
     @property
@@ -210,11 +212,20 @@ class PgConn:
         if not params:  # psycopg leaves a statement without parameters as written
             plain: Cursor = self.raw.execute(sql)
             return plain
-        cursor: Cursor = self.raw.execute(to_psycopg(sql, isinstance(params, dict)), params)
+        query = to_psycopg(sql, isinstance(params, dict))
+        try:
+            cursor: Cursor = self.raw.execute(query, params)
+        except psycopg.DataError as exc:
+            if not _refused_nul(exc):
+                raise
+            # psycopg refuses NUL in text while it encodes, before anything is sent, so the
+            # statement can run again at once with the NULs replaced.
+            cursor = self.raw.execute(query, without_nul(params))
         return cursor
 
     def executemany(self, sql: str, params: Iterable[Any], /) -> Cursor:
-        rows = list(params)
+        # Scrubbed up front: a row refused midway may follow rows already sent.
+        rows = [without_nul(row) for row in params]
         cursor = self.raw.cursor()
         if rows:
             cursor.executemany(to_psycopg(sql, isinstance(rows[0], dict)), rows)
@@ -227,6 +238,23 @@ class PgConn:
     @property
     def broken(self) -> bool:
         return bool(self.raw.closed or self.raw.broken)
+
+
+def _refused_nul(exc: Exception) -> bool:
+    return "NUL" in str(exc)
+
+
+def without_nul(params: Any) -> Any:
+    """`params` with U+FFFD for every NUL in its text: PostgreSQL's text types cannot hold NUL,
+    and text from outside (an event type, a receiver's answer, a path) must not make a write
+    fail. Bytes (payloads, headers) are untouched; SQLite stores NUL as it is."""
+    if isinstance(params, dict):
+        return {key: _text_without_nul(value) for key, value in params.items()}
+    return [_text_without_nul(value) for value in params]
+
+
+def _text_without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 # The delivery statuses of a delivery still to be made: its event and payload must stay.
