@@ -61,6 +61,7 @@ class RejectedLog:
         self._failures: Counter[str] = Counter()
         self._window_start = time.monotonic()
         self._alerted: dict[str, float] = {}
+        self._flushing = asyncio.Lock()
 
     def sample(self, source: str, code: str, received_at: float) -> bool:
         """Count a rejection; True when it should be kept (then pass its row to `add`). Asked
@@ -88,13 +89,16 @@ class RejectedLog:
         self._buffer.append(row)
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        rows, self._buffer = self._buffer, []
-        try:
-            await self._sink.record_rejected(rows, self.keep)
-        except Exception as exc:  # losing samples must never affect ingest
-            log.warning("could not record %d rejected requests: %s", len(rows), exc)
+        """Write what is buffered; on return, every row added before the call is stored (a
+        flush already writing is waited for, not taken for done)."""
+        async with self._flushing:
+            if not self._buffer:
+                return
+            rows, self._buffer = self._buffer, []
+            try:
+                await self._sink.record_rejected(rows, self.keep)
+            except Exception as exc:  # losing samples must never affect ingest
+                log.warning("could not record %d rejected requests: %s", len(rows), exc)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hookyard-rejected-log")

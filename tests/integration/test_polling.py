@@ -543,3 +543,37 @@ async def test_an_item_deleted_and_back_is_created_again_and_keeps_changing(
             await run_job(running)
         kinds = [e["event_type"] for e in await events(running)]
         assert kinds == ["order.deleted", "order.created", "order.updated", "order.updated"]
+
+
+async def test_a_malformed_item_is_skipped_and_counted_not_a_stuck_source(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """One bad record among good ones is skipped (logged, counted) and the pass goes on; it
+    never reads as a deletion. A page with no usable item at all still fails the run: then the
+    configuration is the likelier fault, and the error says what is missing."""
+    listings = iter(
+        [
+            [thing("a"), thing("b"), {"id": "c"}, {"name": "no id"}],
+            [thing("a"), {"id": "b"}],  # b lost its version: skipped, but listed, so not gone
+            [thing("a"), {"name": "no id"}],  # b missing, but so is an id: nothing reads as gone
+            [thing("a")],  # a clean pass: b is gone
+            [{"name": "no id"}],
+        ]
+    )
+    async with odd_api(lambda _: next(listings)) as base:
+        config = odd_config(receiver, base, 'pagination = "none"\nitems = ""')
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["last_error"] is None and result["failures"] == 0
+            seen = []
+            for _ in range(3):
+                result = await run_job(running)
+                assert result["last_error"] is None
+                seen.append([e["event_type"] for e in await events(running)])
+            failed = await run_job(running)
+            async with running.api() as api:
+                metrics = (await api.get("/metrics")).text
+    created = ["order.created", "order.created"]
+    assert seen == [created, created, [*created, "order.deleted"]]
+    assert 'hookyard_rest_items_skipped_total{source="orders"} 4' in metrics
+    assert failed["failures"] == 1 and "has no usable 'id'" in failed["last_error"]

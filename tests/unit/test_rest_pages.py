@@ -153,3 +153,15 @@ def test_errors_and_excerpts_are_redacted_of_every_secret() -> None:
     encoded = RestClient(api(auth={"query": "k", "key": "Zm9v+/9xQ=="}), no_session, Counter())
     assert "Zm9v" not in encoded.redact("400: bad key in ?k=Zm9v%2B%2F9xQ%3D%3D")
     assert "bWU6" not in basic.redact("echo: Authorization: Basic bWU6cGE1NXdvcmQ=")
+
+
+def test_malformed_items_among_good_ones_are_skipped_and_named() -> None:
+    raw = body([ITEM, {"id": "o2"}, {"name": "no id"}, 7, {**ITEM, "id": "o3"}])
+    page = api(pagination="offset", page_size=5).parse("https://x/o", raw, {})
+    assert [item.id for item in page.items] == ["o1", "o3"]
+    assert [(skip.item_id, str(skip)) for skip in page.skipped] == [
+        ("o2", "item o2 has no 'updated_at'"),
+        (None, "an item has no usable 'id'"),
+        (None, "an item is a int, not an object"),
+    ]
+    assert page.next_url == "https://x/o?offset=5"  # skipped items count: the page was full

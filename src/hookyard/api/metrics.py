@@ -97,6 +97,12 @@ async def render(state: AppState) -> str:
             [({"source": s, "origin": o}, n) for (s, o), n in sorted(state.rest_events.items())],
         ),
         *_family(
+            "hookyard_rest_items_skipped_total",
+            "counter",
+            "Items of REST pages skipped as malformed (no usable id, no update time), by source.",
+            [({"source": s}, n) for s, n in sorted(state.rest_skipped.items())],
+        ),
+        *_family(
             "hookyard_retention_removed_total",
             "counter",
             "Rows retention removed (by this process's sweeps), by kind (events, payloads, "

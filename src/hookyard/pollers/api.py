@@ -26,6 +26,15 @@ class PageError(Exception):
     """A response that is not the page the configuration describes."""
 
 
+class MalformedItem(PageError):
+    """One item that is not as configured (no id, no update time). A page that has other,
+    usable items skips it; a page with none fails, as the configuration is the likelier fault."""
+
+    def __init__(self, reason: str, item_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.item_id = item_id  # when the item has a usable id, and only its other fields fail
+
+
 class PassGuard:
     """Ends a pass that would page forever: the API leads back to a page fetched already in
     this pass, or a page lists exactly the items of the page before (an API that ignores the
@@ -81,6 +90,7 @@ class Page:
     items: list[Item]
     next_url: str | None
     total: int | None = None  # how many items the listing holds, when the body says
+    skipped: list[MalformedItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,32 +180,44 @@ class RestApi:
         if not isinstance(raw, list):
             where = f"at {self.config.items!r}" if self.config.items else "as the body"
             raise PageError(f"expected a list of items {where}, found {type(raw).__name__}")
-        items = [self._item(entry) for entry in raw]
+        items: list[Item] = []
+        skipped: list[MalformedItem] = []
+        for entry in raw:
+            try:
+                items.append(self._item(entry))
+            except MalformedItem as exc:
+                skipped.append(exc)
+        if skipped and not items:
+            raise skipped[0]
         total = document.get("total") if isinstance(document, dict) else None
         return Page(
             items,
-            self._next(url, document, links, len(items)),
+            self._next(url, document, links, len(raw)),
             total if isinstance(total, int) and not isinstance(total, bool) else None,
+            skipped,
         )
 
     def _item(self, document: Any) -> Item:
         config = self.config
         if not isinstance(document, dict):
-            raise PageError(f"an item is a {type(document).__name__}, not an object")
+            raise MalformedItem(f"an item is a {type(document).__name__}, not an object")
         item_id = dig(document, config.id_field)
         if item_id is None or isinstance(item_id, dict | list):
-            raise PageError(f"an item has no usable {config.id_field!r}")
+            raise MalformedItem(f"an item has no usable {config.id_field!r}")
         payload = orjson.dumps(document)
         updated = None
         if config.updated_field:
             value = dig(document, config.updated_field)
             if value is None:
-                raise PageError(f"item {item_id} has no {config.updated_field!r}")
-            updated = parse_time(value)
+                raise MalformedItem(f"item {item_id} has no {config.updated_field!r}", str(item_id))
+            try:
+                updated = parse_time(value)
+            except PageError as exc:
+                raise MalformedItem(f"item {item_id}: {exc}", str(item_id)) from None
         if config.version_field:
             version = dig(document, config.version_field)
             if version is None:
-                raise PageError(f"item {item_id} has no {config.version_field!r}")
+                raise MalformedItem(f"item {item_id} has no {config.version_field!r}", str(item_id))
             version_text = str(version)
         elif config.updated_field:
             version_text = str(dig(document, config.updated_field))

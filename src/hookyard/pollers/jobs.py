@@ -29,7 +29,7 @@ from hookyard.pollers.api import (
     object_key,
     webhook_object_key,
 )
-from hookyard.pollers.client import Calls, RestClient, strip_credentials
+from hookyard.pollers.client import Calls, Response, RestClient, strip_credentials
 from hookyard.state import AppState
 from hookyard.store import queries
 from hookyard.store.rest import JobRun, RestCommit
@@ -65,7 +65,23 @@ class Job(abc.ABC):
 
     async def get_page(self, url: str) -> Page:
         response = await self.client.get(url, self.calls)
-        return self.api.parse(url, response.body, response.links)
+        return self.parse(url, response)
+
+    def parse(self, url: str, response: Response) -> Page:
+        """The page's items. Malformed items are skipped, logged and counted, so one bad record
+        does not stop the source; a page with no usable item at all fails the run."""
+        page = self.api.parse(url, response.body, response.links)
+        if page.skipped:
+            self.state.rest_skipped[self.source.name] += len(page.skipped)
+            log.warning(
+                "%s %s: skipped %d malformed item(s) on %s: %s",
+                self.source.name,
+                self.run.job,
+                len(page.skipped),
+                self.client.shown(url),
+                self.client.redact(str(page.skipped[0])),
+            )
+        return page
 
     def event(
         self,

@@ -89,7 +89,7 @@ class PollJob(Job):
             if response.status == 304:
                 await self.commit([], finished=True, next_run_at=self.next_run())
                 return
-            page = self.api.parse(url, response.body, response.links)
+            page = self.parse(url, response)
             guard.listed(page, self.client.shown(url))
             for item in page.items:
                 if item.updated is not None and (newest is None or item.updated > newest):
@@ -118,6 +118,7 @@ class PollJob(Job):
         store = self.state.store
         stored_pages = await store.rest_pages(self.source.name) if conditional else {}
         seen: set[str] = set()
+        blind = False  # an item without an id was skipped: what is missing may be that item
         unchanged_pages: set[str] = set()
         listed: list[str] = []
         url: str | None = self.api.first_url()
@@ -133,9 +134,11 @@ class PollJob(Job):
                 unchanged_pages.add(key)
                 url = stored[2]
                 continue
-            page = self.api.parse(url, response.body, response.links)
+            page = self.parse(url, response)
             guard.listed(page, self.client.shown(url))
             seen.update(item.id for item in page.items)
+            seen.update(skip.item_id for skip in page.skipped if skip.item_id is not None)
+            blind = blind or any(skip.item_id is None for skip in page.skipped)
             remembered = (*validators_of(response.headers), self.stored_url(page.next_url))
             pages = [(key, *remembered)] if conditional and remembered != stored else []
             await self._commit_page(page, key, None, pages=pages)
@@ -143,7 +146,7 @@ class PollJob(Job):
         # The end of a full pass: what is no longer listed was deleted.
         gone: list[tuple[str, int]] = []
         after = ""
-        while chunk := await store.rest_item_pages(self.source.name, after):
+        while not blind and (chunk := await store.rest_item_pages(self.source.name, after)):
             gone += [
                 (item_id, changes)
                 for item_id, page_url, changes in chunk
