@@ -200,9 +200,17 @@ class Gateway:
     @property
     def warnings(self) -> list[str]:
         """What is valid but likely wrong: `check` prints it; `serve` logs it at start, reload."""
+        window = self.settings.server.dedup_window
+        found = [
+            f"sources.{name}: tolerance ({getattr(source.verifier, '_tolerance', 0)} s) is "
+            f"longer than [server] dedup_window ({window:g} s): a request replayed after its "
+            "dedup key expired, and still within the tolerance, would be delivered again"
+            for name, source in self.sources.items()
+            if getattr(source.verifier, "_tolerance", 0) > window
+        ]
         if self.settings.server.public_url:
-            return []
-        return [
+            return found
+        return found + [
             f"sources.{name}: verify = {source.verifier.scheme!r} signs the URL the provider "
             "called, which without [server] public_url is rebuilt from the request's Host "
             "header; behind a proxy or load balancer, set public_url to the URL registered "
@@ -244,6 +252,14 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         verifier = build_verifier(cfg.verify or "none", secrets, options)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}" if exc.key else key, exc.reason) from None
+    tolerance = getattr(verifier, "_tolerance", 0)  # timestamp-signed schemes keep one
+    if getattr(verifier, "replay_by_dedup", False) and tolerance > settings.server.dedup_window:
+        raise ConfigError(
+            f"{key}.tolerance",
+            f"{tolerance} s is longer than [server] dedup_window "
+            f"({settings.server.dedup_window:g} s); this scheme does not sign the body, so a "
+            "signature replayed after its token's dedup key expired would pass with any body",
+        )
     patterns = [*DEFAULT_FORWARD, *(p.lower() for p in cfg.forward_headers)]
     forward = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
     return Source(

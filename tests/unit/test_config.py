@@ -267,3 +267,21 @@ def test_the_cli_speaks_https_to_a_server_serving_tls() -> None:
     assert _base_url(None, Settings.model_validate({"server": server})) == "https://127.0.0.1:8443"
     plain = Settings.model_validate({"server": {"listen": "127.0.0.1:8787"}})
     assert _base_url(None, plain) == "http://127.0.0.1:8787"
+
+
+def test_a_tolerance_longer_than_the_dedup_window(tmp_path: Path) -> None:
+    """Past the dedup window a replay within the tolerance is new again: a warning where the
+    body is signed (a duplicate delivery), an error for Mailgun (its body is not signed)."""
+    short = VALID.replace(
+        'listen = "127.0.0.1:8787"', 'listen = "127.0.0.1:8787"\ndedup_window = "1h"'
+    )
+    stripe = short.replace('verify = "github"', 'verify = "stripe"\ntolerance = "2h"')
+    [warning] = _build(tmp_path, stripe).warnings
+    assert warning.startswith("sources.gh: tolerance (7200 s) is longer than [server] dedup_window")
+    assert _build(tmp_path, short.replace('verify = "github"', 'verify = "stripe"')).warnings == []
+    with pytest.raises(ConfigError) as caught:
+        _build(tmp_path, short.replace('verify = "github"', 'verify = "mailgun"'))  # ±9 h default
+    assert str(caught.value).startswith("sources.gh.tolerance")
+    assert "would pass with any body" in str(caught.value)
+    mailgun = short.replace('verify = "github"', 'verify = "mailgun"\ntolerance = "30m"')
+    assert _build(tmp_path, mailgun).warnings == []

@@ -127,6 +127,9 @@ class MailgunVerifier(Frozen):
 
     scheme: str = "mailgun"
     credential_headers: frozenset[str] = frozenset()
+    # The token's dedup key is the replay defence: the config refuses a tolerance longer than
+    # [server] dedup_window (gateway.py).
+    replay_by_dedup: ClassVar[bool] = True
     doc: ClassVar[SchemeDoc] = SchemeDoc(
         provider="Mailgun",
         summary="signature block in the body: HMAC-SHA256 of timestamp + token, ±9 h",
@@ -143,8 +146,8 @@ class MailgunVerifier(Frozen):
         options=TIMED_OPTIONS,
         notes=(
             "A replay of a token, with any body, is acknowledged as a duplicate and never "
-            "delivered. That holds while dedup keys are kept (`[server] dedup_window`): keep "
-            "`tolerance` shorter than that."
+            "delivered. That holds while dedup keys are kept (`[server] dedup_window`), so a "
+            "`tolerance` longer than that is refused."
         ),
         secret_example="env:MAILGUN_WEBHOOK_SIGNING_KEY",
     )
