@@ -202,11 +202,11 @@ class Gateway:
         """What is valid but likely wrong: `check` prints it; `serve` logs it at start, reload."""
         window = self.settings.server.dedup_window
         found = [
-            f"sources.{name}: tolerance ({getattr(source.verifier, '_tolerance', 0)} s) is "
-            f"longer than [server] dedup_window ({window:g} s): a request replayed after its "
-            "dedup key expired, and still within the tolerance, would be delivered again"
+            f"sources.{name}: tolerance ({_shown_tolerance(source.verifier)}) is longer than "
+            f"[server] dedup_window ({window:g} s): a request replayed after its dedup key "
+            "expired, and still within the tolerance, would be delivered again"
             for name, source in self.sources.items()
-            if getattr(source.verifier, "_tolerance", 0) > window
+            if outlives_dedup(source.verifier, self.settings)
         ]
         if self.settings.server.public_url:
             return found
@@ -225,6 +225,30 @@ class Gateway:
         if self.settings.worker.lease is not None:
             return self.settings.worker.lease
         return max((d.timeout for d in self.destinations.values()), default=30.0) + 30.0
+
+
+def outlives_dedup(verifier: Verifier, settings: Settings) -> bool:
+    """Whether a scheme accepts a signature for longer than dedup keys are kept. A tolerance
+    of 0 is for ever, but matters only where the dedup key is the replay defence (Mailgun):
+    elsewhere 0 means no signed time (the body hash guards those) or a check turned off on
+    purpose, to re-verify old captures."""
+    tolerance = _tolerance_of(verifier)
+    if tolerance is None:
+        return False
+    if tolerance == 0:
+        return bool(getattr(verifier, "replay_by_dedup", False))
+    return tolerance > settings.server.dedup_window
+
+
+def _tolerance_of(verifier: Verifier) -> int | None:
+    """The timestamp tolerance of schemes that sign a time (seconds; 0: no check), else None."""
+    tolerance: int | None = getattr(verifier, "_tolerance", None)
+    return tolerance
+
+
+def _shown_tolerance(verifier: Verifier) -> str:
+    tolerance = _tolerance_of(verifier)
+    return "0: no timestamp check" if tolerance == 0 else f"{tolerance} s"
 
 
 def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) -> Source:
@@ -252,11 +276,10 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         verifier = build_verifier(cfg.verify or "none", secrets, options)
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}" if exc.key else key, exc.reason) from None
-    tolerance = getattr(verifier, "_tolerance", 0)  # timestamp-signed schemes keep one
-    if getattr(verifier, "replay_by_dedup", False) and tolerance > settings.server.dedup_window:
+    if getattr(verifier, "replay_by_dedup", False) and outlives_dedup(verifier, settings):
         raise ConfigError(
             f"{key}.tolerance",
-            f"{tolerance} s is longer than [server] dedup_window "
+            f"{_shown_tolerance(verifier)} is longer than [server] dedup_window "
             f"({settings.server.dedup_window:g} s); this scheme does not sign the body, so a "
             "signature replayed after its token's dedup key expired would pass with any body",
         )

@@ -548,16 +548,15 @@ async def test_an_item_deleted_and_back_is_created_again_and_keeps_changing(
 async def test_a_malformed_item_is_skipped_and_counted_not_a_stuck_source(
     receiver: Receiver, hookyard_factory: Any
 ) -> None:
-    """One bad record among good ones is skipped (logged, counted) and the pass goes on; it
-    never reads as a deletion. A page with no usable item at all still fails the run: then the
-    configuration is the likelier fault, and the error says what is missing."""
+    """A bad record is skipped (logged, counted) and the pass goes on, even when it is alone on
+    its page; it never reads as a deletion."""
     listings = iter(
         [
-            [thing("a"), thing("b"), {"id": "c"}, {"name": "no id"}],
+            [thing("a"), thing("b"), {"id": "c"}, {"name": "no id"}, thing("n\x00ul")],
             [thing("a"), {"id": "b"}],  # b lost its version: skipped, but listed, so not gone
             [thing("a"), {"name": "no id"}],  # b missing, but so is an id: nothing reads as gone
             [thing("a")],  # a clean pass: b is gone
-            [{"name": "no id"}],
+            [{"name": "no id"}],  # nothing usable, but the job has run before: skipped
         ]
     )
     async with odd_api(lambda _: next(listings)) as base:
@@ -566,14 +565,29 @@ async def test_a_malformed_item_is_skipped_and_counted_not_a_stuck_source(
             result = await wait_run(running, {})
             assert result["last_error"] is None and result["failures"] == 0
             seen = []
-            for _ in range(3):
+            for _ in range(4):
                 result = await run_job(running)
-                assert result["last_error"] is None
+                assert result["last_error"] is None and result["failures"] == 0
                 seen.append([e["event_type"] for e in await events(running)])
-            failed = await run_job(running)
             async with running.api() as api:
                 metrics = (await api.get("/metrics")).text
     created = ["order.created", "order.created"]
-    assert seen == [created, created, [*created, "order.deleted"]]
-    assert 'hookyard_rest_items_skipped_total{source="orders"} 4' in metrics
-    assert failed["failures"] == 1 and "has no usable 'id'" in failed["last_error"]
+    deleted = [*created, "order.deleted"]
+    assert seen == [created, created, deleted, deleted]
+    assert 'hookyard_rest_items_skipped_total{source="orders"} 6' in metrics
+
+
+async def test_a_first_run_with_no_usable_item_fails_with_the_reason(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """Before a job has ever finished, a page with no usable item is more likely a setting
+    that does not fit the API (`id_field`, `items`) than bad data: the run fails and says so."""
+    listings = iter([[{"uid": "a"}], [thing("a")]])
+    async with odd_api(lambda _: next(listings)) as base:
+        config = odd_config(receiver, base, 'pagination = "none"\nitems = ""')
+        async with hookyard_factory(config) as running:
+            failed = await wait_run(running, {})
+            assert failed["failures"] == 1 and "has no usable 'id'" in failed["last_error"]
+            fixed = await run_job(running)
+            assert fixed["last_error"] is None
+            assert [e["event_type"] for e in await events(running)] == ["order.created"]

@@ -394,6 +394,23 @@ def test_a_connection_made_after_its_event_loop_ended_is_closed(
     assert made and made[0].closed
 
 
+def test_only_psycopg_s_own_nul_refusal_is_retried_with_the_nul_replaced(
+    backend: str, postgres_url: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL text only")
+    conn = PgConn(psycopg.connect(postgres_url, autocommit=True))
+    try:
+        assert conn.execute("SELECT ?::text", ("a\x00b",)).fetchone() == ("a\ufffdb",)
+        conn.execute("BEGIN")
+        # A server error that mentions NULL is the server's: raised as it is, not retried.
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            conn.execute("SELECT CAST(? AS int)", ("NULL",))
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 async def test_what_ingest_stores_reads_back_exactly(open_stores: Opener) -> None:
     """Every byte and character of a request comes back as it went in, including those an
     escaping layer could mangle (backslash, tab, CR, newline, quotes, a lone \\N, "")."""

@@ -165,3 +165,26 @@ def test_malformed_items_among_good_ones_are_skipped_and_named() -> None:
         (None, "an item is a int, not an object"),
     ]
     assert page.next_url == "https://x/o?offset=5"  # skipped items count: the page was full
+
+
+def test_with_no_usable_item_a_page_is_an_error_only_when_strict() -> None:
+    raw = body([{"name": "no id"}, {"id": "o2"}])
+    with pytest.raises(PageError, match="no usable 'id'"):
+        api().parse("https://x/", raw, {})
+    page = api().parse("https://x/", raw, {}, strict=False)
+    assert page.items == [] and len(page.skipped) == 2
+
+
+@pytest.mark.parametrize(
+    "value", [float("inf"), float("nan"), "Infinity", "nan", "1e400", 9e15, "9999-12-31T23:59:59Z"]
+)
+def test_a_time_that_would_stall_a_cursor_is_refused(value: object) -> None:
+    with pytest.raises(PageError, match="up to a day from now"):
+        parse_time(value)
+
+
+def test_an_item_with_a_far_future_update_time_is_skipped() -> None:
+    ahead = {**ITEM, "id": "o9", "updated_at": "9999-12-31T23:59:59Z"}
+    page = api().parse("https://x/", body([ITEM, ahead]), {})
+    assert [item.id for item in page.items] == ["o1"]
+    assert [skip.item_id for skip in page.skipped] == ["o9"]

@@ -7,6 +7,8 @@ Pure: no I/O. The client (client.py) makes the calls; the jobs decide what the i
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from hookyard.config import ApiConfig, resolve_secret
 from hookyard.errors import ConfigError
 
 DEFAULT_NEXT = {"next_url": "next", "cursor": "next_cursor"}
+MAX_AHEAD = 86400.0  # how far ahead of this clock an item's update time may be
 
 
 class PageError(Exception):
@@ -27,8 +30,8 @@ class PageError(Exception):
 
 
 class MalformedItem(PageError):
-    """One item that is not as configured (no id, no update time). A page that has other,
-    usable items skips it; a page with none fails, as the configuration is the likelier fault."""
+    """One item that is not as configured (no id, no update time): skipped, unless the page
+    has no usable item and the parse is strict (see `RestApi.parse`)."""
 
     def __init__(self, reason: str, item_id: str | None = None) -> None:
         super().__init__(reason)
@@ -169,9 +172,13 @@ class RestApi:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    def parse(self, url: str, body: bytes, links: Mapping[str, str]) -> Page:
+    def parse(
+        self, url: str, body: bytes, links: Mapping[str, str], *, strict: bool = True
+    ) -> Page:
         """The items of a page and the next page's URL (None on the last page). `links` maps
-        Link header relations to URLs."""
+        Link header relations to URLs. Malformed items are skipped (`Page.skipped`); when no
+        item of a page is usable, `strict` makes that an error: before a job has ever run to
+        the end, the configuration is the likelier fault than the API's data."""
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -187,7 +194,7 @@ class RestApi:
                 items.append(self._item(entry))
             except MalformedItem as exc:
                 skipped.append(exc)
-        if skipped and not items:
+        if skipped and not items and strict:
             raise skipped[0]
         total = document.get("total") if isinstance(document, dict) else None
         return Page(
@@ -204,6 +211,8 @@ class RestApi:
         item_id = dig(document, config.id_field)
         if item_id is None or isinstance(item_id, dict | list):
             raise MalformedItem(f"an item has no usable {config.id_field!r}")
+        if "\x00" in str(item_id):  # PostgreSQL text cannot hold it: the id would not round-trip
+            raise MalformedItem(f"item {str(item_id)!r} has a NUL in its id", str(item_id))
         payload = orjson.dumps(document)
         updated = None
         if config.updated_field:
@@ -299,7 +308,16 @@ def dig(document: Any, path: str) -> Any:
 
 
 def parse_time(value: Any) -> float:
-    """Unix seconds from ISO 8601 text or a number (seconds, or milliseconds when huge)."""
+    """Unix seconds from ISO 8601 text or a number (seconds, or milliseconds when huge). A time
+    more than a day ahead (a sentinel such as 9999-12-31, infinity) is refused: as an update
+    time it would move a cursor past every change to come."""
+    seconds = _seconds(value)
+    if not math.isfinite(seconds) or seconds > time.time() + MAX_AHEAD:
+        raise PageError(f"{value!r} is not a time up to a day from now")
+    return seconds
+
+
+def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise PageError(f"{value!r} is not a time")
     if isinstance(value, int | float):
@@ -307,7 +325,7 @@ def parse_time(value: Any) -> float:
     if isinstance(value, str):
         text = value.strip()
         try:
-            return parse_time(float(text))
+            return _seconds(float(text))
         except ValueError:
             pass
         try:

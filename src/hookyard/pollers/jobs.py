@@ -68,9 +68,10 @@ class Job(abc.ABC):
         return self.parse(url, response)
 
     def parse(self, url: str, response: Response) -> Page:
-        """The page's items. Malformed items are skipped, logged and counted, so one bad record
-        does not stop the source; a page with no usable item at all fails the run."""
-        page = self.api.parse(url, response.body, response.links)
+        """The page's items. Malformed items are skipped, logged and counted, so a bad record
+        does not stop the source; until the job has once run to the end, a page with no usable
+        item fails the run instead (the settings are then the likelier fault)."""
+        page = self.api.parse(url, response.body, response.links, strict=not self.run.succeeded)
         if page.skipped:
             self.state.rest_skipped[self.source.name] += len(page.skipped)
             log.warning(

@@ -240,8 +240,10 @@ class PgConn:
         return bool(self.raw.closed or self.raw.broken)
 
 
-def _refused_nul(exc: Exception) -> bool:
-    return "NUL" in str(exc)
+def _refused_nul(exc: psycopg.DataError) -> bool:
+    """psycopg's own refusal, raised while it encodes the parameters (no SQLSTATE: the server
+    never saw the statement), not a server error whose text mentions NULL."""
+    return exc.sqlstate is None and "cannot contain NUL" in str(exc)
 
 
 def without_nul(params: Any) -> Any:

@@ -42,6 +42,7 @@ class JobRun:
     run_id: str
     checkpoint: str | None  # JSON
     failures: int  # consecutive failed runs before this one
+    succeeded: bool = False  # whether a run of this job has ever succeeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,11 @@ def claim_jobs(
                 )
             run_id = new_id("run")
             row = conn.execute(
-                CLAIM[conn.dialect.name] + " RETURNING checkpoint, failures",
+                CLAIM[conn.dialect.name] + " RETURNING checkpoint, failures, last_success_at",
                 {"run": run_id, "until": now + lease, "now": now, "source": source, "job": job},
             ).fetchone()
             if row is not None:
-                claimed.append(JobRun(source, job, run_id, row[0], row[1]))
+                claimed.append(JobRun(source, job, run_id, row[0], row[1], row[2] is not None))
         results.append(claimed)
     return results
 
