@@ -23,11 +23,13 @@ from standardwebhooks import Webhook
 
 from tests.conftest import (
     CLIENT_TIMEOUT,
+    DEADLINE,
     DEST_SECRET,
     GITHUB_SECRET,
     Receiver,
     ServeProcess,
     start_serve,
+    until_deadline,
     write_config,
 )
 from tests.integration.test_reconcile import free_port
@@ -249,6 +251,76 @@ async def test_the_stream_pushes_deliveries_within_its_bound_and_beats(
             assert kinds[-1] == "revoked"
         refused = await api.get("/api/v1/destinations/direct/stream")
         assert refused.status_code == 409
+
+
+async def test_one_token_holds_a_bounded_number_of_streams_and_lease_waits(
+    hookyard_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hookyard.api.relay.MAX_OPEN_PER_TOKEN", 2)
+    stream_path = "/api/v1/destinations/laptop/stream"
+    lease_path = "/api/v1/destinations/laptop/lease"
+    params = {"max": 1, "lease": 30, "heartbeat": 0.3}
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        presence = running.service.state.presence
+        async with api.stream("GET", stream_path, params=params) as first:
+            beats = events_of(first)  # held: a dropped generator would close the stream
+            assert (await anext(beats))[0] == "heartbeat"  # it runs: one place
+            other = {"user-agent": "another client"}  # presence counts clients, not calls
+            waiting = asyncio.create_task(
+                api.post(lease_path, json={"max": 1, "wait": 2}, headers=other)
+            )
+            for _ in until_deadline():
+                if presence.connected("laptop") == 2:
+                    break
+                await asyncio.sleep(0.02)
+            third = await api.get(stream_path, params=params)
+            assert third.status_code == 429, third.text
+            assert third.json()["error"] == "too_many_streams"
+            assert (await api.post(lease_path, json={"max": 1, "wait": 0})).status_code == 429
+            assert (await waiting).status_code == 200  # its wait ended: the place is free
+            assert (await api.post(lease_path, json={"max": 1, "wait": 0})).status_code == 200
+        async with api.stream("GET", stream_path, params=params) as again:
+            beats = events_of(again)
+            assert (await anext(beats))[0] == "heartbeat"
+            statuses = []
+            for _ in until_deadline():  # once the server sees the first stream gone, it is free
+                statuses.append((await api.post(lease_path, json={"max": 1})).status_code)
+                if statuses[-1] != 429:
+                    break
+                await asyncio.sleep(0.05)
+            assert statuses[-1] == 200
+
+
+async def test_streams_opened_together_never_exceed_the_bound(
+    hookyard_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened at once, several may pass the check made before their responses start: the late
+    ones then end with a `refused` event, so however they interleave, one runs."""
+    monkeypatch.setattr("hookyard.api.relay.MAX_OPEN_PER_TOKEN", 1)
+    params = {"max": 1, "lease": 30, "heartbeat": 0.3}
+    outcomes: list[str] = []
+    judged = asyncio.Event()
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+
+        async def open_one() -> None:
+            async with api.stream(
+                "GET", "/api/v1/destinations/laptop/stream", params=params
+            ) as stream:
+                if stream.status_code == 429:
+                    outcomes.append("429")
+                else:
+                    events = events_of(stream)
+                    kind, data = await anext(events)
+                    outcomes.append(kind)
+                    if kind == "refused":
+                        assert data["error"] == "too_many_streams"
+                if len(outcomes) == 5:
+                    judged.set()
+                await judged.wait()  # the running one stays open until all are judged
+
+        await asyncio.wait_for(asyncio.gather(*(open_one() for _ in range(5))), DEADLINE)
+    assert outcomes.count("heartbeat") == 1, outcomes
+    assert set(outcomes) - {"heartbeat"} <= {"429", "refused"}, outcomes
 
 
 # -- hookyard listen ------------------------------------------------------------------------

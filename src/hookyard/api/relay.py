@@ -7,7 +7,9 @@ connections can use them too (admin token, or a relay:DESTINATION token).
 handlers defined inside relay_routes at runtime; see rest.py.)
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -77,15 +79,52 @@ class Settled(BaseModel):
     results: list[ResultOut]
 
 
+MAX_OPEN_PER_TOKEN = 128  # `hookyard listen --streams` goes up to 64
+
+
+class OpenCalls:
+    """Streams and lease waits open at once, per token: one client cannot hold the server's
+    connections and memory without end. Counted on the event loop, so check-and-take is
+    atomic."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._open: Counter[str] = Counter()
+
+    def full(self, token: str) -> bool:
+        return self._open[token] >= self.most
+
+    def refusal(self) -> ApiError:
+        return ApiError(
+            429,
+            "too_many_streams",
+            f"this token has {self.most} streams and lease waits open already; close one",
+        )
+
+    @contextlib.contextmanager
+    def holding(self, token: str) -> Iterator[None]:
+        if self.full(token):
+            raise self.refusal()
+        self._open[token] += 1
+        try:
+            yield
+        finally:
+            self._open[token] -= 1
+            if not self._open[token]:
+                del self._open[token]
+
+
 def relay_routes(
     state: AppState,
     caller: Callable[..., Awaitable[Caller]],
 ) -> APIRouter:
     router = APIRouter(prefix=API_PREFIX, tags=["relay"])
     hub = RelayHub(state)
+    open_calls = OpenCalls(MAX_OPEN_PER_TOKEN)
     errors: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorBody},
         409: {"model": ErrorBody},
+        429: {"model": ErrorBody},
     }
 
     def relay_destination(name: str, who: Caller) -> str:
@@ -119,7 +158,7 @@ def relay_routes(
         direct delivery would."""
         name = relay_destination(name, who)
         allowed, client = relay_client(request, who)
-        with state.presence.waiting(name, client):  # the console's listeners connected
+        with open_calls.holding(who.id), state.presence.waiting(name, client):
             messages = await hub.lease(name, body.max, body.wait, body.lease, allowed)
         if messages is None:
             raise ApiError(401, "unauthorized", "the token was revoked")
@@ -134,9 +173,10 @@ def relay_routes(
             **errors,
             200: {
                 "description": "Server-sent events: `delivery` (data: a leased delivery, as "
-                "the lease call returns each), `heartbeat`, and `revoked` or `unanswered` "
-                "(the stream ends: the token was revoked, or leases ran out twice with no "
-                "result between).",
+                "the lease call returns each), `heartbeat`, and `revoked`, `unanswered` or "
+                "`refused` (the stream ends: the token was revoked, leases ran out twice with "
+                "no result between, or the token's streams opened together exceeded its "
+                "bound; see 429).",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
         },
@@ -152,13 +192,23 @@ def relay_routes(
         """Deliveries pushed as server-sent events as soon as they fall due, with at most
         `max` unreported at a time; report each with `results` before `lease` seconds pass.
         A `heartbeat` event follows every `heartbeat` seconds of silence, so a client that
-        hears nothing for longer knows the link is dead. `hookyard listen` uses this."""
+        hears nothing for longer knows the link is dead. `hookyard listen` uses this. One
+        token holds at most 128 streams and lease waits at once; more are answered 429."""
         name = relay_destination(name, who)
         allowed, client = relay_client(request, who)
+        if open_calls.full(who.id):
+            raise open_calls.refusal()
 
         async def frames() -> AsyncIterator[bytes]:
             yield b"retry: 1000\n\n"  # EventSource's reconnection delay, milliseconds
-            with state.presence.waiting(name, client):  # connected while the stream is open
+            # Taken once the stream runs (a response that never starts must not hold a place),
+            # so streams opened together may pass the check above: the late ones end here.
+            if open_calls.full(who.id):
+                refusal = open_calls.refusal()
+                body = {"error": refusal.code, "message": refusal.detail}
+                yield b"event: refused\ndata: %s\n\n" % orjson.dumps(body)
+                return
+            with open_calls.holding(who.id), state.presence.waiting(name, client):
                 async for kind, messages in hub.stream(name, max, lease, heartbeat, allowed):
                     if kind != "deliveries":
                         yield b"event: %s\ndata: {}\n\n" % kind.encode()
