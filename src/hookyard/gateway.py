@@ -202,7 +202,7 @@ class Gateway:
         """What is valid but likely wrong: `check` prints it; `serve` logs it at start, reload."""
         window = self.settings.server.dedup_window
         found = [
-            f"sources.{name}: tolerance ({_shown_tolerance(source.verifier)}) is longer than "
+            f"sources.{name}: tolerance {_shown_tolerance(source.verifier)} is longer than "
             f"[server] dedup_window ({window:g} s): a request replayed after its dedup key "
             "expired, and still within the tolerance, would be delivered again"
             for name, source in self.sources.items()
@@ -248,7 +248,7 @@ def _tolerance_of(verifier: Verifier) -> int | None:
 
 def _shown_tolerance(verifier: Verifier) -> str:
     tolerance = _tolerance_of(verifier)
-    return "0: no timestamp check" if tolerance == 0 else f"{tolerance} s"
+    return "0 (no timestamp check)" if tolerance == 0 else f"{tolerance} s"
 
 
 def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) -> Source:
@@ -279,8 +279,8 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
     if getattr(verifier, "replay_by_dedup", False) and outlives_dedup(verifier, settings):
         raise ConfigError(
             f"{key}.tolerance",
-            f"{_shown_tolerance(verifier)} is longer than [server] dedup_window "
-            f"({settings.server.dedup_window:g} s); this scheme does not sign the body, so a "
+            f"{_shown_tolerance(verifier)} must be shorter than [server] dedup_window "
+            f"({settings.server.dedup_window:g} s): this scheme does not sign the body, so a "
             "signature replayed after its token's dedup key expired would pass with any body",
         )
     patterns = [*DEFAULT_FORWARD, *(p.lower() for p in cfg.forward_headers)]

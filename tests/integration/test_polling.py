@@ -591,3 +591,23 @@ async def test_a_first_run_with_no_usable_item_fails_with_the_reason(
             fixed = await run_job(running)
             assert fixed["last_error"] is None
             assert [e["event_type"] for e in await events(running)] == ["order.created"]
+
+
+async def test_a_page_of_bad_items_after_good_ones_is_skipped_on_a_first_run(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """Once this run has seen a usable item the settings fit the API: a later page with
+    none (its only item malformed) is skipped, even before the job has ever finished."""
+    order = [thing("a"), thing("b"), {"id": "c"}]
+
+    def page(request: web.Request) -> list[dict[str, Any]]:
+        number, size = int(request.query.get("page", 1)), int(request.query["per_page"])
+        return order[(number - 1) * size : number * size]
+
+    pagination = 'pagination = "page"\nlimit_param = "per_page"\nitems = ""'
+    async with odd_api(page) as base:
+        config = odd_config(receiver, base, pagination, page_size=2)
+        async with hookyard_factory(config) as running:
+            result = await wait_run(running, {})
+            assert result["last_error"] is None and result["failures"] == 0
+            assert len(await events(running)) == 2

@@ -176,7 +176,18 @@ def test_with_no_usable_item_a_page_is_an_error_only_when_strict() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [float("inf"), float("nan"), "Infinity", "nan", "1e400", 9e15, "9999-12-31T23:59:59Z"]
+    "value",
+    [
+        float("inf"),
+        float("nan"),
+        "Infinity",
+        "nan",
+        "1e400",
+        9e15,
+        "9999-12-31T23:59:59Z",
+        253402300799,
+        "253402300799",  # 9999-12-31 in seconds, not 1978 in milliseconds
+    ],
 )
 def test_a_time_that_would_stall_a_cursor_is_refused(value: object) -> None:
     with pytest.raises(PageError, match="up to a day from now"):

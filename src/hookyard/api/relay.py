@@ -9,9 +9,9 @@ handlers defined inside relay_routes at runtime; see rest.py.)
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -82,10 +82,22 @@ class Settled(BaseModel):
 MAX_OPEN_PER_TOKEN = 128  # `hookyard listen --streams` goes up to 64
 
 
+class _ClosingStream(StreamingResponse):
+    """Closes its generator however the response ends. A client gone while a write waits
+    cancels the response task with the generator paused at a `yield`: unclosed, it would
+    hold its place (and its presence) until the garbage collector found it."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await cast(AsyncGenerator[bytes, None], self.body_iterator).aclose()
+
+
 class OpenCalls:
-    """Streams and lease waits open at once, per token: one client cannot hold the server's
-    connections and memory without end. Counted on the event loop, so check-and-take is
-    atomic."""
+    """Streams and lease waits open at once, per token and process: one client cannot hold
+    the server's connections and memory without end. Counted on the event loop, so
+    check-and-take is atomic."""
 
     def __init__(self, most: int) -> None:
         self.most = most
@@ -98,7 +110,8 @@ class OpenCalls:
         return ApiError(
             429,
             "too_many_streams",
-            f"this token has {self.most} streams and lease waits open already; close one",
+            f"this token has {self.most} streams and lease waits open on this server "
+            "already; close one",
         )
 
     @contextlib.contextmanager
@@ -124,8 +137,8 @@ def relay_routes(
     errors: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorBody},
         409: {"model": ErrorBody},
-        429: {"model": ErrorBody},
     }
+    waits = {**errors, 429: {"model": ErrorBody}}  # the calls that hold a place
 
     def relay_destination(name: str, who: Caller) -> str:
         if who.scope not in ("admin", f"relay:{name}"):
@@ -148,7 +161,7 @@ def relay_routes(
         peer = request.client.host if request.client else None
         return allowed, client_key(who.id, peer, request.headers.get("user-agent"))
 
-    @router.post("/destinations/{name}/lease", response_model=Leased, responses=errors)
+    @router.post("/destinations/{name}/lease", response_model=Leased, responses=waits)
     async def lease(
         name: str, body: LeaseRequest, request: Request, who: Annotated[Caller, Depends(caller)]
     ) -> dict[str, Any]:
@@ -170,7 +183,7 @@ def relay_routes(
         "/destinations/{name}/stream",
         response_class=StreamingResponse,
         responses={
-            **errors,
+            **waits,
             200: {
                 "description": "Server-sent events: `delivery` (data: a leased delivery, as "
                 "the lease call returns each), `heartbeat`, and `revoked`, `unanswered` or "
@@ -193,7 +206,8 @@ def relay_routes(
         `max` unreported at a time; report each with `results` before `lease` seconds pass.
         A `heartbeat` event follows every `heartbeat` seconds of silence, so a client that
         hears nothing for longer knows the link is dead. `hookyard listen` uses this. One
-        token holds at most 128 streams and lease waits at once; more are answered 429."""
+        token holds at most 128 streams and lease waits at once on one server process; more
+        are answered 429."""
         name = relay_destination(name, who)
         allowed, client = relay_client(request, who)
         if open_calls.full(who.id):
@@ -219,7 +233,7 @@ def relay_routes(
                         batch.append(b"event: delivery\ndata: %s\n\n" % orjson.dumps(message))
                     yield b"".join(batch)
 
-        return StreamingResponse(
+        return _ClosingStream(
             frames(),
             media_type="text/event-stream",
             # Proxies must pass each event on at once, not buffer the stream.

@@ -308,7 +308,7 @@ def dig(document: Any, path: str) -> Any:
 
 
 def parse_time(value: Any) -> float:
-    """Unix seconds from ISO 8601 text or a number (seconds, or milliseconds when huge). A time
+    """Unix seconds from ISO 8601 text or a number (seconds, or milliseconds from 1e12). A time
     more than a day ahead (a sentinel such as 9999-12-31, infinity) is refused: as an update
     time it would move a cursor past every change to come."""
     seconds = _seconds(value)
@@ -321,7 +321,9 @@ def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise PageError(f"{value!r} is not a time")
     if isinstance(value, int | float):
-        return value / 1000 if value > 100_000_000_000 else float(value)
+        # Milliseconds from 1e12 (September 2001); below, seconds: a sentinel such as
+        # 253402300799 (9999-12-31) stays far ahead and is refused, not read as 1978.
+        return value / 1000 if value >= 1_000_000_000_000 else float(value)
     if isinstance(value, str):
         text = value.strip()
         try:

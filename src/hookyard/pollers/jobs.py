@@ -53,6 +53,7 @@ class Job(abc.ABC):
         self.calls = Calls()
         self.unsaved_checked = 0  # items examined since the last commit
         self.quiet_pages = 0  # pages since the last commit (poll.py skips empty commits)
+        self.usable_seen = False  # a page of this run had a well-formed item
         self.checkpoint: dict[str, Any] = orjson.loads(run.checkpoint) if run.checkpoint else {}
 
     @abc.abstractmethod
@@ -69,9 +70,12 @@ class Job(abc.ABC):
 
     def parse(self, url: str, response: Response) -> Page:
         """The page's items. Malformed items are skipped, logged and counted, so a bad record
-        does not stop the source; until the job has once run to the end, a page with no usable
-        item fails the run instead (the settings are then the likelier fault)."""
-        page = self.api.parse(url, response.body, response.links, strict=not self.run.succeeded)
+        does not stop the source; until the job has once run to the end or this run has seen
+        a usable item, a page with no usable item fails the run instead (the settings are then
+        the likelier fault)."""
+        strict = not (self.run.succeeded or self.usable_seen)
+        page = self.api.parse(url, response.body, response.links, strict=strict)
+        self.usable_seen = self.usable_seen or bool(page.items)
         if page.skipped:
             self.state.rest_skipped[self.source.name] += len(page.skipped)
             log.warning(

@@ -131,6 +131,9 @@ class Listener:
                         yield json.loads(fields[b"data"])
                     elif kind == b"revoked":
                         raise Fatal("401: the token was revoked")
+                    elif kind == b"refused":  # too many streams: retried with backoff
+                        refusal = json.loads(fields.get(b"data", b"{}"))
+                        raise aiohttp.ClientError(f"refused: {refusal.get('message', '')}")
 
     async def _report_from(
         self, server: aiohttp.ClientSession, results: asyncio.Queue[dict[str, Any]]
