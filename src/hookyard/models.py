@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,6 +105,10 @@ class Pace:
     free: int
     concurrency: int
     rate: float | None  # attempts per second, across all processes
+    # (delivery id, lease) of this worker's deliveries whose answer is in but whose record is
+    # not committed yet: leased in the database, no longer open at the receiver. A callable,
+    # so that the store reads it when the claim runs, not when it was queued.
+    answered: Callable[[], Collection[tuple[str, float]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,9 @@ class Claimed:
     # Destinations that may take nothing now (not active, or at their limits across the
     # cluster): a due backlog of theirs is no reason to wake up early.
     blocked: frozenset[str] = frozenset()
+    # What to send, by event id, read in the claim's transaction; an event missing here has
+    # lost its payload to retention.
+    events: dict[str, EventData] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

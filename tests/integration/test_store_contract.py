@@ -128,6 +128,65 @@ async def test_concurrency_holds_across_processes(open_stores: Opener) -> None:
     assert len(c.claims) == len(a.claims)  # the finished ones' slots are free again
 
 
+async def test_answered_deliveries_free_their_slots_before_their_records_commit(
+    open_stores: Opener,
+) -> None:
+    """A worker's deliveries whose answers are in (Pace.answered) take no slot, but only while
+    they still hold that worker's lease; read when the claim runs, not when it was queued."""
+    first, second = open_stores(), open_stores()
+    await _queue(first, 10)
+    full = await first.claim({"app": Pace(free=10, concurrency=3, rate=None)}, 100, lease=30)
+    assert len(full.claims) == 3
+    answered: set[tuple[str, float]] = set()
+
+    def pace(answered_by_first: bool) -> dict[str, Pace]:
+        callable_ = answered.copy if answered_by_first else None
+        return {"app": Pace(free=10, concurrency=3, rate=None, answered=callable_)}
+
+    one, two, _ = full.claims
+    answered.add((one.delivery_id, one.lease_until))
+    answered.add((two.delivery_id, two.lease_until + 1))  # not its lease: still counted
+    answered.add(("dlv_not_leased", one.lease_until))  # not leased at all: frees nothing
+    more = await first.claim(pace(True), 100, lease=30)
+    assert len(more.claims) == 1
+    assert (await second.claim(pace(False), 100, lease=30)).claims == []  # another worker's
+
+    # Once the answered one's record is in, its slot is not freed a second time.
+    await first.finish([_done(one)])
+    assert (await first.claim(pace(True), 100, lease=30)).claims == []
+
+    # The answers are read when the claim runs: one that comes in while it waits counts.
+    holding, gate = threading.Event(), threading.Event()
+
+    def hold(conn) -> None:  # type: ignore[no-untyped-def]
+        if not gate.is_set():
+            holding.set()
+            gate.wait(DEADLINE)
+
+    first.writer.commit_hook = hold
+    held = asyncio.create_task(_queue(first, 1))
+    for _ in until_deadline():
+        if holding.is_set():
+            break
+        await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(first.claim(pace(True), 100, lease=30))
+    await asyncio.sleep(0.05)
+    answered.add((two.delivery_id, two.lease_until))
+    gate.set()
+    await held
+    assert len((await waiting).claims) == 1
+
+
+async def test_claims_carry_what_to_send(open_stores: Opener) -> None:
+    store = open_stores()
+    await _queue(store, 2)
+    claimed = await store.claim({"app": Pace(free=10, concurrency=10, rate=None)}, 100, lease=30)
+    assert len(claimed.claims) == 2
+    for claim in claimed.claims:
+        event = claimed.events[claim.event_id]
+        assert (event.id, event.source, event.payload) == (claim.event_id, "src", b'{"n": 1}')
+
+
 async def test_rate_limit_is_shared_and_says_when_to_come_back(open_stores: Opener) -> None:
     first, second = open_stores(), open_stores()
     await _queue(first, 10)

@@ -2,9 +2,11 @@
 
 It wakes as soon as a commit creates work (no polling delay on the hot path; other processes'
 commits arrive through the store's notifications), and otherwise sleeps until the next delivery
-or lease falls due, or `poll_interval` at most. Each destination gets no more claims than its
-free concurrency slots, so no lease runs out while waiting; the store caps those by what all
-processes sharing the database may have together (concurrency, rate limit, state).
+or lease falls due, or `poll_interval` at most. A claim is sent at once, so no lease runs out
+while waiting. The store caps each destination's claims by what all processes sharing the
+database may have together (concurrency, rate limit, state), counting as open at the receiver
+every lease but those whose answers this worker holds and has yet to record, so the next
+claims need not wait for those records to commit.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Worker:
         # Deliveries holding a destination slot (delivery id -> destination): from the claim
         # until the destination's answer is in.
         self._sending: dict[str, str] = {}
+        # Per destination, (delivery id, lease) of those whose answer is in and whose attempt
+        # is not recorded yet: still leased, but no longer open at the receiver (Pace.answered).
+        self._answered: dict[str, set[tuple[str, float]]] = {}
         self._round = 0  # rotates which destination claims first
         self.aftermath = Aftermath(state)
         self._finishing: list[tuple[Outcome, asyncio.Future[float | None]]] = []
@@ -65,9 +70,10 @@ class Worker:
         await self.sender.close()
 
     def _claim_paces(self) -> tuple[dict[str, Pace], int]:
-        """What each destination may take now (this process's free slots; the store applies
-        the cluster-wide limits), and how many all together (max_in_flight). The order rotates
-        so that, when the overall cap binds, no destination is always served last."""
+        """What each destination may take (its whole concurrency: the store subtracts what is
+        open at the receiver when the claim runs, which may be well after it was asked for),
+        and how many all together (max_in_flight). The order rotates so that, when the overall
+        cap binds, no destination is always served last."""
         settings = self.state.gateway.settings.worker
         busy = Counter(self._sending.values())
         paces = {}
@@ -78,9 +84,13 @@ class Worker:
             destination = self.state.gateway.destinations[name]
             if destination.relay:  # its clients lease its deliveries (relay/)
                 continue
-            free = min(destination.concurrency - busy[name], CLAIM_BATCH)
-            if free > 0:
-                paces[name] = Pace(free, destination.concurrency, destination.rate_limit)
+            if busy[name] < destination.concurrency:
+                paces[name] = Pace(
+                    min(destination.concurrency, CLAIM_BATCH),
+                    destination.concurrency,
+                    destination.rate_limit,
+                    self._answered.setdefault(name, set()).copy,
+                )
         return paces, settings.max_in_flight - len(self._sending)
 
     async def _run(self) -> None:
@@ -96,13 +106,8 @@ class Worker:
                     claims, self._retry_in = claimed.claims, claimed.retry_in
                     paces = {n: p for n, p in paces.items() if n not in claimed.blocked}
                 if claims:
-                    try:
-                        events = await self.state.store.event_data([c.event_id for c in claims])
-                    except Exception:
-                        await self.state.store.release(claims)  # not sent: give them back
-                        raise
                     for claim in claims:
-                        self._spawn(claim, events.get(claim.event_id))
+                        self._spawn(claim, claimed.events.get(claim.event_id))
                     continue
                 if total <= 0:  # max_in_flight reached: a finishing attempt wakes the loop
                     timeout = self.state.gateway.settings.worker.poll_interval
@@ -139,15 +144,19 @@ class Worker:
         self._tasks[task] = claim
         task.add_done_callback(self._done)
 
-    def _release_slot(self, claim: Claim) -> None:
+    def _release_slot(self, claim: Claim, answered: bool = False) -> None:
         """The destination's slot is free once its answer is in: the attempt's record is
         committed afterwards without holding the slot (the lease still guards the row)."""
         if self._sending.pop(claim.delivery_id, None) is not None:
+            if answered:
+                leased = (claim.delivery_id, claim.lease_until)
+                self._answered.setdefault(claim.destination, set()).add(leased)
             self._slot_released.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         claim = self._tasks.pop(task)
         self._release_slot(claim)
+        self._answered.get(claim.destination, set()).discard((claim.delivery_id, claim.lease_until))
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "delivery attempt of %s failed unexpectedly",
@@ -183,7 +192,7 @@ class Worker:
             response = await self.sender.send(
                 claim, destination, event, gateway.sources.get(event.source)
             )
-        self._release_slot(claim)
+        self._release_slot(claim, answered=True)
         label = attempt_class(response.status_code, response.confirmed)
         self.state.attempts[(destination.name, label)] += 1
         outcome = decide(claim, destination, response, started_at, event_known=event is not None)

@@ -20,7 +20,7 @@ from typing import Any
 
 from hookyard.deliver.http import Response, outbound_headers
 from hookyard.deliver.outcome import Aftermath, attempt_class, decide
-from hookyard.models import Claim, Outcome, Pace
+from hookyard.models import Claim, Claimed, Outcome, Pace
 from hookyard.state import AppState
 from hookyard.store import relay as relay_sql
 
@@ -76,7 +76,7 @@ class RelayHub:
             work.clear()  # before the claim: work committed during it wakes the wait below
             claimed = await store.claim({name: pace}, limit, lease)
             if claimed.claims:
-                return await self._messages(claimed.claims)
+                return await self._messages(claimed)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
@@ -167,13 +167,8 @@ class RelayHub:
             if claim is None or lease_token(claim) != token:
                 del outstanding[delivery_id]
 
-    async def _messages(self, claims: list[Claim]) -> list[dict[str, Any]]:
-        store = self.state.store
-        try:
-            events = await store.event_data([c.event_id for c in claims])
-        except Exception:
-            await store.release(claims)  # not handed out: give them back
-            raise
+    async def _messages(self, claimed: Claimed) -> list[dict[str, Any]]:
+        claims, events = claimed.claims, claimed.events
         gateway = self.state.gateway
         messages = []
         now = int(time.time())

@@ -15,7 +15,6 @@ from hookyard.models import (
     Accepted,
     Claim,
     Claimed,
-    EventData,
     EventFilter,
     Hint,
     NewEvent,
@@ -315,9 +314,6 @@ class BaseStore(abc.ABC):
 
     async def list_audit(self, **page: Any) -> list[dict[str, Any]]:
         return await self.read(lambda conn: queries.list_audit(conn, **page))
-
-    async def event_data(self, event_ids: Sequence[str]) -> dict[str, EventData]:
-        return await self.read(lambda conn: queries.event_data(conn, event_ids))
 
     async def list_events(self, filters: EventFilter, **page: Any) -> list[dict[str, Any]]:
         return await self.read(lambda conn: queries.list_events(conn, filters, **page))
