@@ -16,8 +16,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+import hookyard.cli  # noqa: F401  (cli_sources is loaded through it)
+from hookyard.cli_sources import _job_line
 from hookyard.simulator import Auth, Simulator, SimulatorOptions
 from tests.conftest import DEADLINE, Receiver, Running
+from tests.integration.test_console import console
 
 STYLES = {  # pagination style -> (path, [api] settings)
     "cursor": ("/cursor/objects", 'pagination = "cursor"'),
@@ -564,13 +567,19 @@ async def test_a_malformed_item_is_skipped_and_counted_not_a_stuck_source(
         async with hookyard_factory(config) as running:
             result = await wait_run(running, {})
             assert result["last_error"] is None and result["failures"] == 0
+            assert result["skipped"] == 3  # c, the one without an id, the NUL in an id
             seen = []
             for _ in range(4):
                 result = await run_job(running)
                 assert result["last_error"] is None and result["failures"] == 0
                 seen.append([e["event_type"] for e in await events(running)])
+            assert result["skipped"] == 6  # the job's count, all runs
+            assert "6 malformed skipped (see the log)" in _job_line(result)  # sources show
             async with running.api() as api:
                 metrics = (await api.get("/metrics")).text
+            async with console(running) as client:
+                overview = (await client.get("/console/")).text
+    assert "6 malformed skipped</span>" in overview
     created = ["order.created", "order.created"]
     deleted = [*created, "order.deleted"]
     assert seen == [created, created, deleted, deleted]

@@ -36,6 +36,7 @@ class JobStatus(BaseModel):
     next_run_at: datetime | None
     emitted: int  # events emitted (for reconcile: objects recovered)
     checked: int  # items examined
+    skipped: int  # malformed items skipped (no id, no usable update time); see the log
     progress: dict[str, Any] | None  # a backfill's window, pages, items, total and done
 
 
@@ -91,6 +92,7 @@ def _job_status(row: dict[str, Any], now: float) -> dict[str, Any]:
         "next_run_at": _time(row["next_run_at"]),
         "emitted": row["emitted"],
         "checked": row["checked"],
+        "skipped": row["skipped"],
         "progress": progress,
     }
 

@@ -25,6 +25,7 @@ class JobRow:
     failures: int  # consecutive failed runs
     emitted: int  # changes found: events emitted (reconcile: objects recovered)
     checked: int  # items examined
+    skipped: int  # malformed items skipped
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def _job(row: dict[str, Any], now: float) -> JobRow:
         failures=row["failures"],
         emitted=row["emitted"],
         checked=row["checked"],
+        skipped=row["skipped"],
     )
 
 

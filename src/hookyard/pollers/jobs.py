@@ -52,6 +52,7 @@ class Job(abc.ABC):
         self.run = run
         self.calls = Calls()
         self.unsaved_checked = 0  # items examined since the last commit
+        self.unsaved_skipped = 0  # malformed items skipped since the last commit
         self.quiet_pages = 0  # pages since the last commit (poll.py skips empty commits)
         self.usable_seen = False  # a page of this run had a well-formed item
         self.checkpoint: dict[str, Any] = orjson.loads(run.checkpoint) if run.checkpoint else {}
@@ -78,6 +79,7 @@ class Job(abc.ABC):
         self.usable_seen = self.usable_seen or bool(page.items)
         if page.skipped:
             self.state.rest_skipped[self.source.name] += len(page.skipped)
+            self.unsaved_skipped += len(page.skipped)
             log.warning(
                 "%s %s: skipped %d malformed item(s) on %s: %s",
                 self.source.name,
@@ -130,10 +132,11 @@ class Job(abc.ABC):
                 events=queries.event_rows(None, events) if events else None,
                 calls=self.calls.take(),
                 checked=change.pop("checked", 0) + self.unsaved_checked,
+                skipped=self.unsaved_skipped,
                 **change,
             )
         )
-        self.unsaved_checked = self.quiet_pages = 0
+        self.unsaved_checked = self.unsaved_skipped = self.quiet_pages = 0
         fresh = [event for event, a in zip(events, accepted, strict=True) if not a.duplicate]
         self.state.rest_events[self.source.name, self.origin] += len(fresh)
         if any(event.destinations for event in fresh):

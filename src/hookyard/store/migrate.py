@@ -16,7 +16,7 @@ from importlib import resources
 from hookyard.errors import StoreError
 from hookyard.store.db import Conn
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 
 def reference_schema(backend: str) -> str:

@@ -69,6 +69,7 @@ class RestCommit:
     keep_pages: list[str] | None = None  # at the end of a full pass: forget the others
     calls: tuple[int, int] = (0, 0)  # API calls, of which 304s
     checked: int = 0  # items examined
+    skipped: int = 0  # malformed items skipped
     next_run_at: float | None = None  # set: the run is over (None with `finished`: unscheduled)
     finished: bool = False
 
@@ -110,8 +111,9 @@ def commit(conn: Conn, batch: Sequence[RestCommit]) -> list[list[Accepted]]:
             "checkpoint = COALESCE(?, checkpoint)",
             "emitted = emitted + ?",
             "checked = checked + ?",
+            "skipped = skipped + ?",
         ]
-        params: list[Any] = [change.checkpoint, emitted, change.checked]
+        params: list[Any] = [change.checkpoint, emitted, change.checked, change.skipped]
         if change.finished:  # the run is over: release the lease, schedule the next
             sets += ["run_id = NULL", "lease_until = NULL", "next_run_at = ?"]
             sets += ["last_success_at = ?", "last_error = NULL", "failures = 0"]
@@ -222,7 +224,7 @@ def schedule(conn: Conn, requests: Sequence[tuple[str, str, str | None, bool]]) 
         elif fresh:
             conn.execute(
                 "UPDATE rest_jobs SET checkpoint = ?, next_run_at = ?, failures = 0,"
-                " last_error = NULL, emitted = 0, checked = 0, last_success_at = NULL"
+                " last_error = NULL, emitted = 0, checked = 0, skipped = 0, last_success_at = NULL"
                 " WHERE source = ? AND job = ?",
                 (checkpoint, now, source, job),
             )
@@ -301,6 +303,7 @@ JOB_COLUMNS = (
     "failures",
     "emitted",
     "checked",
+    "skipped",
 )
 
 

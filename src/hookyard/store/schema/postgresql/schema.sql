@@ -1,4 +1,4 @@
--- Hookyard schema, version 12 (PostgreSQL): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 13 (PostgreSQL): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Version numbers are shared with SQLite; PostgreSQL support starts at version 8.
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds.
@@ -185,6 +185,7 @@ CREATE TABLE rest_jobs (
     failures        INTEGER NOT NULL DEFAULT 0,  -- consecutive failed runs
     emitted         INTEGER NOT NULL DEFAULT 0,  -- events emitted, all runs
     checked         INTEGER NOT NULL DEFAULT 0,  -- items examined, all runs
+    skipped         INTEGER NOT NULL DEFAULT 0,  -- malformed items skipped, all runs
     PRIMARY KEY (source, job)
 );
 
@@ -242,4 +243,4 @@ CREATE TABLE sweeps (
     error       TEXT
 );
 
-INSERT INTO schema_version (version) VALUES (12);
+INSERT INTO schema_version (version) VALUES (13);

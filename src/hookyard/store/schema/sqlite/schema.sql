@@ -1,4 +1,4 @@
--- Hookyard schema, version 12 (SQLite): what migrations/*.sql build step by step. A new
+-- Hookyard schema, version 13 (SQLite): what migrations/*.sql build step by step. A new
 -- database gets this file; an older one gets the migrations it lacks (a test checks both agree).
 -- Ids are time-sortable text (see hookyard/ids.py); times are unix seconds (REAL).
 
@@ -171,6 +171,7 @@ CREATE TABLE rest_jobs (
     failures        INTEGER NOT NULL DEFAULT 0,  -- consecutive failed runs
     emitted         INTEGER NOT NULL DEFAULT 0,  -- events emitted, all runs
     checked         INTEGER NOT NULL DEFAULT 0,  -- items examined, all runs
+    skipped         INTEGER NOT NULL DEFAULT 0,  -- malformed items skipped, all runs
     PRIMARY KEY (source, job)
 );
 
@@ -228,4 +229,4 @@ CREATE TABLE sweeps (
     error       TEXT
 );
 
-INSERT INTO schema_version (version) VALUES (12);
+INSERT INTO schema_version (version) VALUES (13);
