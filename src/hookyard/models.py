@@ -99,15 +99,16 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Pace:
-    """What a worker may claim of one destination: `free` is this process's free slots; the
-    store caps it by what every process together may have (concurrency, rate)."""
+    """What a worker may claim of one destination: `free` at most; the store caps it by what
+    every process together may have (concurrency, rate)."""
 
     free: int
     concurrency: int
     rate: float | None  # attempts per second, across all processes
-    # (delivery id, lease) of this worker's deliveries whose answer is in but whose record is
-    # not committed yet: leased in the database, no longer open at the receiver. A callable,
-    # so that the store reads it when the claim runs, not when it was queued.
+    # This worker's own view, read when the claim runs rather than when it was queued: how
+    # many of its requests to the destination are open, and the (delivery id, lease) of those
+    # whose answer is in but whose record is not committed yet (leased, no longer open).
+    sending: Callable[[], int] | None = None
     answered: Callable[[], Collection[tuple[str, float]]] | None = None
 
 

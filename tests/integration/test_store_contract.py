@@ -177,6 +177,25 @@ async def test_answered_deliveries_free_their_slots_before_their_records_commit(
     assert len((await waiting).claims) == 1
 
 
+async def test_a_lease_run_out_frees_nothing_twice_and_open_requests_still_count(
+    open_stores: Opener,
+) -> None:
+    """An answered lease that has run out is not subtracted again (the database no longer
+    counts it), and the worker's own open requests cap its claim even when their leases ran
+    out mid-request."""
+    store = open_stores()
+    await _queue(store, 3)
+    [expired] = (
+        await store.claim({"app": Pace(free=1, concurrency=1, rate=None)}, 100, lease=-1)
+    ).claims
+    run_out = {(expired.delivery_id, expired.lease_until)}
+    answered = {"app": Pace(free=5, concurrency=1, rate=None, answered=lambda: run_out)}
+    assert len((await store.claim(answered, 100, lease=30)).claims) == 1
+    opened = {"app": Pace(free=5, concurrency=2, rate=None, sending=lambda: 2)}
+    nothing = await store.claim(opened, 100, lease=30)
+    assert nothing.claims == [] and "app" in nothing.blocked
+
+
 async def test_claims_carry_what_to_send(open_stores: Opener) -> None:
     store = open_stores()
     await _queue(store, 2)

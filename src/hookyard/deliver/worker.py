@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -34,11 +35,12 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], Claim] = {}
         self._slot_released = asyncio.Event()
         self._stopping = False
-        # Deliveries holding a destination slot (delivery id -> destination): from the claim
-        # until the destination's answer is in.
-        self._sending: dict[str, str] = {}
-        # Per destination, (delivery id, lease) of those whose answer is in and whose attempt
-        # is not recorded yet: still leased, but no longer open at the receiver (Pace.answered).
+        # Leases (delivery id, lease) holding a destination slot: from the claim until the
+        # destination's answer is in; and how many each destination has (Pace.sending).
+        self._sending: set[tuple[str, float]] = set()
+        self._open: Counter[str] = Counter()
+        # Per destination, the leases whose answer is in and whose attempt is not recorded
+        # yet: still leased, but no longer open at the receiver (Pace.answered).
         self._answered: dict[str, set[tuple[str, float]]] = {}
         self._round = 0  # rotates which destination claims first
         self.aftermath = Aftermath(state)
@@ -70,12 +72,11 @@ class Worker:
         await self.sender.close()
 
     def _claim_paces(self) -> tuple[dict[str, Pace], int]:
-        """What each destination may take (its whole concurrency: the store subtracts what is
-        open at the receiver when the claim runs, which may be well after it was asked for),
-        and how many all together (max_in_flight). The order rotates so that, when the overall
-        cap binds, no destination is always served last."""
+        """What each destination may take (its concurrency, up to CLAIM_BATCH: the store
+        subtracts what is open at the receiver when the claim runs, which may be well after it
+        was asked for), and how many all together (max_in_flight). The order rotates so that,
+        when the overall cap binds, no destination is always served last."""
         settings = self.state.gateway.settings.worker
-        busy = Counter(self._sending.values())
         paces = {}
         names = list(self.state.gateway.destinations)
         self._round += 1
@@ -84,12 +85,13 @@ class Worker:
             destination = self.state.gateway.destinations[name]
             if destination.relay:  # its clients lease its deliveries (relay/)
                 continue
-            if busy[name] < destination.concurrency:
+            if self._open[name] < destination.concurrency:
                 paces[name] = Pace(
                     min(destination.concurrency, CLAIM_BATCH),
                     destination.concurrency,
                     destination.rate_limit,
-                    self._answered.setdefault(name, set()).copy,
+                    sending=functools.partial(self._open.__getitem__, name),
+                    answered=self._answered.setdefault(name, set()).copy,
                 )
         return paces, settings.max_in_flight - len(self._sending)
 
@@ -139,7 +141,8 @@ class Worker:
         return timeout
 
     def _spawn(self, claim: Claim, event: EventData | None) -> None:
-        self._sending[claim.delivery_id] = claim.destination
+        self._sending.add(_lease(claim))
+        self._open[claim.destination] += 1
         task = asyncio.create_task(self._attempt(claim, event))
         self._tasks[task] = claim
         task.add_done_callback(self._done)
@@ -147,16 +150,21 @@ class Worker:
     def _release_slot(self, claim: Claim, answered: bool = False) -> None:
         """The destination's slot is free once its answer is in: the attempt's record is
         committed afterwards without holding the slot (the lease still guards the row)."""
-        if self._sending.pop(claim.delivery_id, None) is not None:
+        if _lease(claim) in self._sending:
+            self._sending.discard(_lease(claim))
+            self._open[claim.destination] -= 1
             if answered:
-                leased = (claim.delivery_id, claim.lease_until)
-                self._answered.setdefault(claim.destination, set()).add(leased)
+                self._answered.setdefault(claim.destination, set()).add(_lease(claim))
             self._slot_released.set()
+
+    def _forget_answer(self, claim: Claim) -> None:
+        """Its record is committed (or has failed: the lease then counts until it runs out)."""
+        self._answered.get(claim.destination, set()).discard(_lease(claim))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         claim = self._tasks.pop(task)
         self._release_slot(claim)
-        self._answered.get(claim.destination, set()).discard((claim.delivery_id, claim.lease_until))
+        self._forget_answer(claim)
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "delivery attempt of %s failed unexpectedly",
@@ -199,6 +207,7 @@ class Worker:
         try:
             failing_since = await self._record(outcome)
         except Exception as exc:  # the lease will expire and the delivery be tried again
+            self._forget_answer(claim)
             log.error(
                 "could not record attempt of %s: %s",
                 claim.delivery_id,
@@ -206,6 +215,7 @@ class Worker:
                 extra={"delivery_id": claim.delivery_id, "event_id": claim.event_id},
             )
             return
+        self._forget_answer(claim)
         await self.aftermath.follow(
             outcome, destination, failing_since, event.source if event else None
         )
@@ -233,8 +243,14 @@ class Worker:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            self._slot_released.set()  # the store counts these slots free only from now
+            # A delivery waiting behind one of these on its ordering key may go from now.
+            self._slot_released.set()
 
         task = asyncio.create_task(write())
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+
+def _lease(claim: Claim) -> tuple[str, float]:
+    """A claim's identity: its delivery and lease (the same delivery may be leased again)."""
+    return (claim.delivery_id, claim.lease_until)

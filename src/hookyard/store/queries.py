@@ -387,15 +387,15 @@ def _still_leased(conn: Conn, answered: Sequence[tuple[str, float]], now: float)
     their records to commit before it sends the next ones. A lease that has passed to
     another worker meanwhile does not match, so it stays counted."""
     held = 0
-    for start in range(0, len(answered), MAX_VARIABLES - 1):
-        chunk = set(answered[start : start + MAX_VARIABLES - 1])
-        ids = list({delivery_id for delivery_id, _ in chunk})
-        rows = conn.execute(
-            f"SELECT id, lease_until FROM deliveries WHERE id IN {in_list(ids)}"
+    per_statement = (MAX_VARIABLES - 1) // 2
+    for start in range(0, len(answered), per_statement):
+        chunk = answered[start : start + per_statement]
+        pairs = ",".join(["(?, ?)"] * len(chunk))
+        held += conn.execute(
+            f"SELECT count(*) FROM deliveries WHERE (id, lease_until) IN (VALUES {pairs})"
             " AND status = 'in_flight' AND lease_until >= ?",
-            [*ids, now],
-        ).fetchall()
-        held += sum(1 for row in rows if (row[0], row[1]) in chunk)
+            [*(value for pair in chunk for value in pair), now],
+        ).fetchone()[0]
     return held
 
 
@@ -408,8 +408,9 @@ def claim(
     """Lease deliveries of each destination, `total` in all: first those whose lease expired
     (their worker died), then those due. Each destination gets no more than its pace allows
     across every process sharing the database: its concurrency minus the deliveries leased
-    anywhere, its rate limit's tokens, and this worker's free slots (so no lease runs out
-    while a delivery waits for a slot). A destination that is not active gets nothing."""
+    anywhere (but those whose answers the claiming worker holds unrecorded), and minus its
+    own open requests (a lease run out mid-request still counts there), its rate limit's
+    tokens, and `free`. A destination that is not active gets nothing."""
     results = []
     for now, lease_seconds, paces, total in requests:
         lease = now + lease_seconds
@@ -432,6 +433,11 @@ def claim(
                 blocked.add(destination)
                 continue
             limit = min(pace.free, pace.concurrency - busy, total - len(claimed))
+            if pace.sending is not None:
+                limit = min(limit, pace.concurrency - pace.sending())
+                if limit <= 0:
+                    blocked.add(destination)
+                    continue
             tokens = 0.0
             if pace.rate is not None:
                 tokens = _tokens(pace.rate, stored, stamp, now)
