@@ -28,6 +28,7 @@ from hookyard.deliver.worker import Worker
 from hookyard.errors import ConfigError, StoreError
 from hookyard.fetchback import FetchBack
 from hookyard.gateway import Gateway
+from hookyard.http_protocol import HttpProtocol
 from hookyard.maintenance import run_maintenance
 from hookyard.pollers.runner import Pollers
 from hookyard.rejected import RejectedLog
@@ -213,7 +214,7 @@ def http_config(
         host=host,
         port=port,
         lifespan="off",
-        http="httptools",
+        http=HttpProtocol,
         loop="none",
         access_log=False,
         log_level="warning",
