@@ -26,7 +26,8 @@ def sources() -> None:
 def _job_line(job: dict[str, Any]) -> str:
     state = "running" if job["running"] else f"next {job['next_run_at'] or '-'}"
     error = f"  error: {job['last_error']}" if job["last_error"] else ""
-    skipped = f", {job['skipped']} malformed skipped (see the log)" if job["skipped"] else ""
+    skips = job.get("skipped")  # absent from servers older than the count
+    skipped = f", {skips} malformed items skipped (all runs; see the log)" if skips else ""
     return (
         f"{job['job']}: {state}, last success {job['last_success_at'] or 'never'}, "
         f"{job['emitted']} emitted of {job['checked']} checked{skipped}{error}"

@@ -574,12 +574,12 @@ async def test_a_malformed_item_is_skipped_and_counted_not_a_stuck_source(
                 assert result["last_error"] is None and result["failures"] == 0
                 seen.append([e["event_type"] for e in await events(running)])
             assert result["skipped"] == 6  # the job's count, all runs
-            assert "6 malformed skipped (see the log)" in _job_line(result)  # sources show
+            assert "6 malformed items skipped (all runs" in _job_line(result)  # sources show
             async with running.api() as api:
                 metrics = (await api.get("/metrics")).text
             async with console(running) as client:
                 overview = (await client.get("/console/")).text
-    assert "6 malformed skipped</span>" in overview
+    assert "6 malformed items skipped</span>" in overview
     created = ["order.created", "order.created"]
     deleted = [*created, "order.deleted"]
     assert seen == [created, created, deleted, deleted]

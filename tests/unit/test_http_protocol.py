@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hookyard.http_protocol import _JoinedWrites
+from hookyard.http_protocol import MAX_HELD, _JoinedWrites
 
 
 class Recording(asyncio.Transport):
@@ -58,7 +58,18 @@ async def test_a_transport_closed_meanwhile_gets_nothing_and_the_rest_passes_thr
     real = Recording()
     joined = _JoinedWrites(real, asyncio.get_running_loop())
     joined.write(b"late")
-    real.closed = True  # the peer went away before the turn ended
+    real.closed = True  # closing before the turn ended (the peer reset the connection)
     await asyncio.sleep(0)
     assert real.writes == []
     assert joined.is_closing() and joined.get_write_buffer_size() == 7
+
+
+async def test_a_big_body_goes_at_once() -> None:
+    real = Recording()
+    joined = _JoinedWrites(real, asyncio.get_running_loop())
+    joined.write(b"head")
+    joined.write(b"x" * MAX_HELD)
+    assert real.writes == [b"head" + b"x" * MAX_HELD]  # sent now: pause_writing can act on it
+    joined.writelines([b"a", b"b"])
+    await asyncio.sleep(0)
+    assert real.writes[1:] == [b"ab"]

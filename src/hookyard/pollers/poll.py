@@ -207,7 +207,7 @@ class PollJob(Job):
                 events.append(self._changed(item, before, changes))
         finished = checkpoint is not None and "resume" not in checkpoint
         self.unsaved_checked += len(page.items)
-        if not (events or items or finished or any(change.values())):
+        if not (events or items or finished or self.unsaved_skipped or any(change.values())):
             # Nothing changed: no commit (an fsync) for this page, unless it is long since the
             # last one. A crash meanwhile only repeats pages that changed nothing.
             self.quiet_pages += 1
