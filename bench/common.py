@@ -52,6 +52,9 @@ def start(
     argv: list[str], cwd: Path, env: dict[str, str], port: int, log: Path
 ) -> subprocess.Popen[bytes]:
     """Start a server and wait (at most 30 s) until it accepts connections on `port`."""
+    # The previous phase's dirty pages (a baseline's database, a deleted scratch directory)
+    # reach the disk first: their writeback would otherwise stall this phase's fsyncs.
+    os.sync()
     # A session of its own, so stop() can end the process and any children it forked.
     proc = subprocess.Popen(
         argv,
