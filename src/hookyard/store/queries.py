@@ -195,15 +195,21 @@ def _all_keys_new(conn: Conn, batch: Sequence[IngestRows], now: float) -> bool:
     # then count as known: dedup is exact across processes.
     if insert_rows(conn, INSERT_DEDUP, rows, ON_CONFLICT_IGNORE) == len(rows):
         return True
-    owned = [(source, key, event_id) for source, key, event_id, _ in rows]
-    for start in range(0, len(owned), 10_000):
-        chunk = owned[start : start + 10_000]
-        conn.execute(
-            "DELETE FROM dedup WHERE (source, key, event_id) IN (VALUES "
-            + ",".join(["(?,?,?)"] * len(chunk))
-            + ")",
-            [value for row in chunk for value in row],
-        )
+    # Remove the keys this statement added: those of the batch whose owner is one of its new
+    # events. Per source, so that both engines look the keys up by primary key (SQLite scans
+    # the whole table for a row-value IN list).
+    owned: dict[str, list[tuple[bytes, str]]] = {}
+    for source, key, event_id, _ in rows:
+        owned.setdefault(source, []).append((key, event_id))
+    for source, pairs in owned.items():
+        for start in range(0, len(pairs), 10_000):
+            keys = [key for key, _ in pairs[start : start + 10_000]]
+            owners = list({owner: None for _, owner in pairs[start : start + 10_000]})
+            conn.execute(
+                f"DELETE FROM dedup WHERE source = ? AND key IN ({','.join('?' * len(keys))})"
+                f" AND event_id IN ({','.join('?' * len(owners))})",
+                [source, *keys, *owners],
+            )
     return False
 
 

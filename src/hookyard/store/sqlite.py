@@ -44,7 +44,7 @@ class SqliteStore(BaseStore):
         self._local = threading.local()
         self.writer = Writer(self._connect_writer)
         self.checkpointer = Checkpointer(self._connect_checkpointer)
-        self.writer.after_commit = self.checkpointer.notify
+        self.writer.after_commit = self.checkpointer.after_commit
 
     # -- life cycle -------------------------------------------------------------------------
 

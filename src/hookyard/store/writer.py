@@ -65,7 +65,8 @@ class Writer:
         self.commits = 0
         self.committed_ops = 0
         self.commit_seconds = 0.0
-        self.after_commit: Callable[[], None] | None = None  # called in the thread after commits
+        # Called in the thread after each commit, with the connection.
+        self.after_commit: Callable[[Conn], None] | None = None
         self.commit_hook: Callable[[Conn], None] | None = None  # tests inject faults
 
     def start(self) -> None:
@@ -211,7 +212,7 @@ class Writer:
         self.commit_seconds += time.perf_counter() - started
         self._resolve(ops, results, None)
         if self.after_commit is not None:
-            self.after_commit()
+            self.after_commit(conn)
 
     def _transaction(self, conn: Conn, ops: list[_Op]) -> list[Any]:
         results: list[Any] = []
