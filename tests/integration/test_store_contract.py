@@ -563,3 +563,22 @@ async def test_a_batch_with_a_duplicate_looks_its_keys_up_by_primary_key(
             )
             plan = " ".join(row[3] for row in rows)
             assert "PRIMARY KEY" in plan and "SCAN dedup" not in plan, plan
+
+
+async def test_statements_with_a_percent_sign_and_many_placeholders_run_as_written(
+    open_stores: Opener,
+) -> None:
+    """PostgreSQL statements go as written, with numbered placeholders: a `%` is no escape,
+    and a statement with thousands of parameters (a multi-row insert) needs no parsing."""
+    store = open_stores()
+    values = [f"v{n}%" for n in range(3000)]
+
+    def run(conn):  # type: ignore[no-untyped-def]
+        placeholders = ",".join("?" * len(values))
+        return conn.execute(
+            "SELECT count(*) FROM (SELECT 'a%b' AS x) AS t"
+            f" WHERE x LIKE 'a%' AND ? IN ({placeholders})",
+            ["v2999%", *values],
+        ).fetchone()[0]
+
+    assert await asyncio.to_thread(store.writer.call, run) == 1

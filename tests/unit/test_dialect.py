@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookyard.config import redact_url
-from hookyard.store.db import POSTGRESQL, SQLITE, to_psycopg
+from hookyard.store.db import POSTGRESQL, SQLITE, to_numbered, to_psycopg
 
 
 def test_placeholders_become_psycopg_ones() -> None:
@@ -14,6 +14,14 @@ def test_placeholders_become_psycopg_ones() -> None:
         to_psycopg("WHERE d = :destination AND t < :now::float", True)
         == "WHERE d = %(destination)s AND t < %(now)s::float"
     )
+
+
+def test_positional_placeholders_become_numbered_ones_sent_as_written() -> None:
+    assert (
+        to_numbered("SELECT ? WHERE a LIKE 'x%' AND b IN (?, ?)")
+        == "SELECT $1 WHERE a LIKE 'x%' AND b IN ($2, $3)"
+    )
+    assert to_numbered("SELECT 1") == "SELECT 1"
 
 
 @pytest.mark.parametrize(
