@@ -8,9 +8,10 @@ the writer, and SQLite's C code runs them without holding the GIL.
 SQLite starts the log over only when a write begins on a fully copied log. Under a steady
 stream of commits, a checkpoint running beside the writer never copies the last frame (a
 commit lands while it runs), and the log grew without bound: 680 MB after 30 s at full ingest
-load, with p99 200 ms. So once the log passes `limit`, this thread copies again at once until
-what a pass leaves is small, then the writer copies that tail itself, between two
-transactions (`after_commit`): the next write starts the log over.
+load, with p99 200 ms. So once the log passes `limit`, this thread copies again at once while
+its passes make progress, and after each that leaves at most `tail`, the writer copies the
+rest itself after its next commit (`after_commit`): the write after that starts the log over.
+A reader still holding old frames (a long export) holds all of this back, at the usual pace.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hookyard.store.db import Conn
 log = logging.getLogger("hookyard.store")
 
 LOG_LIMIT = 16 * 1024 * 1024  # bytes of log after which the log is made to start over
-TAIL = 1024 * 1024  # at most this much left to copy when the writer is asked to finish
+TAIL = 1024 * 1024  # what the writer may be asked to copy (plus what it committed since)
 
 
 class Checkpointer:
@@ -34,11 +35,14 @@ class Checkpointer:
         connect: Callable[[], sqlite3.Connection],
         interval: float = 0.2,
         limit: int = LOG_LIMIT,
+        tail: int = TAIL,
     ) -> None:
         self._connect = connect
         self._interval = interval
         self._limit = limit
-        self.behind = False  # the log passed `limit`: the writer copies its last frames
+        self._tail = tail
+        self._copied = -1  # frames the last pass reported copied: did the next one progress?
+        self.behind = False  # over the limit with at most `tail` left: the writer finishes
         self._dirty = threading.Event()  # set after commits
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hookyard-checkpoint", daemon=True)
@@ -49,12 +53,16 @@ class Checkpointer:
     def after_commit(self, conn: Conn) -> None:
         """Called by the writer thread after each commit, with its connection."""
         self._dirty.set()
-        if self.behind:
-            self.behind = False
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as exc:  # the next pass asks again
-                log.warning("checkpoint failed: %s", exc)
+        if not self.behind:
+            return
+        self.behind = False
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+        except sqlite3.Error as exc:  # the next pass asks again
+            log.warning("checkpoint failed: %s", exc)
+            return
+        if busy:  # this thread was copying: try again after the next commit
+            self.behind = True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -62,17 +70,19 @@ class Checkpointer:
         self._thread.join()
 
     def copy(self, conn: sqlite3.Connection) -> bool:
-        """One PASSIVE checkpoint; whether the log is over the limit (copy again at once)."""
+        """One PASSIVE checkpoint; whether to run the next one at once."""
         try:
-            _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            page = int(conn.execute("PRAGMA page_size").fetchone()[0])
         except sqlite3.Error as exc:  # the next round will try again
             log.warning("checkpoint failed: %s", exc)
             return False
-        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        if frames * page <= self._limit:
+        progressed = bool(copied != self._copied)
+        self._copied = copied
+        if busy or frames * page <= self._limit:
             return False
-        self.behind = (frames - copied) * page <= TAIL
-        return True
+        self.behind = (frames - copied) * page <= self._tail
+        return progressed
 
     def _run(self) -> None:
         conn = self._connect()
