@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +27,11 @@ class Log:
         self.reader = store._connect_checkpointer()
         self.writer.execute("CREATE TABLE t (v BLOB)")
 
-    def commit(self) -> None:
-        self.writer.execute("BEGIN IMMEDIATE")
-        self.writer.execute("INSERT INTO t VALUES (randomblob(?))", (ROW,))
-        self.writer.execute("COMMIT")
+    def commit(self, times: int = 1) -> None:
+        for _ in range(times):
+            self.writer.execute("BEGIN IMMEDIATE")
+            self.writer.execute("INSERT INTO t VALUES (randomblob(?))", (ROW,))
+            self.writer.execute("COMMIT")
 
     def hold_snapshot(self) -> None:
         """Start a read that keeps the frames committed after it from being copied."""
@@ -53,8 +56,7 @@ def wal(tmp_path: Path) -> Iterator[Log]:
 
 def test_the_writer_finishes_a_checkpoint_that_commits_kept_from_ending(wal: Log) -> None:
     checkpointer = Checkpointer(lambda: wal.copier, limit=LIMIT)
-    for _ in range(7):
-        wal.commit()
+    wal.commit(7)
     # A commit lands while the pass runs, as one always does under load (here the reader
     # stands for it: it keeps the last commit's frames from being copied).
     wal.hold_snapshot()
@@ -69,19 +71,29 @@ def test_the_writer_finishes_a_checkpoint_that_commits_kept_from_ending(wal: Log
     assert wal.frames() * 4096 <= 2 * ROW
 
 
-def test_passes_run_back_to_back_only_while_they_make_progress(wal: Log) -> None:
-    checkpointer = Checkpointer(lambda: wal.copier, limit=LIMIT, tail=ROW)
-    wal.commit()
-    wal.hold_snapshot()  # a long read: nothing committed after it can be copied
-    for _ in range(8):
-        wal.commit()
-    assert checkpointer.copy(wal.copier)  # far over the limit and copying: again at once
-    assert not checkpointer.copy(wal.copier)  # no progress: back to the usual pace
-    assert not checkpointer.behind  # too much is left for the writer to copy
-    wal.reader.execute("COMMIT")
-    assert checkpointer.copy(wal.copier)  # progress again; all copied: the writer finishes
+def test_passes_run_back_to_back_while_they_copy_much_then_the_writer_finishes(
+    wal: Log,
+) -> None:
+    checkpointer = Checkpointer(lambda: wal.copier, limit=LIMIT, tail=2 * ROW)
+    assert not checkpointer.copy(wal.copier)  # an empty log
+    wal.commit(8)
+    assert checkpointer.copy(wal.copier)  # over the limit, and it copied much: again at once
+    assert not checkpointer.behind
+    # Nothing new: the next pass copies nothing, so nothing lands during one either.
+    assert not checkpointer.copy(wal.copier)
     assert checkpointer.behind
-    assert not checkpointer.copy(wal.copier)  # idle over the limit: no pass at once
+
+
+def test_a_reader_holding_the_log_back_slows_nothing_down_to_a_spin(wal: Log) -> None:
+    checkpointer = Checkpointer(lambda: wal.copier, limit=LIMIT, tail=2 * ROW)
+    wal.commit()
+    assert not checkpointer.copy(wal.copier)  # under the limit
+    wal.hold_snapshot()  # a long read: nothing committed after it can be copied
+    wal.commit(8)
+    assert not checkpointer.copy(wal.copier)  # no progress: the usual pace
+    assert not checkpointer.behind  # and too much left for the writer
+    wal.reader.execute("COMMIT")
+    assert checkpointer.copy(wal.copier)  # the read ended: copying much again
 
 
 def test_a_log_under_the_limit_is_copied_at_the_usual_pace(wal: Log) -> None:
@@ -89,3 +101,55 @@ def test_a_log_under_the_limit_is_copied_at_the_usual_pace(wal: Log) -> None:
     wal.commit()
     assert not checkpointer.copy(wal.copier)
     assert not checkpointer.behind
+
+
+def test_an_idle_log_over_the_limit_is_not_copied_over_and_over(wal: Log) -> None:
+    """The thread itself: passes over an idle log come at the interval, not back to back."""
+    passes = 0
+
+    class Counting(Checkpointer):
+        def copy(self, conn: Any) -> bool:
+            nonlocal passes
+            passes += 1
+            return super().copy(conn)
+
+    wal.commit(8)
+    checkpointer = Counting(lambda: wal.copier, interval=0.05, limit=LIMIT, tail=2 * ROW)
+    checkpointer.start()
+    try:
+        for _ in range(6):
+            checkpointer._dirty.set()  # as commits would
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+    assert 1 <= passes <= 20  # a spin made tens of thousands in that time
+
+
+class _Busy:
+    def execute(self, sql: str) -> Any:
+        class Row:
+            def fetchone(self) -> tuple[int, int, int]:
+                return (1, -1, -1)  # the other connection was checkpointing
+
+        return Row()
+
+
+def test_a_writer_checkpoint_that_met_the_thread_s_asks_again(wal: Log) -> None:
+    checkpointer = Checkpointer(lambda: wal.copier)
+    checkpointer.behind = True
+    checkpointer.after_commit(_Busy())  # type: ignore[arg-type]
+    assert checkpointer.behind
+    checkpointer.after_commit(wal.writer)
+    assert not checkpointer.behind
+
+
+def test_the_store_s_writer_finishes_checkpoints_after_its_commits(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.db")
+    store.open()
+    try:
+        store.checkpointer.stop()  # alone with the writer: no pass of its own to meet
+        store.checkpointer.behind = True
+        store.writer.call(lambda conn: conn.execute("CREATE TABLE t (v)"))
+        assert not store.checkpointer.behind
+    finally:
+        store.close()

@@ -59,3 +59,17 @@ async def test_writes_after_stop_fail_instead_of_hanging(tmp_path: Path) -> None
         await writer.run(insert, "late")
     with pytest.raises(StoreError, match="closed"):
         writer.call(lambda conn: None)
+
+
+async def test_after_commit_runs_with_the_connection_only_after_a_commit(tmp_path: Path) -> None:
+    writer = _writer(tmp_path)
+    seen: list[object] = []
+    writer.after_commit = seen.append
+    try:
+        await writer.run(insert, "once")
+        assert len(seen) == 1 and isinstance(seen[0], sqlite3.Connection)
+        with pytest.raises(StoreError):
+            await writer.run(insert, "once")  # rolled back: nothing committed
+        assert len(seen) == 1
+    finally:
+        writer.stop()

@@ -5,13 +5,15 @@ into the database file and sync it, while its callers wait. The writer turns aut
 off and this thread runs PASSIVE checkpoints from its own connection instead: they never block
 the writer, and SQLite's C code runs them without holding the GIL.
 
-SQLite starts the log over only when a write begins on a fully copied log. Under a steady
-stream of commits, a checkpoint running beside the writer never copies the last frame (a
-commit lands while it runs), and the log grew without bound: 680 MB after 30 s at full ingest
-load, with p99 200 ms. So once the log passes `limit`, this thread copies again at once while
-its passes make progress, and after each that leaves at most `tail`, the writer copies the
-rest itself after its next commit (`after_commit`): the write after that starts the log over.
-A reader still holding old frames (a long export) holds all of this back, at the usual pace.
+SQLite starts the log over only when a write begins on a fully copied log that no reader is
+still reading. Under a steady stream of commits, a checkpoint running beside the writer never
+copies the last frame (a commit lands while it runs), and the log grew without bound: 680 MB
+after 30 s at full ingest load, with p99 200 ms. So once the log passes `limit`, this thread
+runs its passes back to back while they copy much; when a pass copied little (so about that
+much lands during one) and readers hold back little, it steps aside for an interval and asks
+the writer to copy the rest after its next commit (`after_commit`), uncontended: the write
+after that starts the log over. A reader still holding old frames (a long export) holds all
+of this back, at the usual pace.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from hookyard.store.db import Conn
 log = logging.getLogger("hookyard.store")
 
 LOG_LIMIT = 16 * 1024 * 1024  # bytes of log after which the log is made to start over
-TAIL = 1024 * 1024  # what the writer may be asked to copy (plus what it committed since)
+TAIL = 1024 * 1024  # about what the writer is asked to copy when it finishes a checkpoint
 
 
 class Checkpointer:
@@ -41,8 +43,8 @@ class Checkpointer:
         self._interval = interval
         self._limit = limit
         self._tail = tail
-        self._copied = -1  # frames the last pass reported copied: did the next one progress?
-        self.behind = False  # over the limit with at most `tail` left: the writer finishes
+        self._copied = -1  # frames of the log copied as of the last pass
+        self.behind = False  # over the limit with little left: the writer finishes
         self._dirty = threading.Event()  # set after commits
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hookyard-checkpoint", daemon=True)
@@ -52,17 +54,16 @@ class Checkpointer:
 
     def after_commit(self, conn: Conn) -> None:
         """Called by the writer thread after each commit, with its connection."""
+        if self.behind:
+            self.behind = False
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+            except sqlite3.Error as exc:  # the next pass asks again
+                log.warning("checkpoint failed: %s", exc)
+            else:
+                if busy:  # this thread was copying: try again after the next commit
+                    self.behind = True
         self._dirty.set()
-        if not self.behind:
-            return
-        self.behind = False
-        try:
-            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
-        except sqlite3.Error as exc:  # the next pass asks again
-            log.warning("checkpoint failed: %s", exc)
-            return
-        if busy:  # this thread was copying: try again after the next commit
-            self.behind = True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -77,22 +78,36 @@ class Checkpointer:
         except sqlite3.Error as exc:  # the next round will try again
             log.warning("checkpoint failed: %s", exc)
             return False
-        progressed = bool(copied != self._copied)
-        self._copied = copied
-        if busy or frames * page <= self._limit:
+        if busy:  # the writer is copying
             return False
-        self.behind = (frames - copied) * page <= self._tail
-        return progressed
+        # The log counts from its start (it may have started over since the last pass).
+        gained = copied - self._copied if 0 <= self._copied <= copied else copied
+        self._copied = copied
+        if frames * page <= self._limit:
+            return False
+        # What the writer would copy: what readers hold back, plus about what lands while a
+        # pass like this one runs.
+        self.behind = (frames - copied + gained) * page <= self._tail
+        return gained > 0 and not self.behind
 
     def _run(self) -> None:
-        conn = self._connect()
+        conn: sqlite3.Connection | None = None
         try:
             while not self._stopping.is_set():
                 self._dirty.wait()
                 self._dirty.clear()
+                if conn is None:
+                    try:
+                        conn = self._connect()
+                    except sqlite3.Error as exc:
+                        log.error("cannot open a connection for checkpoints: %s", exc)
+                        self._stopping.wait(self._interval)
+                        self._dirty.set()
+                        continue
                 if self.copy(conn):
                     self._dirty.set()
                     continue
                 self._stopping.wait(self._interval)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
