@@ -112,8 +112,20 @@ class Source:
                 continue
             if name.startswith("webhook-"):
                 name = "hookyard-original-" + name
-            out.append((name, value))
+            out.append((name, _as_sent(value)))
         return out
+
+
+def _as_sent(value: str) -> str:
+    """An arrived header value (held as Latin-1: one character per byte) in the form that
+    the HTTP client, which writes UTF-8, turns back into the same bytes. Bytes that are not
+    UTF-8 cannot go out exactly; they go as the UTF-8 of their Latin-1 reading."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 DEFAULT_ROUTING_KEY = "{source}.{type}"  # amqp destinations

@@ -45,6 +45,23 @@ async def test_accepts_and_delivers_byte_for_byte(hookyard_factory, receiver):
     standardwebhooks.Webhook(DEST_SECRET).verify(got.body, got.headers)
 
 
+async def test_forwarded_header_bytes_arrive_as_they_came(hookyard_factory, receiver):
+    body = b'{"ref":"refs/heads/main"}'
+    utf8 = "caf\u00e9 \u2713".encode()
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        headers = {
+            **github_headers(body),
+            "x-github-hook-installation-target-type": utf8,
+            "x-github-hook-id": b"\xe9",  # not UTF-8: goes as the UTF-8 of its Latin-1 reading
+        }
+        response = await hy.client.post("/in/github", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        await receiver.wait_for(1)
+    got = receiver.received[0].headers
+    assert got["x-github-hook-installation-target-type"].encode("utf-8", "surrogateescape") == utf8
+    assert got["x-github-hook-id"].encode("utf-8", "surrogateescape") == b"\xc3\xa9"
+
+
 async def test_duplicate_by_body_hash_is_acknowledged_not_delivered(hookyard_factory, receiver):
     body = b'{"same": true}'
     async with hookyard_factory(basic_config(receiver.url)) as hy:
