@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from hookyard.errors import StoreError
 from hookyard.store.sqlite import connect
 from hookyard.store.writer import Writer
+from tests.conftest import DEADLINE
 
 
 def _writer(tmp_path: Path) -> Writer:
@@ -64,12 +66,22 @@ async def test_writes_after_stop_fail_instead_of_hanging(tmp_path: Path) -> None
 async def test_after_commit_runs_with_the_connection_only_after_a_commit(tmp_path: Path) -> None:
     writer = _writer(tmp_path)
     seen: list[object] = []
-    writer.after_commit = seen.append
+    called = threading.Event()
+
+    def hook(conn: object) -> None:  # runs after the callers hear back: wait for it
+        seen.append(conn)
+        called.set()
+
+    writer.after_commit = hook
     try:
         await writer.run(insert, "once")
-        assert len(seen) == 1 and isinstance(seen[0], sqlite3.Connection)
+        assert await asyncio.to_thread(called.wait, DEADLINE)
+        called.clear()
         with pytest.raises(StoreError):
             await writer.run(insert, "once")  # rolled back: nothing committed
-        assert len(seen) == 1
+        await writer.run(insert, "twice")
+        assert await asyncio.to_thread(called.wait, DEADLINE)
+        assert len(seen) == 2  # the writes are handled in order: none for the failed one
+        assert all(isinstance(conn, sqlite3.Connection) for conn in seen)
     finally:
         writer.stop()
