@@ -173,12 +173,13 @@ async def test_a_forged_message_never_becomes_an_event(
         ({"SigningCertURL": "http://sns.eu-west-1.amazonaws.com/c.pem"}, "SigningCertURL"),
         ({"SigningCertURL": "https://sns.eu-west-1.amazonaws.com.evil.io/c.pem"}, "SigningCertURL"),
         ({"TopicArn": "arn:aws:sns:eu-west-1:999999999999:other"}, "not one this source accepts"),
+        ({"TopicArn": []}, "not one this source accepts"),  # a list is no topic (was a 500)
         ({"SignatureVersion": "3"}, "SignatureVersion"),
         ({"Type": "Gossip"}, "expected an SNS message"),
     ],
 )
 async def test_ingest_refuses_what_it_can_check_alone(
-    hookyard_factory, receiver: Receiver, aws: FakeAws, changes: dict[str, str], says: str
+    hookyard_factory, receiver: Receiver, aws: FakeAws, changes: dict[str, Any], says: str
 ) -> None:
     async with hookyard_factory(_config(receiver, aws)) as hy:
         answer = await _post(hy, message(**changes), kind=changes.get("Type"))

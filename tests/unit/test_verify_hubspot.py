@@ -182,6 +182,9 @@ def test_rotation() -> None:
         (b'{"subscriptionType":"deal.creation"}', "deal.creation"),
         (b"[]", None),
         (b"not json", None),
+        (b'[{"subscriptionType":["deal.creation"]}]', None),  # unhashable: was a 500
+        (b'[{"subscriptionType":{"a":1}},{"subscriptionType":"deal.creation"}]', None),
+        (b'[{"subscriptionType":"deal.creation"},{"subscriptionType":""}]', None),
     ],
 )
 def test_facts(body: bytes, kind: str | None) -> None:

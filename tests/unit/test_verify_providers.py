@@ -320,9 +320,9 @@ def test_facts() -> None:
     s = facts("square", square, b'{"event_id":"e1","type":"payment.created"}')
     assert (s.event_id, s.event_type, s.body_dedup) == ("e1", "payment.created", True)
     z = facts("zoom", zoom, b'{"event":"meeting.started"}')
-    assert (z.event_type, z.handshake, z.body_dedup) == ("meeting.started", None, False)
+    assert (z.event_type, z.handshake, z.body_dedup) == ("meeting.started", None, True)
     ln = facts("linear", linear, LINEAR_BODY)
-    assert (ln.event_type, ln.delivery_id, ln.body_dedup) == ("Issue.create", "d-1", False)
+    assert (ln.event_type, ln.delivery_id, ln.body_dedup) == ("Issue.create", "d-1", True)
     ln2 = facts("linear", linear, b'{"type":"Issue"}')
     assert (ln2.event_type, ln2.body_dedup) == ("Issue", True)
     i = facts("intercom", intercom, b'{"id":"notif_1","topic":"conversation.user.created"}')
@@ -334,7 +334,7 @@ def test_facts() -> None:
     t = facts("typeform", typeform, b'{"event_id":"01H","event_type":"form_response"}')
     assert (t.event_id, t.event_type, t.body_dedup) == ("01H", "form_response", True)
     c = facts("calendly", calendly, b'{"event":"invitee.created"}')
-    assert (c.event_type, c.body_dedup) == ("invitee.created", False)
+    assert (c.event_type, c.body_dedup) == ("invitee.created", True)
     tw = facts("twitch", twitch, b"{}")
     assert (tw.event_id, tw.event_type, tw.handshake) == (MSG, "channel.follow", None)
     j = facts("jira", jira, b'{"webhookEvent":"jira:issue_created"}')
@@ -439,6 +439,28 @@ def test_gitlab_signed_form_sets_ids() -> None:
     body = b'{"object_kind":"push"}'
     result = v.verify(req({**gitlab_signed(secret, body), "idempotency-key": MSG}, body))
     assert (result.event_id, result.event_type, result.body_dedup) == (MSG, "Push Hook", False)
+    # Idempotency-Key is not signed: a replay that changes it keeps the signed webhook-id.
+    forged = v.verify(req({**gitlab_signed(secret, body), "idempotency-key": "other"}, body))
+    assert forged.event_id == MSG
+
+
+def test_a_utf8_header_value_is_verified_as_its_bytes() -> None:
+    """Ingest reads header bytes as Latin-1; the signed bytes of a UTF-8 webhook-id are those
+    bytes, not a second UTF-8 encoding of them."""
+    secret = _whsec(b"s")
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    body = b"{}"
+    msg_id = "msg_\u00e9"  # as UTF-8: msg_\xc3\xa9
+    sig = hmac.new(key, msg_id.encode() + f".{TS}.".encode() + body, hashlib.sha256).digest()
+    as_received = msg_id.encode().decode("latin-1")
+    headers = {
+        "webhook-id": as_received,
+        "webhook-timestamp": str(TS),
+        "webhook-signature": "v1," + base64.b64encode(sig).decode(),
+    }
+    v = build_verifier("standard", [secret], VerifyOptions())
+    assert isinstance(outcome(v, req(headers, body)), Verified)
+    assert outcome(v, req({**headers, "webhook-id": msg_id}, body)) == "bad_signature"
 
 
 def test_gitlab_bad_signing_token_is_config_error() -> None:

@@ -85,8 +85,19 @@ def unbase64(value: str, size: int) -> bytes | None:
 
 
 def to_bytes(value: str) -> bytes:
-    """Header text to the bytes a provider signed; never raises (lone surrogates pass through)."""
+    """Text the gateway decoded as UTF-8 (form fields, JSON strings, configured URLs) to the
+    bytes a provider signed; never raises (lone surrogates pass through)."""
     return value.encode("utf-8", "surrogatepass")
+
+
+def header_bytes(value: str) -> bytes:
+    """A header's value as it came over the wire: ingest reads header bytes as Latin-1, so
+    encoding back gives them exactly, UTF-8 included (a request built in code may hold other
+    characters: those go as UTF-8)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return to_bytes(value)
 
 
 def tried(n: int) -> str:
@@ -180,11 +191,13 @@ def shared_field(doc: Any, key: str) -> str | None:
     """The non-empty string `key` that every object of a JSON array (or the one object) has,
     when they all agree (the type of a batch of events), else None."""
     items = doc if isinstance(doc, list) else [doc]
-    values = {item.get(key) if isinstance(item, dict) else None for item in items}
-    if len(values) != 1:
-        return None
-    value = values.pop()
-    return value if isinstance(value, str) and value else None
+    values = set()
+    for item in items:
+        value = item.get(key) if isinstance(item, dict) else None
+        if not isinstance(value, str) or not value:  # a list or object is no type either
+            return None
+        values.add(value)
+    return values.pop() if len(values) == 1 else None
 
 
 def batch_items(body: bytes, id_key: str, type_key: str) -> tuple[Item, ...]:

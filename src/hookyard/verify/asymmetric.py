@@ -29,12 +29,12 @@ from hookyard.verify._common import (
     Frozen,
     batch_items,
     check_timestamp,
+    header_bytes,
     init,
     json_any,
     json_object,
     require_secrets,
     shared_field,
-    to_bytes,
     tried,
     unhex,
 )
@@ -154,7 +154,7 @@ class DiscordVerifier(Frozen):
         if not header or not timestamp:
             raise _missing("X-Signature-Ed25519 and X-Signature-Timestamp")
         signature = unhex(header, 64)
-        message = to_bytes(timestamp) + request.body
+        message = header_bytes(timestamp) + request.body
         if signature is None or not any(_ed25519(k, signature, message) for k in self._keys):
             raise VerificationError(
                 "signature did not match; expected header X-Signature-Ed25519 (<hex Ed25519 "
@@ -291,7 +291,7 @@ class SendGridVerifier(Frozen):
                 "X-Twilio-Email-Event-Webhook-Signature and X-Twilio-Email-Event-Webhook-Timestamp"
             )
         signature = _strict_base64(header)
-        message = to_bytes(timestamp) + request.body
+        message = header_bytes(timestamp) + request.body
         if signature is None or not any(_ecdsa(k, signature, message) for k in self._keys):
             raise VerificationError(
                 "signature did not match; expected header X-Twilio-Email-Event-Webhook-Signature "

@@ -21,10 +21,10 @@ from hookyard.verify._common import (
     Frozen,
     any_match,
     check_timestamp,
+    header_bytes,
     header_name,
     init,
     mac,
-    to_bytes,
     tolerance_from,
     tried,
     unbase64,
@@ -232,9 +232,9 @@ class GenericHmacVerifier(Frozen):
             elif part == _BODY:
                 out.append(body)
             elif part == _TIMESTAMP:
-                out.append(to_bytes(timestamp))
+                out.append(header_bytes(timestamp))
             else:
-                out.append(to_bytes(msg_id))
+                out.append(header_bytes(msg_id))
         return b"".join(out)
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:

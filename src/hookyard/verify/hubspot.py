@@ -35,6 +35,7 @@ from hookyard.verify._common import (
     Fields,
     Frozen,
     batch_items,
+    header_bytes,
     init,
     json_any,
     shared_field,
@@ -132,7 +133,7 @@ class HubSpotVerifier(Frozen):
         )
 
     def _matches(self, request: Inbound, timestamp: str, signature: bytes) -> bool:
-        tail = to_bytes(timestamp)
+        tail = header_bytes(timestamp)
         uris = {request.url, hubspot_uri(request.url)}
         for uri in uris:
             head = to_bytes(request.method + uri)

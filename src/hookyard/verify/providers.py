@@ -23,6 +23,7 @@ from hookyard.verify._common import (
     Frozen,
     any_match,
     check_timestamp,
+    header_bytes,
     init,
     json_object,
     json_path,
@@ -192,7 +193,7 @@ class PaddleVerifier(_Base):
             raise VerificationError(
                 "header Paddle-Signature has no ts=<unix timestamp>", code="bad_signature"
             )
-        if not _any_of(self._keys, to_bytes(timestamp) + b":", request.body, signatures):
+        if not _any_of(self._keys, header_bytes(timestamp) + b":", request.body, signatures):
             raise _mismatch(
                 "header Paddle-Signature 'ts=<unix>;h1=<hex HMAC-SHA256 of \"{ts}:{body}\">', "
                 "key = the notification secret as text",
@@ -219,7 +220,8 @@ class ZoomVerifier(_Base):
 
     ``endpoint.url_validation`` is answered with ``{"plainToken", "encryptedToken"}`` where
     encryptedToken = hex HMAC-SHA256(secret, plainToken). Type: body ``event``. Zoom documents
-    no event id we could rely on, so none is set (the source may configure one).
+    no event id we could rely on, so none is set (the source may configure one); the body hash
+    is the dedup key (the body carries ``event_ts``).
     """
 
     __slots__ = ()
@@ -233,9 +235,9 @@ class ZoomVerifier(_Base):
             "`v0:{x-zm-request-timestamp}:{body}`; the timestamp within ±5 minutes."
         ),
         secrets="The app's secret token.",
-        dedup="none (Zoom documents no event id)",
+        dedup="the body hash (Zoom documents no event id; the body carries `event_ts`)",
         event_type="JSON `event`",
-        body_dedup="no",
+        body_dedup="yes (no event id)",
         options=TIMED_OPTIONS,
         handshake="`endpoint.url_validation`: `plainToken` and `encryptedToken`",
         notes=(
@@ -252,7 +254,7 @@ class ZoomVerifier(_Base):
         if not header or not timestamp:
             raise _missing("x-zm-signature and x-zm-request-timestamp")
         raw = unhex(header[3:], 32) if header.startswith("v0=") else None
-        head = b"".join((b"v0:", to_bytes(timestamp), b":"))
+        head = b"".join((b"v0:", header_bytes(timestamp), b":"))
         key = None
         if raw is not None:
             # the key that verified also answers the handshake (rotation: Zoom's current one)
@@ -276,7 +278,14 @@ class ZoomVerifier(_Base):
                 token = mac(key, b"", to_bytes(plain)).hex()
                 answer = orjson.dumps({"plainToken": plain, "encryptedToken": token})
                 handshake = Handshake(200, "application/json", answer)
-        return _facts(self._fields, request, event_type=event, handshake=handshake)
+        # No event id: the body (its event_ts) tells a retry or a replay of the same event.
+        return _facts(
+            self._fields,
+            request,
+            event_type=event,
+            handshake=handshake,
+            body_dedup=handshake is None,
+        )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """Timestamp and signature; `url`, `message_id` unused."""
@@ -300,9 +309,9 @@ class CalendlyVerifier(_Base):
             "`t` within ±3 minutes (Calendly's sample)."
         ),
         secrets="The webhook signing key.",
-        dedup="none (Calendly documents no event id)",
+        dedup="the body hash (Calendly documents no event id; the body carries `created_at`)",
         event_type="JSON `event`",
-        body_dedup="no",
+        body_dedup="yes (no event id)",
         options=TIMED_OPTIONS,
         secret_example="env:CALENDLY_SIGNING_KEY",
     )
@@ -326,7 +335,7 @@ class CalendlyVerifier(_Base):
                 "header Calendly-Webhook-Signature has no t=<unix timestamp>",
                 code="bad_signature",
             )
-        if not _any_of(self._keys, to_bytes(timestamp) + b".", request.body, signatures):
+        if not _any_of(self._keys, header_bytes(timestamp) + b".", request.body, signatures):
             raise _mismatch(
                 "header Calendly-Webhook-Signature 't=<unix>,v1=<hex HMAC-SHA256 of "
                 '"{t}.{body}">\', key = the webhook signing key',
@@ -336,7 +345,8 @@ class CalendlyVerifier(_Base):
             timestamp, request.received_at, self._tolerance, "Calendly-Webhook-Signature t="
         )
         doc = json_object(request.body)
-        return _facts(self._fields, request, event_type=json_path(doc, ("event",)))
+        # No event id: the body (its created_at) tells a retry or a replay of the same event.
+        return _facts(self._fields, request, event_type=json_path(doc, ("event",)), body_dedup=True)
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """Only the signature header; `url`, `message_id` unused."""
@@ -405,7 +415,7 @@ class TwitchVerifier(_Base):
         if not msg_id or not timestamp or not header:
             raise _missing("Twitch-Eventsub-Message-Id, -Timestamp and -Signature are all required")
         raw = unhex(header[7:], 32) if header.startswith("sha256=") else None
-        head = to_bytes(msg_id) + to_bytes(timestamp)
+        head = header_bytes(msg_id) + header_bytes(timestamp)
         if raw is None or not any_match(self._keys, head, request.body, raw):
             raise _mismatch(
                 "header Twitch-Eventsub-Message-Signature (sha256=<hex HMAC-SHA256 of "
@@ -473,9 +483,9 @@ class LinearVerifier(_Base):
             "(milliseconds, inside the signed body) within ±60 s, as Linear's SDK checks."
         ),
         secrets="The webhook's signing secret.",
-        dedup="`Linear-Delivery`; and the body hash when there is no `webhookTimestamp`",
+        dedup="`Linear-Delivery`; and the body hash (the delivery header is not signed)",
         event_type="`Linear-Event`, plus `.<action>` when the body has one",
-        body_dedup="when the body has no `webhookTimestamp`",
+        body_dedup="yes (the delivery id is not signed)",
         options=TIMED_OPTIONS,
         secret_example="env:LINEAR_WEBHOOK_SECRET",
     )
@@ -516,7 +526,9 @@ class LinearVerifier(_Base):
             request,
             event_type=event_type,
             delivery_id=headers.get("linear-delivery") or None,
-            body_dedup=stamp is None,
+            # Linear-Delivery is not signed: a replay inside the window with another one is
+            # still the same body (webhookTimestamp included).
+            body_dedup=True,
         )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
@@ -748,7 +760,10 @@ class GitLabVerifier(Frozen):
         secrets=(
             "The hook's secret token; entries starting with `whsec_` are also signing tokens."
         ),
-        dedup="`Idempotency-Key` (the same on retries), else `X-Gitlab-Event-UUID`",
+        dedup=(
+            "`Idempotency-Key` (the same on retries), else `X-Gitlab-Event-UUID`; on signed "
+            "requests the signed `webhook-id`"
+        ),
         event_type="`X-Gitlab-Event`",
         body_dedup="no",
         options=TIMED_OPTIONS,
@@ -774,14 +789,17 @@ class GitLabVerifier(Frozen):
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
+        event_id = _gitlab_ids(headers)
         if self._signed is not None and "webhook-signature" in headers:
-            self._signed.verify(request)  # raises VerificationError on any mismatch
+            # Raises VerificationError on any mismatch. The id is the signed webhook-id, not
+            # Idempotency-Key, which a replay could change.
+            event_id = self._signed.verify(request).event_id
             body_dedup = False
         else:
             token = headers.get("x-gitlab-token")
             if not token:
                 raise _missing("X-Gitlab-Token (or webhook-id/-timestamp/-signature)")
-            if not _any_digest(self._digests, to_bytes(token)):
+            if not _any_digest(self._digests, header_bytes(token)):
                 raise VerificationError(
                     "credentials did not match; expected header X-Gitlab-Token (the hook's "
                     f"secret token); {tried(len(self._digests))}",
@@ -791,7 +809,7 @@ class GitLabVerifier(Frozen):
         return _facts(
             self._fields,
             request,
-            event_id=_gitlab_ids(headers),
+            event_id=event_id,
             event_type=headers.get("x-gitlab-event") or None,
             body_dedup=body_dedup,
         )

@@ -24,10 +24,10 @@ from hookyard.verify._common import (
     Frozen,
     any_match,
     check_timestamp,
+    header_bytes,
     init,
     json_object,
     mac,
-    to_bytes,
     tolerance_from,
     tried,
     unhex,
@@ -73,12 +73,15 @@ class SlackVerifier(Frozen):
             "`v0:{X-Slack-Request-Timestamp}:{body}`; the timestamp within ±5 minutes."
         ),
         secrets="The app's signing secret.",
-        dedup="JSON `event_id` (Events API; slash commands and interactions have none)",
+        dedup=(
+            "JSON `event_id` (Events API); slash commands and interactions, which have none: "
+            "the body hash (it carries a `trigger_id`)"
+        ),
         event_type=(
             "`event.type` of an `event_callback`, else `type`; forms: `command`, or the "
             "interaction's `type`"
         ),
-        body_dedup="no",
+        body_dedup="slash commands and interactions (form bodies)",
         options=TIMED_OPTIONS,
         handshake="`url_verification`: the `challenge` (`text/plain`)",
         notes=(
@@ -144,13 +147,21 @@ class SlackVerifier(Frozen):
             event_id = fields.event_id(headers)
         if fields.overrides_type:
             event_type = fields.event_type(headers, body)
-        return Verified(event_id=event_id, event_type=event_type, handshake=handshake)
+        # A form body (a slash command, an interaction) has no id: its hash tells a replay.
+        return Verified(
+            event_id=event_id,
+            event_type=event_type,
+            handshake=handshake,
+            body_dedup=doc is None,
+        )
 
     def _matches(self, value: str, timestamp: str, body: bytes) -> bool:
         signature = unhex(value, 32)
         if signature is None:
             return False
-        return any_match(self._keys, b"".join((b"v0:", to_bytes(timestamp), b":")), body, signature)
+        return any_match(
+            self._keys, b"".join((b"v0:", header_bytes(timestamp), b":")), body, signature
+        )
 
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """Timestamp and signature; Slack sends no id header (`url`, `message_id` unused)."""

@@ -135,7 +135,8 @@ class SnsVerifier(Frozen):
             raise VerificationError(
                 f"SNS message without a valid {', '.join(problems)}", code="bad_signature"
             )
-        if message.get("TopicArn") not in self._topics:
+        topic = message.get("TopicArn")
+        if not isinstance(topic, str) or topic not in self._topics:
             raise VerificationError(
                 f"topic {str(message.get('TopicArn'))[:200]!r} is not one this source accepts "
                 "(its secrets list the topic ARNs)",

@@ -19,6 +19,7 @@ from hookyard.verify._common import (
     Fields,
     Frozen,
     check_timestamp,
+    header_bytes,
     init,
     json_object,
     json_path,
@@ -139,7 +140,7 @@ class StandardWebhooksVerifier(Frozen):
     def _matches(self, signatures: list[bytes], msg_id: str, timestamp: str, body: bytes) -> bool:
         if not signatures:
             return False
-        head = b"".join((to_bytes(msg_id), b".", to_bytes(timestamp), b"."))
+        head = b"".join((header_bytes(msg_id), b".", header_bytes(timestamp), b"."))
         for base in self._keys:
             expected = mac(base, head, body)
             for signature in signatures:

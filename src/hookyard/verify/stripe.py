@@ -16,11 +16,11 @@ from hookyard.verify._common import (
     Fields,
     Frozen,
     check_timestamp,
+    header_bytes,
     init,
     json_object,
     json_path,
     mac,
-    to_bytes,
     tolerance_from,
     tried,
     unhex,
@@ -110,7 +110,7 @@ class StripeVerifier(Frozen):
     def _matches(self, signatures: list[bytes], timestamp: str, body: bytes) -> bool:
         if not signatures:
             return False
-        head = to_bytes(timestamp) + b"."
+        head = header_bytes(timestamp) + b"."
         for base in self._keys:
             expected = mac(base, head, body)
             for signature in signatures:

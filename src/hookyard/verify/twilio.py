@@ -20,7 +20,9 @@ The body is never trusted to be what its content type says: without ``bodySHA256
 parse as a form (strictly, so one body yields one parameter list), else the request is
 refused; otherwise a signed form POST with no parameters would also vouch for any other body.
 
-Nothing time-bound is signed, so ``body_dedup`` is set. Delivery id: the
+Nothing time-bound is signed, so ``body_dedup`` is set, and so is a key of the signed
+parameters (sorted and decoded as signed), which a replay with its fields reordered, repeated
+or escaped otherwise still matches. Delivery id: the
 ``I-Twilio-Idempotency-Token`` header (the same on Twilio's retries; documented only on
 secondary pages: UNVERIFIED). Event type: ``message.<MessageStatus>`` (or ``SmsStatus``) or
 ``call.<CallStatus>`` for form bodies.
@@ -121,7 +123,7 @@ class TwilioVerifier(Frozen):
         secrets="The account's Auth Token (for webhooks signed with a shared key: that key).",
         dedup="`I-Twilio-Idempotency-Token` (the same on retries), and the body hash",
         event_type="form bodies: `message.<MessageStatus>` (or `SmsStatus`) / `call.<CallStatus>`",
-        body_dedup="yes (no signed timestamp)",
+        body_dedup="yes (no signed timestamp); also the signed form parameters' hash",
         options=ID_TYPE_OPTIONS,
         public_url=True,
         notes="A body that is neither a form nor vouched for by `bodySHA256` is refused.",
@@ -188,6 +190,9 @@ class TwilioVerifier(Frozen):
             event_type=_event_type(pairs),
             delivery_id=headers.get("i-twilio-idempotency-token") or None,
             body_dedup=True,
+            # What is signed, not the raw body: fields reordered, repeated or spelled with
+            # other escapes sign the same, so a replay so altered is still known.
+            replay_key=("params:" + hashlib.sha256(params).hexdigest()) if pairs else None,
         )
 
     @staticmethod
