@@ -42,9 +42,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(value, 26)}"
 
 
+MAX_MILLISECONDS = (1 << 48) - 1  # the time field's width: up to the year 10889
+
+
 def id_floor(prefix: str, unix_seconds: float) -> str:
-    """The smallest id that could have been made at `unix_seconds` (for time-range queries)."""
-    return f"{prefix}_{_encode(int(unix_seconds * 1000) << 80, 26)}"
+    """The smallest id that could have been made at `unix_seconds` (for time-range queries).
+    Times outside the ids' range are clamped: a cutoff before 1970 (a retention age longer
+    than the epoch) is below every id, never a negative number's bits above them all."""
+    milliseconds = min(max(int(unix_seconds * 1000), 0), MAX_MILLISECONDS)
+    return f"{prefix}_{_encode(milliseconds << 80, 26)}"
 
 
 def id_time(id_: str) -> float:

@@ -163,6 +163,12 @@ def _object_version(
     return str(object_id), str(version)
 
 
+def idempotency_mark(key: str, payload: bytes) -> str:
+    """Kept beside a published event's Idempotency-Key for as long as the key: a retry can be
+    told from a reuse with another body after retention removed the original's payload."""
+    return f"idempotency-body:{hashlib.sha256(payload).hexdigest()}:{key}"
+
+
 def published(
     gateway: Gateway,
     source: str,
@@ -192,6 +198,7 @@ def published(
         content_type=content_type,
         payload=payload,
         destinations=gateway.targets(source, event_type, document),
+        marks=(idempotency_mark(dedup_key, payload),) if dedup_key else (),
     )
     return NewRequest(
         id=new_id("req"),

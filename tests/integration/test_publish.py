@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import basic_config
+import asyncio
+
+from tests.conftest import basic_config, until_deadline
 
 API_SOURCE = """
 [sources.orders]
@@ -90,3 +92,31 @@ async def test_publish_refuses_oversized_bodies_and_reserved_names(hookyard_fact
         assert reserved.status_code == 422
         useless = await api.post("/api/v1/tokens", json={"name": "x", "scope": "publish:open"})
         assert useless.status_code == 422  # open is a webhook source: nothing to publish to
+
+
+async def test_a_retry_is_told_from_a_reuse_after_retention_removed_the_payload(
+    hookyard_factory, receiver
+):
+    """The payload may go long before the key's window ends: a retry with the same body is
+    still a duplicate (it got 409 once the payload was gone), and another body still 409."""
+    retention = '\n[sources.orders.retention]\npayloads = "1s"\n'
+    config = basic_config(receiver.url) + API_SOURCE + retention
+    async with hookyard_factory(config) as hy, hy.api() as api:
+        headers = {"hookyard-event-type": "order.created", "idempotency-key": "order-7"}
+        body = b'{"order": 7}'
+        url = "/api/v1/sources/orders/events"
+        first = await api.post(url, content=body, headers=headers)
+        assert first.status_code == 201
+        await receiver.wait_for(1)
+        event_id = first.json()["id"]
+        for _ in until_deadline():  # delivered and old enough: the sweep strips the payload
+            await asyncio.sleep(0.3)
+            await api.post("/api/v1/retention/sweep")
+            raw = await api.get(f"/api/v1/events/{event_id}/raw")
+            if raw.status_code != 200:
+                break
+        assert raw.status_code != 200, "the payload was never removed"
+        repeat = await api.post(url, content=body, headers=headers)
+        assert (repeat.status_code, repeat.json()) == (200, {"id": event_id, "duplicate": True})
+        reused = await api.post(url, content=b'{"order": 8}', headers=headers)
+        assert reused.status_code == 409

@@ -127,6 +127,27 @@ async def test_events_waiting_for_delivery_stay_whatever_their_age(hookyard_fact
         assert await all_ids(api, source="open") == []
 
 
+async def test_an_age_longer_than_the_epoch_keeps_everything(hookyard_factory, receiver):
+    """A century means "keep": its cutoff falls before 1970 and must not wrap around to one
+    after every id (a sweep then removed every event, and every partition on PostgreSQL)."""
+    config = basic_config(
+        receiver.url, extra=retention(events="36500d", payloads="36500d", interval="1h")
+    )
+    async with hookyard_factory(config) as hy, hy.api() as api:
+        ids = [(await hy.client.post("/in/open", content=b"%d" % i)).json()["id"] for i in range(5)]
+        await receiver.wait_for(5)
+        for _ in until_deadline():  # the attempts' records commit just after the receiver saw them
+            waiting = (await api.get("/api/v1/deliveries", params={"status": "in_flight"})).json()
+            if not waiting["data"]:
+                break
+            await asyncio.sleep(0.05)
+        status = await sweep(hy)
+        assert not any(status["last_sweep"]["removed"].values()), status["last_sweep"]
+        assert sorted(await all_ids(api, source="open")) == sorted(ids)
+        for event_id in ids:
+            assert (await api.get(f"/api/v1/events/{event_id}/raw")).status_code == 200
+
+
 async def test_payloads_can_go_before_their_events_per_source(hookyard_factory, receiver):
     config = basic_config(
         receiver.url,
@@ -346,3 +367,21 @@ def test_no_space_is_reclaimed_from_a_file_without_incremental_vacuum(tmp_path: 
     conn.commit()
     assert int(conn.execute("PRAGMA freelist_count").fetchone()[0]) > 0
     assert reclaim(conn, [1024]) == [0]  # nothing it can give back: the sweep does not spin
+
+
+async def test_a_sweep_that_fails_is_audited_with_its_error(
+    hookyard_factory, receiver, monkeypatch
+):
+    """Chunks committed before a failure are gone: the audit log still says who asked."""
+
+    async def failing(state: Any) -> dict[str, Any]:
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr("hookyard.api.retention.sweep", failing)
+    config = basic_config(receiver.url, extra=retention(events="1d", interval="1h"))
+    async with hookyard_factory(config) as hy, hy.api() as api:
+        assert (await api.post("/api/v1/retention/sweep")).status_code == 500
+        entries = (await api.get("/api/v1/audit")).json()["data"]
+        sweeps = [e for e in entries if e["action"] == "retention.sweep"]
+        assert len(sweeps) == 1
+        assert "disk I/O error" in json.dumps(sweeps[0])

@@ -29,7 +29,7 @@ from hookyard.config import FIELD_PATH, redact_destination_url
 from hookyard.deliver.control import set_state
 from hookyard.errors import StoreError
 from hookyard.ids import id_time
-from hookyard.ingest import published
+from hookyard.ingest import idempotency_mark, published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.store.queries import EXPORT_COLUMNS
@@ -837,8 +837,13 @@ def build_api(state: AppState) -> FastAPI:
             if prepared.events[0].destinations:
                 state.work_ready.set()
             return JSONResponse({"id": accepted.event_id, "duplicate": False}, 201)
-        original = await state.store.get_raw(accepted.event_id)
-        if original is None or original[0] != body:
+        assert idempotency_key is not None  # an event without a key is never a duplicate
+        mark = idempotency_mark(idempotency_key, body)
+        same = mark in await state.store.known_keys(source, [mark])
+        if not same:  # published before marks were kept: compare with the stored payload
+            original = await state.store.get_raw(accepted.event_id)
+            same = original is not None and original[0] == body
+        if not same:
             raise ApiError(
                 409,
                 "idempotency_key_reused",

@@ -125,7 +125,11 @@ def retention_routes(
     @router.post("/retention/sweep", response_model=RetentionStatus)
     async def sweep_now(who: Annotated[Caller, Depends(admin)]) -> dict[str, Any]:
         """Sweep now (waits for a sweep under way to end first), then report as GET does."""
-        record = await sweep(state)
+        try:
+            record = await sweep(state)
+        except Exception as exc:  # chunks committed before the failure are gone: say who asked
+            await audit(who, "retention.sweep", None, error=f"{type(exc).__name__}: {exc}")
+            raise
         await audit(who, "retention.sweep", None, removed=record["removed"])
         return {
             "policy": policy(),
