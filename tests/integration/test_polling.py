@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import textwrap
 import time
 from collections import Counter
@@ -461,6 +462,101 @@ async def test_an_item_that_moved_pages_mid_listing_is_not_deleted(
             second = await wait_run(running, first)
             assert second["last_error"] is None
             assert [e["event_type"] for e in await events(running)][5:] == []
+
+
+async def test_an_item_gone_from_a_page_is_deleted_after_a_pass_cut_short_by_a_later_page(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """etag: the pass that saw page 1 without "x" failed on page 2. Had it stored page 1's
+    new ETag, the next passes' 304 would vouch for page 1 and "x" would never be deleted."""
+    pages = {"1": ["a", "b", "x"], "2": ["c"]}
+    failing = 0
+
+    async def listing(request: web.Request) -> web.Response:
+        nonlocal failing
+        number = request.query.get("p", "1")
+        if number == "2" and failing:
+            failing -= 1
+            return web.Response(status=500, text="boom")
+        raw = orjson.dumps(
+            {
+                "results": [thing(name) for name in pages[number]],
+                "next": "/objects?p=2" if number == "1" else None,
+            }
+        )
+        etag = '"' + hashlib.sha1(raw).hexdigest() + '"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=raw, content_type="application/json", headers={"ETag": etag})
+
+    app = web.Application()
+    app.router.add_get("/objects", listing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    config = poll_config(receiver.url, base, detect="etag").replace("/cursor/objects", "/objects")
+    config = config.replace('pagination = "cursor"', 'pagination = "next_url"\nitems = "results"')
+    try:
+        async with hookyard_factory(config) as running:
+            first = await wait_run(running, {})
+            assert first["last_error"] is None and len(await events(running)) == 4
+            pages["1"], failing = ["a", "b"], 3  # "x" is deleted; page 2 fails every try
+            assert (await run_job(running))["last_error"]
+            assert (await run_job(running))["last_error"] is None
+            kinds = [e["event_type"] for e in await events(running)]
+            assert kinds.count("order.deleted") == 1, kinds
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def expiring_cursors(state: dict[str, int]) -> AsyncIterator[str]:
+    """Two pages; page 2's cursor is good for one generation of `state["gen"]` only, and
+    fails with a 500 while `state["fail"]` lasts."""
+
+    async def listing(request: web.Request) -> web.Response:
+        cursor = request.query.get("cursor")
+        if cursor is None:
+            return web.json_response({"data": [thing("a")], "next_cursor": f"gen{state['gen']}"})
+        if cursor != f"gen{state['gen']}":
+            return web.json_response({"error": "cursor expired"}, status=400)
+        if state["fail"]:
+            state["fail"] -= 1
+            return web.Response(status=500)
+        return web.json_response({"data": [thing("b")], "next_cursor": None})
+
+    app = web.Application()
+    app.router.add_get("/objects", listing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_stored_page_the_api_refuses_later_starts_the_pass_over(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """A pass cut short resumes at its stored page; once the API's cursor expired, that page
+    answers 400 for good: the pass starts over instead of failing every run."""
+    state = {"gen": 1, "fail": 3}
+    async with expiring_cursors(state) as base:
+        config = poll_config(receiver.url, base).replace("/cursor/objects", "/objects")
+        async with hookyard_factory(config) as running:
+            cut_short = await wait_run(running, {})
+            assert "HTTP 500" in cut_short["last_error"]
+            state["gen"] = 2  # the stored cursor expires
+            again = await run_job(running)
+            assert again["last_error"] is None, again
+            assert sorted(e["event_type"] for e in await events(running)) == [
+                "order.created",
+                "order.created",
+            ]
 
 
 async def test_a_pass_cut_short_does_not_resume_on_a_host_the_source_left(

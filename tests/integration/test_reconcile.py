@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiohttp import web
 from standardwebhooks import Webhook
 
 from hookyard.simulator import DEFAULT_SECRET, Simulator, SimulatorOptions
@@ -234,10 +235,39 @@ async def test_current_state_of_an_event_object(receiver: Receiver, hookyard_fac
                 assert current.json()["version"] == 2
                 sim.delete(obj["id"], webhook=False)
                 gone = await api.get(f"/api/v1/events/{event['id']}/current")
-                assert gone.status_code == 502
-                assert "404" in gone.json()["message"]
+                assert gone.status_code == 404, gone.text  # the object is gone, not the API
+                assert gone.json()["error"] == "object_gone" and "404" in gone.json()["message"]
     finally:
         await sim.stop()
+
+
+async def test_current_state_does_not_sit_out_a_rate_limit(
+    receiver: Receiver, hookyard_factory: Any, monkeypatch: Any
+) -> None:
+    """An API that asks to wait a minute: the caller gets 504 at the limit, not a request
+    that hangs for as long as the API likes."""
+    monkeypatch.setattr("hookyard.api.sources.CURRENT_TIMEOUT", 0.5)
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=429, headers={"Retry-After": "60"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", busy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with hookyard_factory(shop_config(receiver.url, base)) as running:
+            await post_webhook(running, {"id": "obj_1", "version": 1})
+            [event] = await events(running)
+            async with running.api() as api:
+                answer = await api.get(f"/api/v1/events/{event['id']}/current")
+            assert answer.status_code == 504, answer.text
+            assert answer.json()["error"] == "api_timeout"
+    finally:
+        await runner.cleanup()
 
 
 async def test_two_webhooks_of_one_version_are_both_events_and_block_its_reemission(

@@ -153,6 +153,13 @@ def test_errors_and_excerpts_are_redacted_of_every_secret() -> None:
     encoded = RestClient(api(auth={"query": "k", "key": "Zm9v+/9xQ=="}), no_session, Counter())
     assert "Zm9v" not in encoded.redact("400: bad key in ?k=Zm9v%2B%2F9xQ%3D%3D")
     assert "bWU6" not in basic.redact("echo: Authorization: Basic bWU6cGE1NXdvcmQ=")
+    # As yarl sends it ("/" left as is), and however else an error repeats the URL.
+    slashed = RestClient(
+        api(auth={"query": "api_key", "key": "sk_live/AbC+dEf=="}), no_session, Counter()
+    )
+    said = slashed.redact("bad request: GET /objects?api_key=sk_live/AbC%2BdEf%3D%3D&page=2")
+    assert said == "bad request: GET /objects?api_key=***&page=2"
+    assert "AbC" not in slashed.redact("url='https://x/o?page=1&api_key=sk_live%2fAbC%2bdEf%3d'")
 
 
 def test_malformed_items_among_good_ones_are_skipped_and_named() -> None:

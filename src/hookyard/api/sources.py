@@ -5,6 +5,7 @@ event's object as the provider's API returns it now.
 (No `from __future__ import annotations`: FastAPI resolves the dependency annotations of
 handlers defined inside source_routes at runtime; see rest.py.)"""
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from hookyard.pollers.jobs import new_backfill
 from hookyard.state import AppState
 
 CALL_HISTORY_DAYS = 30
+CURRENT_TIMEOUT = 30.0  # GET /events/{id}/current: an API call made while the caller waits
 
 
 class JobStatus(BaseModel):
@@ -249,11 +251,13 @@ def source_routes(
             404: {"model": ErrorBody},
             409: {"model": ErrorBody},
             502: {"model": ErrorBody},
+            504: {"model": ErrorBody},
         },
     )
     async def current(event_id: str, _: Annotated[Caller, Depends(admin)]) -> Response:
         """The event's object as the source's REST API returns it now ([api] object_url),
-        for thin webhooks and for debugging."""
+        for thin webhooks and for debugging. 404 when the API says the object is gone; 504
+        when it does not answer within 30 s (a rate limit's wait is not sat out here)."""
         event = await state.store.get_event(event_id)
         if event is None:
             raise ApiError(404, "not_found", f"no event {event_id!r}")
@@ -275,11 +279,26 @@ def source_routes(
         http = GuardedSession(lambda: state.gateway.settings.egress.allow, 60.0)
         try:
             client = RestClient(source.api, http.get, Counter())
-            response = await client.get(source.api.object_url(str(object_id)), Calls())
+            async with asyncio.timeout(CURRENT_TIMEOUT):
+                response = await client.get(
+                    source.api.object_url(str(object_id)), Calls(), gone_ok=True
+                )
+        except TimeoutError:
+            raise ApiError(
+                504,
+                "api_timeout",
+                f"the API did not answer within {CURRENT_TIMEOUT:g}s (or asked to wait longer)",
+            ) from None
         except RestError as exc:
             raise ApiError(502, "api_failed", str(exc)) from None
         finally:
             await http.close()
+        if response.status in (404, 410):
+            raise ApiError(
+                404,
+                "object_gone",
+                f"the API answers HTTP {response.status} for object {str(object_id)[:200]!r}",
+            )
         media = response.headers.get("Content-Type", "application/json")
         return Response(response.body, media_type=media)
 

@@ -39,6 +39,19 @@ class RestError(Exception):
     """A call that did not succeed: the run ends and is tried again later (backing off)."""
 
 
+class Refused(RestError):
+    """The API refused the request itself (a 4xx other than 408 and 429); `status` says how."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def stale_page(self) -> bool:
+        """What an API answers for a page cursor that expired, rather than for credentials."""
+        return self.status not in (401, 403)
+
+
 class RateLimited(RestError):
     """The API asked for a pause longer than a run waits (MAX_WAIT): no call goes before
     `resume_at` (unix seconds), and the source's next run starts then."""
@@ -154,7 +167,7 @@ class RestClient:
                 self._counts[self.api.source, "error"] += 1
                 problem = f"HTTP {status}: {self.redact(excerpt(response.body))}"
                 if status < 500 and status != 408:
-                    raise RestError(f"GET {self.shown(url)}: {problem}")
+                    raise Refused(f"GET {self.shown(url)}: {problem}", status)
             if failures == len(RETRIES):
                 raise RestError(f"GET {self.shown(url)}: {problem}")
             await asyncio.sleep(RETRIES[failures])
@@ -287,6 +300,10 @@ class RestClient:
         for secret in sorted(filter(None, secrets), key=len, reverse=True):
             if len(secret) >= 4:  # a tiny value would mask ordinary words
                 text = text.replace(secret, "***")
+        if credentials is not None and credentials.kind == "query":
+            # The parameter's value in any URL the text repeats, however it was escaped.
+            parameter = re.escape(quote(credentials.name, safe=""))
+            text = re.sub(rf"([?&]{parameter}=)[^&#\s'\"<>]+", r"\1***", text)
         return re.sub(r"(://[^/@\s:]*):[^@/\s]*@", r"\1:***@", text)
 
 
@@ -302,7 +319,13 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
 
 
 def _encodings(secret: str) -> set[str]:
-    return {quote(secret, safe=""), quote_plus(secret), base64.b64encode(secret.encode()).decode()}
+    as_query = URL("/").with_query({"k": secret}).raw_query_string[2:]  # yarl keeps "/" as is
+    return {
+        quote(secret, safe=""),
+        quote_plus(secret),
+        as_query,
+        base64.b64encode(secret.encode()).decode(),
+    }
 
 
 def strip_credentials(url: str, credentials: Credentials | None) -> str:

@@ -29,7 +29,14 @@ from hookyard.pollers.api import (
     object_key,
     webhook_object_key,
 )
-from hookyard.pollers.client import Calls, Response, RestClient, strip_credentials
+from hookyard.pollers.client import (
+    Calls,
+    Refused,
+    Response,
+    RestClient,
+    RestError,
+    strip_credentials,
+)
 from hookyard.state import AppState
 from hookyard.store import queries
 from hookyard.store.rest import JobRun, RestCommit
@@ -147,6 +154,20 @@ class Job(abc.ABC):
         """A URL fit to store: an API key in its query string is not kept."""
         return None if url is None else strip_credentials(url, self.api.credentials)
 
+    def starts_over(self, exc: Exception, url: str, resumed: str | None) -> bool:
+        """Whether a pass resumed at a stored page that the API now refuses (its cursor
+        expired, most likely) starts over: else every later run would fail on that page for
+        good. Item memory and object keys keep what was emitted from being emitted again."""
+        if not (isinstance(exc, Refused) and exc.stale_page and url == resumed):
+            return False
+        log.warning(
+            "%s %s: the stored page was refused (%s); starting the pass over",
+            self.source.name,
+            self.run.job,
+            exc,
+        )
+        return True
+
     def resumable(self, url: str | None) -> str | None:
         """A stored page to resume from, unless a reload moved the source's API to another
         origin since (the credentials go with every call: never to the old host); then the
@@ -172,11 +193,19 @@ class WindowJob(Job):
     async def execute(self) -> None:
         checkpoint = self.checkpoint
         since, until = self.window()
-        url: str | None = self.resumable(checkpoint.get("next")) or self.api.first_url(since, until)
+        resumed = self.resumable(checkpoint.get("next"))
+        url: str | None = resumed or self.api.first_url(since, until)
         guard = PassGuard()
         while url is not None:
             guard.fetching(url, self.client.shown(url))
-            page = await self.get_page(url)
+            try:
+                page = await self.get_page(url)
+            except RestError as exc:
+                if not self.starts_over(exc, url, resumed):
+                    raise
+                checkpoint, resumed = self.restarted(checkpoint), None
+                url, guard = self.api.first_url(since, until), PassGuard()
+                continue
             guard.listed(page, self.client.shown(url))
             wanted = [item for item in page.items if _within(item, since, until)]
             # Seen: emitted by this side before, or carried by a webhook.
@@ -209,6 +238,10 @@ class WindowJob(Job):
 
     def progress(self, checkpoint: dict[str, Any], page: Page, checked: int) -> dict[str, Any]:
         return dict(checkpoint)
+
+    def restarted(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint of the same window's pass started over."""
+        return {key: value for key, value in checkpoint.items() if key != "next"}
 
     @abc.abstractmethod
     def next_run(self) -> float | None:
@@ -277,6 +310,9 @@ class BackfillJob(WindowJob):
             "total": page.total if page.total is not None else checkpoint.get("total"),
             "done": page.next_url is None,
         }
+
+    def restarted(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in checkpoint.items() if k not in ("next", "pages", "items")}
 
     def next_run(self) -> None:
         return None  # done: not scheduled again

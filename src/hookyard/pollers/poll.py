@@ -9,8 +9,8 @@ after a crash all compare equal to what was stored.
   writes and clock skew on the API's side). Memory stays bounded by the page size. A pass is
   resumed after a crash from the page it stopped at.
 - etag / hash: lists everything and compares contents; an item no longer listed is deleted.
-  etag sends each page's stored ETag/Last-Modified, and a 304 page costs no work. A crashed
-  pass starts over (its committed pages compare equal).
+  etag sends each page's ETag/Last-Modified stored by the last whole pass, and a 304 page
+  costs no work. A crashed pass starts over (its committed pages compare equal).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from croniter import croniter
 from hookyard.config import PollConfig
 from hookyard.models import NewEvent, Origin
 from hookyard.pollers.api import Item, Page, PassGuard
+from hookyard.pollers.client import RestError
 from hookyard.pollers.jobs import Job
 from hookyard.store.rest import Remembered
 
@@ -82,9 +83,20 @@ class PollJob(Job):
         guard = PassGuard()
         while True:
             guard.fetching(url, self.client.shown(url))
-            response = await self.client.get(
-                url, self.calls, (conditional[1], conditional[2]) if conditional else None
-            )
+            try:
+                response = await self.client.get(
+                    url, self.calls, (conditional[1], conditional[2]) if conditional else None
+                )
+            except RestError as exc:
+                if not self.starts_over(exc, url, resume["next"] if resume else None):
+                    raise
+                checkpoint = {key: value for key, value in checkpoint.items() if key != "resume"}
+                resume, newest = None, since
+                url = first = self.api.first_url(
+                    None if since is None else since - self.config.lookback
+                )
+                guard = PassGuard()
+                continue
             conditional = None
             if response.status == 304:
                 await self.commit([], finished=True, next_run_at=self.next_run())
@@ -121,6 +133,10 @@ class PollJob(Job):
         blind = False  # an item without an id was skipped: what is missing may be that item
         unchanged_pages: set[str] = set()
         listed: list[str] = []
+        # Pages' new validators are stored with the end of the pass only: stored by a pass cut
+        # short, a 304 next time would vouch for a page whose missing items were never
+        # counted as deleted.
+        validated: list[tuple[str, str | None, str | None, str | None]] = []
         url: str | None = self.api.first_url()
         guard = PassGuard()
         while url is not None:
@@ -140,8 +156,9 @@ class PollJob(Job):
             seen.update(skip.item_id for skip in page.skipped if skip.item_id is not None)
             blind = blind or any(skip.item_id is None for skip in page.skipped)
             remembered = (*validators_of(response.headers), self.stored_url(page.next_url))
-            pages = [(key, *remembered)] if conditional and remembered != stored else []
-            await self._commit_page(page, key, None, pages=pages)
+            if conditional and remembered != stored:
+                validated.append((key, *remembered))
+            await self._commit_page(page, key, None)
             url = page.next_url
         # The end of a full pass: what is no longer listed was deleted.
         gone: list[tuple[str, int]] = []
@@ -159,6 +176,7 @@ class PollJob(Job):
             events,
             # Remembered as deleted, not forgotten: its changes go on counting if it returns.
             items=[(item_id, DELETED, n + 1, None) for item_id, n in gone],
+            pages=validated,
             keep_pages=listed if conditional else None,
             checkpoint={"ready": True},
             finished=True,
