@@ -212,6 +212,47 @@ async def test_a_stream_nobody_answers_ends_before_it_uses_up_the_attempts(
         assert delivery["attempts"] == 2 and delivery["status"] != "dead"
 
 
+async def test_a_stream_with_room_to_spare_nobody_answers_ends_too(hookyard_factory: Any) -> None:
+    """With room for more (max 10), the stream's own next lease took back the delivery whose
+    lease had run out, unseen as an expiry: it was leased again every second, each time an
+    attempt, until the schedule ran out."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        await running.client.post("/in/open", content=b'{"n": 1}')
+        params = {"max": 10, "lease": 1, "heartbeat": 5}
+        kinds = []
+        async with api.stream("GET", "/api/v1/destinations/laptop/stream", params=params) as stream:
+            async for kind, _ in events_of(stream):
+                kinds.append(kind)
+        assert kinds[-1] == "unanswered" and kinds.count("delivery") == 2
+        [delivery] = (await api.get("/api/v1/deliveries")).json()["data"]
+        assert delivery["attempts"] == 2 and delivery["status"] != "dead"
+
+
+async def test_a_result_reported_twice_is_recorded_once(hookyard_factory: Any) -> None:
+    """At once, or twice in one call: one attempt recorded, the other answers stale (both
+    were recorded, and the answers could contradict the stored status)."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        for n in range(2):
+            await running.client.post("/in/open", content=b'{"n": %d}' % n)
+        first, second = await lease(api, wait=5, max=2)
+        ok = {"delivery_id": first["delivery_id"], "lease": first["lease"], "status_code": 200}
+        answers = await asyncio.gather(*(report(api, ok) for _ in range(4)))
+        assert sorted(a for [a] in answers) == ["stale", "stale", "stale", "succeeded"]
+        both = [
+            {"delivery_id": second["delivery_id"], "lease": second["lease"], "status_code": code}
+            for code in (200, 500)
+        ]
+        assert await report(api, *both) == ["succeeded", "stale"]
+        for delivery in (first, second):
+            found = await api.get(
+                "/api/v1/attempts", params={"delivery_id": delivery["delivery_id"]}
+            )
+            assert found.status_code == 200, found.text
+            assert len(found.json()["data"]) == 1
+        listed = (await api.get("/api/v1/deliveries")).json()["data"]
+        assert {d["status"] for d in listed} == {"succeeded"}
+
+
 async def test_the_stream_pushes_deliveries_within_its_bound_and_beats(
     hookyard_factory: Any,
 ) -> None:

@@ -26,6 +26,9 @@ from hookyard.store import relay as relay_sql
 
 MAX_LEASE = 100  # deliveries per lease call
 MAX_WAIT = 30.0  # seconds a lease call may wait for work
+# A stream counts a lease as run out this long before its end: a claim made at the very end
+# would take the delivery back for the same client, an attempt more, unseen.
+LAPSE_MARGIN = 0.1
 EXCERPT = 1024
 
 
@@ -105,26 +108,40 @@ class RelayHub:
         takes would only cost the deliveries an attempt."""
         # Handed out here and not yet reported: delivery id -> (lease token, lease end).
         # Results recorded by this process take their entries out at once (settle); those
-        # reported to another process are looked up, every second while the stream waits
-        # for room.
+        # reported to another process are looked up when a lease seems to have run out, and
+        # every second while the stream waits for room.
         outstanding: dict[str, tuple[str, float]] = {}
         self._streams.append(outstanding)
         expected = 0  # entries after the last change this loop made: fewer means results came
         answered = True  # a result came since leases last ran out
+
+        def stuck(expired: int) -> bool:
+            """Count leases run out: a second time with no result in between, the client is
+            gone or stuck."""
+            nonlocal answered
+            if not expired:
+                return False
+            if not answered:
+                return True
+            answered = False
+            return False
+
         try:
             quiet_since = checked_at = time.monotonic()
             while True:
-                now = time.time()
                 answered = answered or len(outstanding) < expected
-                expired = [d for d, (_, until) in outstanding.items() if until <= now]
-                for delivery_id in expired:  # its lease ran out: due again, for anyone
-                    del outstanding[delivery_id]
-                if expired:
-                    if not answered:
+                now = time.time() + LAPSE_MARGIN
+                if any(until <= now for _, until in outstanding.values()):
+                    reported, taken = await self._look_up(name, outstanding)
+                    checked_at = time.monotonic()
+                    answered = answered or reported > 0
+                    lapsed = [d for d, (_, until) in outstanding.items() if until <= now]
+                    for delivery_id in lapsed:  # its lease ran out: due again, for anyone
+                        del outstanding[delivery_id]
+                    expected = len(outstanding)
+                    if stuck(len(lapsed) + taken):
                         yield "unanswered", []
                         return
-                    answered = False
-                expected = len(outstanding)
                 until_beat = heartbeat - (time.monotonic() - quiet_since)
                 if until_beat <= 0:
                     yield "heartbeat", []
@@ -133,10 +150,20 @@ class RelayHub:
                 room = limit - len(outstanding)
                 # Refill by halves: one claim of many rather than a claim per result.
                 if room >= max(1, limit // 2) or not outstanding:
-                    messages = await self.lease(name, room, until_beat, lease, allowed)
+                    # Back before the first lease runs out: this claim would take it again.
+                    first_end = min((until for _, until in outstanding.values()), default=None)
+                    wait = until_beat
+                    if first_end is not None:
+                        wait = first_end - LAPSE_MARGIN - time.time()
+                    messages = await self.lease(
+                        name, room, max(0.0, min(until_beat, wait)), lease, allowed
+                    )
                     if messages is None:
                         yield "revoked", []
                         return
+                    answered = answered or len(outstanding) < expected  # settled meanwhile
+                    # Ours again: its lease ran out between the check above and the claim.
+                    again = sum(1 for m in messages if m["delivery_id"] in outstanding)
                     for message in messages:
                         outstanding[message["delivery_id"]] = (
                             message["lease"],
@@ -146,26 +173,47 @@ class RelayHub:
                     if messages:
                         yield "deliveries", messages
                         quiet_since = time.monotonic()
+                    if stuck(again):
+                        yield "unanswered", []
+                        return
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled.wait(), min(until_beat, 1.0))
                 if time.monotonic() - checked_at >= 1.0:  # results reported to other processes
-                    await self._forget_reported(name, outstanding)
+                    answered = answered or len(outstanding) < expected
+                    reported, taken = await self._look_up(name, outstanding)
                     checked_at = time.monotonic()
+                    answered = answered or reported > 0
+                    expected = len(outstanding)
+                    if stuck(taken):
+                        yield "unanswered", []
+                        return
                 if allowed is not None and not await allowed():
                     yield "revoked", []
                     return
         finally:  # by identity: another stream's dict may be equal to this one
             self._streams = [other for other in self._streams if other is not outstanding]
 
-    async def _forget_reported(self, name: str, outstanding: dict[str, tuple[str, float]]) -> None:
+    async def _look_up(
+        self, name: str, outstanding: dict[str, tuple[str, float]]
+    ) -> tuple[int, int]:
+        """Take out the entries whose lease this stream no longer holds: (how many were
+        reported, their deliveries no longer in flight; how many another client leased
+        after their lease ran out)."""
         held = await self.state.store.read(
             functools.partial(relay_sql.leased, destination=name, delivery_ids=[*outstanding])
         )
+        reported = taken = 0
         for delivery_id, (token, _) in list(outstanding.items()):
             claim = held.get(delivery_id)
-            if claim is None or lease_token(claim) != token:
-                del outstanding[delivery_id]
+            if claim is None:
+                reported += 1
+            elif lease_token(claim) != token:
+                taken += 1
+            else:
+                continue
+            del outstanding[delivery_id]
+        return reported, taken
 
     async def _messages(self, claimed: Claimed) -> list[dict[str, Any]]:
         claims, events = claimed.claims, claimed.events
@@ -204,14 +252,12 @@ class RelayHub:
         claims = await store.read(
             lambda conn: relay_sql.leased(conn, name, [r.delivery_id for r in results])
         )
-        outcomes: list[Outcome] = []
-        answers = []
+        outcomes: dict[int, Outcome] = {}  # by the result's index
         now = time.time()
-        for result in results:
+        for index, result in enumerate(results):
             claim = claims.get(result.delivery_id)
             # A lease that ran out still counts while nobody else took the delivery.
             if claim is None or lease_token(claim) != result.lease:
-                answers.append("stale")
                 continue
             response = Response(
                 result.status_code,
@@ -220,10 +266,14 @@ class RelayHub:
                 result.duration_ms,
                 result.retry_after,
             )
-            outcome = decide(claim, destination, response, now - result.duration_ms / 1000)
-            outcomes.append(outcome)
-            answers.append(outcome.status)
-        await self._finish(outcomes)
+            outcomes[index] = decide(claim, destination, response, now - result.duration_ms / 1000)
+        # The lease is checked again as the outcome is written: of a result reported twice
+        # (at once, or to two processes), one is recorded and the other is stale.
+        recorded = await self._finish(list(outcomes.values()), held=True)
+        answers = ["stale"] * len(results)
+        for index, outcome in zip(outcomes, recorded, strict=True):
+            if outcome is not None:
+                answers[index] = outcome.status
         for result in results:  # reported, stale or not: no longer a stream's to wait for
             for outstanding in self._streams:
                 held = outstanding.get(result.delivery_id)
@@ -233,13 +283,24 @@ class RelayHub:
         self._settled = asyncio.Event()  # ...and let the next results wake them again
         return answers
 
-    async def _finish(self, outcomes: list[Outcome]) -> None:
+    async def _finish(self, outcomes: list[Outcome], held: bool = False) -> list[Outcome | None]:
+        """Record the outcomes (with `held`, those whose lease is still held: None for the
+        others) and follow them up: metrics, alerts, a gone receiver's destination."""
         if not outcomes:
-            return
-        failing = await self.state.store.finish(outcomes)
-        for outcome, since in zip(outcomes, failing, strict=True):
+            return []
+        store = self.state.store
+        if held:
+            written = await store.finish_held(outcomes)
+        else:
+            written = [(True, since) for since in await store.finish(outcomes)]
+        recorded: list[Outcome | None] = []
+        for outcome, (kept, since) in zip(outcomes, written, strict=True):
+            recorded.append(outcome if kept else None)
+            if not kept:
+                continue
             name = outcome.claim.destination
             self.state.attempts[(name, attempt_class(outcome.status_code))] += 1
             destination = self.state.gateway.destinations.get(name)
             if destination is not None:
                 await self.aftermath.follow(outcome, destination, since, None)
+        return recorded

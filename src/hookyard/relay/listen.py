@@ -33,6 +33,10 @@ from hookyard.deliver.http import parse_retry_after
 
 HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 EXCERPT = 1024
+# Results per report call: each is at most about 6.2 KB as JSON (an excerpt of 1,024 bytes
+# that are not UTF-8 escapes to \ufffd, 6 bytes each), so a call stays under the server's
+# 4 MiB body limit (a 413 would be retried for ever with the same batch).
+REPORT_MAX = 500
 
 
 class Fatal(Exception):
@@ -145,7 +149,7 @@ class Listener:
             # Results finishing in this turn of the loop share the call; waiting longer for
             # more was measured slower: a place frees only once its result is reported.
             await asyncio.sleep(0)
-            while not results.empty() and len(batch) < 1000:
+            while not results.empty() and len(batch) < REPORT_MAX:
                 batch.append(results.get_nowait())
             backoff = 1.0
             while True:
@@ -208,6 +212,8 @@ class Listener:
                 timeout=aiohttp.ClientTimeout(total=self.forward_timeout),
             ) as response:
                 excerpt = (await response.content.read(EXCERPT)).decode("utf-8", "replace")
+                if not 100 <= response.status <= 599:  # aiohttp reads any three digits
+                    raise ValueError(f"the receiver answered with status {response.status}")
                 result["status_code"] = response.status
                 result["response_excerpt"] = excerpt
                 if response.status in (429, 503):

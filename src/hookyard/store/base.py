@@ -23,7 +23,7 @@ from hookyard.models import (
     Pace,
     Rejected,
 )
-from hookyard.store import queries, rest, retention
+from hookyard.store import queries, relay, rest, retention
 from hookyard.store.db import Conn
 from hookyard.store.rest import JobRun, Remembered, RestCommit
 from hookyard.store.retention import Chunk, Swept
@@ -165,6 +165,14 @@ class BaseStore(abc.ABC):
         """Record attempts; returns, for each, since when its destination has been failing."""
         failing: list[float | None] = await self.writer.run(queries.finish_groups, outcomes)
         return failing
+
+    async def finish_held(self, outcomes: list[Outcome]) -> list[tuple[bool, float | None]]:
+        """`finish` for the outcomes whose lease is still held when written (relay results
+        may come twice): per outcome, whether it was recorded, and as `finish` returns."""
+        answers: list[tuple[bool, float | None]] = await self.writer.run(
+            relay.finish_held, outcomes
+        )
+        return answers
 
     async def set_destination_state(self, name: str, state: str, reason: str | None) -> bool:
         changed: bool = await self.writer.run(queries.set_destination_state, (name, state, reason))
