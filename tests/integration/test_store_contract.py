@@ -19,7 +19,7 @@ import pytest
 
 from hookyard.ids import new_id
 from hookyard.models import NewEvent, NewRequest, Outcome, Pace, Rejected
-from hookyard.store import Store, open_store
+from hookyard.store import Store, open_store, queries
 from hookyard.store.db import PgConn
 from hookyard.store.migrate import SCHEMA_VERSION, migrations, reference_schema
 from hookyard.store.postgres import PostgresStore
@@ -282,6 +282,59 @@ async def test_replay_and_retry_dead(open_stores: Opener) -> None:
     assert await store.replay([claim.event_id], None, ["app"]) == 1
     statuses = sorted(d["status"] for d in await store.list_deliveries())
     assert statuses == ["pending", "pending"]
+
+
+async def test_a_replay_of_what_died_run_twice_sends_nothing_twice(open_stores: Opener) -> None:
+    """Also while the first replay's deliveries still wait (a paused or slow destination, a
+    double click): the second made as many again."""
+    store = open_stores()
+    await _queue(store, 1)
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    [claim] = (await store.claim(pace, 100, lease=30)).claims
+    await store.finish([_done(claim, "dead")])
+    assert await store.replay([claim.event_id], None, ["app"], "dead") == 1
+    assert await store.replay([claim.event_id], None, ["app"], "dead") == 0
+    [again] = (await store.claim(pace, 100, lease=30)).claims
+    await store.finish([_done(again, "dead")])  # the replay died too: it may go again, once
+    assert await store.replay([claim.event_id], None, ["app"], "dead") == 1
+    assert await store.replay([claim.event_id], None, ["app"], "dead") == 0
+
+
+async def test_retrying_the_dead_moves_each_event_s_latest_delivery_only(
+    open_stores: Opener,
+) -> None:
+    """An event whose replay succeeded stays as it is; of one that died twice (its replay
+    too), one delivery goes: every dead row moved, and events went out again or twice."""
+    store = open_stores()
+    await _queue(store, 2)
+    pace = {"app": Pace(free=10, concurrency=10, rate=None)}
+    first = (await store.claim(pace, 100, lease=30)).claims
+    await store.finish([_done(claim, "dead") for claim in first])
+    events = sorted(claim.event_id for claim in first)
+    assert await store.replay(events, None, ["app"], "dead") == 2
+    replays = sorted((await store.claim(pace, 100, lease=30)).claims, key=lambda c: c.event_id)
+    await store.finish([_done(replays[0], "succeeded"), _done(replays[1], "dead")])
+    assert await store.retry_dead("app") == 1
+    [due] = (await store.claim(pace, 100, lease=30)).claims
+    assert due.event_id == events[1]
+
+
+async def test_a_late_claim_does_not_wind_the_rate_bucket_back(open_stores: Opener) -> None:
+    """A claim whose `now` is older than the bucket's stamp (it waited for the writer, or its
+    host's clock is behind) must not credit the same time twice."""
+    store = open_stores()
+    await _queue(store, 40)
+    start = time.time()
+
+    def claim_at(at: float, most: int) -> int:
+        pace = {"app": Pace(free=most, concurrency=40, rate=10.0)}
+        request = (at, 30.0, pace, most)
+        return len(store.writer.call(lambda conn: queries.claim(conn, [request]))[0].claims)
+
+    # 10, then 2 of the 5 refilled (3 left, stamped +0.5), then the late claim takes those 3
+    # (stamping +0.1 before the fix), then +1.0: 5 refilled since +0.5, not 9 since +0.1.
+    taken = [claim_at(start + at, most) for at, most in ((0, 40), (0.5, 2), (0.1, 40), (1, 40))]
+    assert taken == [10, 2, 3, 5]  # a bucket of 10 and one second's refill: 20
 
 
 async def test_an_older_process_keeps_writing_after_a_migration_added_columns(

@@ -377,8 +377,11 @@ def _tokens(rate: float, stored: float | None, stamp: float | None, now: float) 
     return min(capacity, stored + max(0.0, now - stamp) * rate)
 
 
-def _spend(conn: Conn, bucket: str, tokens: float, now: float) -> None:
-    """Store what is left in a rate bucket (a destination's, or a source's fetches)."""
+def _spend(conn: Conn, bucket: str, tokens: float, now: float, stamp: float | None) -> None:
+    """Store what is left in a rate bucket (a destination's, or a source's fetches). Its time
+    never goes back: a claim whose `now` is older than the stored stamp (read before it waited
+    for the writer, or on a host whose clock is behind) would credit that time twice."""
+    now = now if stamp is None else max(now, stamp)
     conn.execute(
         "INSERT INTO destination_pace (name, tokens, refilled_at) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens,"
@@ -462,7 +465,7 @@ def claim(
                 )
                 taken += len(rows)
             if pace.rate is not None and taken:
-                _spend(conn, destination, tokens - taken, now)
+                _spend(conn, destination, tokens - taken, now, stamp)
         # Read in the same trip through the writer: a worker waiting on its claim has nothing
         # in flight, and a second trip through a reader thread was a fifth of each round.
         events = event_data(conn, [c.event_id for c in claimed])
@@ -511,7 +514,7 @@ def claim_hints(
             rows = _lease_hints(conn, source, now, lease, most)
             hints += rows
             if rows:
-                _spend(conn, bucket, tokens - len(rows), now)
+                _spend(conn, bucket, tokens - len(rows), now, stamp)
         results.append(hints)
     return results
 
@@ -723,7 +726,10 @@ def _sendable(conn: Conn, event_ids: Sequence[str]) -> list[str]:
 
 def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
     """Give dead deliveries a fresh schedule, due now. Their attempts stay recorded. Those
-    whose event's payload retention removed stay dead: there is nothing to send."""
+    whose event's payload retention removed stay dead: there is nothing to send. Of an
+    event's deliveries to the destination, only the latest moves, and only if it is the dead
+    one: an earlier one that died before a replay (succeeded, under way or dead itself) stays,
+    so no event goes twice."""
     now = time.time()
     counts = []
     for name in destinations:
@@ -738,7 +744,9 @@ def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
             count += conn.execute(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
                 " updated_at = ? WHERE destination = ? AND status = 'dead'"
-                f" AND event_id IN {in_list(chunk)}",
+                f" AND event_id IN {in_list(chunk)} AND NOT EXISTS (SELECT 1 FROM deliveries"
+                " later WHERE later.event_id = deliveries.event_id"
+                " AND later.destination = deliveries.destination AND later.id > deliveries.id)",
                 (now, now, name, *chunk),
             ).rowcount
         counts.append(count)
@@ -754,8 +762,8 @@ def replay(
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
     still configured that they were delivered to before (keeping each delivery's ordering
     key). With a `status`, only where a delivery has that status and none to the same
-    destination succeeded since (a replay of what died, run twice, sends nothing twice).
-    Returns how many."""
+    destination since is under way or succeeded (a replay of what died, run twice, sends
+    nothing twice, even while the first one's deliveries wait). Returns how many."""
     now = time.time()
     created = []
     for requested, destination, configured, status in requests:
@@ -768,7 +776,7 @@ def replay(
             which = (
                 f" AND {_delivery_status('d')} = ? AND NOT EXISTS (SELECT 1 FROM deliveries later"
                 " WHERE later.event_id = d.event_id AND later.destination = d.destination"
-                " AND later.id > d.id AND later.status = 'succeeded')"
+                " AND later.id > d.id AND later.status <> 'dead')"
             )
         for start in range(0, len(event_ids), 10_000):
             chunk = event_ids[start : start + 10_000]
