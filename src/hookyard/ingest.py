@@ -109,6 +109,8 @@ def prepare(
         ]
     else:
         keys = dedup_keys(verified.event_id, verified.delivery_id, key_of_body, verified.replay_key)
+        if body_dedup and verified.content_key:
+            keys += ("signed:" + verified.content_key,)
         request.body = None
         request.events = [
             _event(gateway, source, inbound, body, verified.event_id, verified.event_type, keys)

@@ -489,3 +489,38 @@ async def test_nul_in_an_event_type_or_a_path_is_stored_not_refused(
     assert [(item["code"], item["path"]) for item in logged] == [
         ("unknown_source", f"/in/nowhere{nul}")
     ]
+
+
+@pytest.mark.parametrize("dedup_body", [None, False])
+async def test_a_twilio_replay_with_its_fields_reordered_is_a_duplicate_unless_told_not(
+    hookyard_factory, receiver, dedup_body
+):
+    """Twilio signs the sorted fields: reordered, the same request signs the same and carries
+    a new idempotency token, yet it is the same request. A source with dedup_body = false
+    (identical requests can both be real: a caller pressing 1 twice) keeps both."""
+    from urllib.parse import urlencode
+
+    from hookyard.verify import VerifyOptions, build_verifier
+
+    public = "https://hooks.example.com"
+    option = "" if dedup_body is None else "dedup_body = false\n"
+    config = (
+        basic_config(receiver.url).replace(
+            'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:0"\npublic_url = "{public}"', 1
+        )
+        + f'\n[sources.sms]\nverify = "twilio"\nsecrets = ["t"]\n{option}'
+    )
+    fields = [("CallSid", "CA1"), ("Digits", "1"), ("CallStatus", "in-progress")]
+    signer = build_verifier("twilio", ["t"], VerifyOptions())
+    answers = []
+    async with hookyard_factory(config) as hy:
+        for body, token in ((urlencode(fields), "a"), (urlencode(fields[::-1]), "b")):
+            headers = signer.sign(body.encode(), url=f"{public}/in/sms", timestamp=0, message_id="")
+            headers |= {
+                "content-type": "application/x-www-form-urlencoded",
+                "i-twilio-idempotency-token": token,
+            }
+            answer = await hy.client.post("/in/sms", content=body.encode(), headers=headers)
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+    assert answers[1]["duplicate"] is (dedup_body is None)

@@ -609,14 +609,16 @@ async def test_ordering_holds_through_the_relay(
 async def test_results_reported_to_another_process_keep_the_stream_open(
     tmp_path: Path, serve_processes: list[ServeProcess]
 ) -> None:
-    """Two processes share the database; the stream is on one, its results go to the other.
-    The stream took those deliveries for leases run out, twice, and ended "unanswered"."""
+    """Two processes share the database; the stream is on one, its results go to the other,
+    each event failing twice before it succeeds. The stream took those deliveries for leases
+    run out (or, retried, for leases taken back) and ended "unanswered"."""
     config = write_config(tmp_path, relay_config())
     nodes = [start_serve(config), start_serve(config)]
     serve_processes.extend(nodes)
     token = (tmp_path / "hookyard.token").read_text().strip()
     headers = {"authorization": f"Bearer {token}"}
     kinds: list[str] = []
+    succeeded: list[str] = []
     async with (
         httpx.AsyncClient(base_url=nodes[0].url, headers=headers, timeout=CLIENT_TIMEOUT) as one,
         httpx.AsyncClient(base_url=nodes[1].url, headers=headers, timeout=CLIENT_TIMEOUT) as two,
@@ -628,21 +630,26 @@ async def test_results_reported_to_another_process_keep_the_stream_open(
             async with one.stream("GET", url, params=params) as stream:
                 async for kind, data in events_of(stream):
                     kinds.append(kind)
-                    if kind == "delivery":
-                        result = {"delivery_id": data["delivery_id"], "lease": data["lease"]}
-                        assert await report(two, {**result, "status_code": 200}) == ["succeeded"]
+                    if kind != "delivery":
+                        continue
+                    code = 200 if data["attempt"] == 3 else 500
+                    result = {"delivery_id": data["delivery_id"], "lease": data["lease"]}
+                    [status] = await report(two, {**result, "status_code": code})
+                    assert status == ("succeeded" if code == 200 else "retrying"), status
+                    if code == 200:
+                        succeeded.append(data["event_id"])
 
         following = asyncio.create_task(follow())
         try:
             for n in range(3):  # one at a time, each outliving its lease after its result
                 await one.post("/in/open", content=b'{"n": %d}' % n)
                 for _ in until_deadline():
-                    if kinds.count("delivery") > n or following.done():
+                    if len(succeeded) > n or following.done():
                         break
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(1.5)
             assert not following.done(), kinds  # still open: no "unanswered", no error
-            assert kinds.count("delivery") == 3
+            assert kinds.count("delivery") == 9 and len(set(succeeded)) == 3
         finally:
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):

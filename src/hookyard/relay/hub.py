@@ -162,9 +162,16 @@ class RelayHub:
                         yield "revoked", []
                         return
                     answered = answered or len(outstanding) < expected  # settled meanwhile
-                    # Ours again: its lease ran out between the check above and the claim.
-                    again = sum(1 for m in messages if m["delivery_id"] in outstanding)
+                    # Ours again: its lease ran out between the check above and the claim, or,
+                    # while it had not, its result was reported to another process (it is a
+                    # retry now).
+                    again = 0
                     for message in messages:
+                        before = outstanding.get(message["delivery_id"])
+                        if before is not None and before[1] <= time.time():
+                            again += 1
+                        elif before is not None:
+                            answered = True
                         outstanding[message["delivery_id"]] = (
                             message["lease"],
                             message["lease_until"],
@@ -198,15 +205,19 @@ class RelayHub:
         self, name: str, outstanding: dict[str, tuple[str, float]]
     ) -> tuple[int, int]:
         """Take out the entries whose lease this stream no longer holds: (how many were
-        reported, their deliveries no longer in flight; how many another client leased
-        after their lease ran out)."""
+        reported: their deliveries are no longer in flight, or in flight again under another
+        lease before this one ran out, as a retry; how many another client leased after
+        their lease ran out)."""
+        asked = [*outstanding]
         held = await self.state.store.read(
-            functools.partial(relay_sql.leased, destination=name, delivery_ids=[*outstanding])
+            functools.partial(relay_sql.leased, destination=name, delivery_ids=asked)
         )
-        reported = taken = 0
-        for delivery_id, (token, _) in list(outstanding.items()):
+        reported = sum(1 for d in asked if d not in outstanding)  # settled here meanwhile
+        taken = 0
+        now = time.time()
+        for delivery_id, (token, until) in list(outstanding.items()):
             claim = held.get(delivery_id)
-            if claim is None:
+            if claim is None or (lease_token(claim) != token and until > now):
                 reported += 1
             elif lease_token(claim) != token:
                 taken += 1

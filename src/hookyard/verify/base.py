@@ -51,6 +51,9 @@ class Verified:
     # A one-time value of the signature (Mailgun's token): a request reusing it is a replay,
     # acknowledged as a duplicate, whatever its body.
     replay_key: str | None = None
+    # What was signed, where that is not the body's bytes (Twilio's sorted form fields): a
+    # dedup key wherever the body's hash is one (body_dedup, or the source's dedup_body).
+    content_key: str | None = None
     items: tuple[Item, ...] = ()  # a batch: one event each; empty: the body is one event
     # A thin hint (Mollie's `id=tr_...`): nothing in it is trusted; the worker fetches the
     # resource it names from the provider's API, and that becomes the event (fetchback.py).

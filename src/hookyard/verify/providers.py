@@ -76,6 +76,7 @@ def _facts(
     body_dedup: bool = False,
     handshake: Handshake | None = None,
     replay_key: str | None = None,
+    content_key: str | None = None,
 ) -> Verified:
     """The provider's facts, with the source's id/type overrides applied."""
     headers = request.headers
@@ -90,6 +91,7 @@ def _facts(
         body_dedup=body_dedup,
         handshake=handshake,
         replay_key=replay_key,
+        content_key=content_key,
     )
 
 

@@ -192,7 +192,7 @@ class TwilioVerifier(Frozen):
             body_dedup=True,
             # What is signed, not the raw body: fields reordered, repeated or spelled with
             # other escapes sign the same, so a replay so altered is still known.
-            replay_key=("params:" + hashlib.sha256(params).hexdigest()) if pairs else None,
+            content_key=("params:" + hashlib.sha256(params).hexdigest()) if pairs else None,
         )
 
     @staticmethod
