@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 import httpx
@@ -236,6 +237,12 @@ def _base_url(url: str | None, settings: Settings | None) -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+def segment(value: str) -> str:
+    """A name or id as one path segment of an API URL: "/", "?" or ".." cannot reach another
+    endpoint."""
+    return quote(value, safe="")
+
+
 class Api:
     def __init__(self, url: str | None, token: str | None, config: Path | None) -> None:
         settings: Settings | None = None
@@ -397,9 +404,9 @@ def events_show(
     """Show one event with its deliveries and attempts."""
     api = Api(url, token, config)
     if raw:
-        sys.stdout.buffer.write(api.get(f"/api/v1/events/{event_id}/raw").content)
+        sys.stdout.buffer.write(api.get(f"/api/v1/events/{segment(event_id)}/raw").content)
         return
-    event = api.get(f"/api/v1/events/{event_id}").json()
+    event = api.get(f"/api/v1/events/{segment(event_id)}").json()
     if as_json:
         click.echo(json.dumps(event))
         return
@@ -454,7 +461,9 @@ def _destination_action(action: str, help_text: str) -> None:
     def command(
         config: Path | None, url: str | None, token: str | None, as_json: bool, name: str
     ) -> None:
-        result = Api(url, token, config).post(f"/api/v1/destinations/{name}/{action}").json()
+        result = (
+            Api(url, token, config).post(f"/api/v1/destinations/{segment(name)}/{action}").json()
+        )
         if as_json:
             click.echo(json.dumps(result))
         elif "retried" in result:
@@ -495,8 +504,15 @@ def events_replay(
     """Deliver EVENT_ID again, or every event matching the filters (same webhook-id)."""
     api = Api(url, token, config)
     if event_id:
+        if any(value for value in filters.values()) or after:
+            raise click.UsageError("give an EVENT_ID or filters, not both")
+        if dry_run:  # nothing is sent: say whether the event is there
+            api.get(f"/api/v1/events/{segment(event_id)}")
+            click.echo(json.dumps({"matched": 1}) if as_json else "1 events match")
+            return
         params = {"destination": to} if to else None
-        result = api.post(f"/api/v1/events/{event_id}/replay", params=params).json()
+        path = f"/api/v1/events/{segment(event_id)}/replay"
+        result = api.post(path, params=params).json()
         click.echo(
             json.dumps(result) if as_json else f"{event_id}: {result['deliveries']} new deliveries"
         )
@@ -567,7 +583,7 @@ def deliveries_retry(
     config: Path | None, url: str | None, token: str | None, as_json: bool, delivery_id: str
 ) -> None:
     """Try a dead or retrying delivery again now."""
-    row = Api(url, token, config).post(f"/api/v1/deliveries/{delivery_id}/retry").json()
+    row = Api(url, token, config).post(f"/api/v1/deliveries/{segment(delivery_id)}/retry").json()
     click.echo(json.dumps(row) if as_json else f"{delivery_id}: {row['status']}")
 
 
@@ -610,7 +626,7 @@ def tokens_revoke(
     config: Path | None, url: str | None, token: str | None, as_json: bool, token_id: str
 ) -> None:
     """Revoke TOKEN_ID; requests carrying it are refused from now on."""
-    Api(url, token, config).delete(f"/api/v1/tokens/{token_id}")
+    Api(url, token, config).delete(f"/api/v1/tokens/{segment(token_id)}")
     click.echo(json.dumps({"revoked": token_id}) if as_json else f"revoked {token_id}")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from hookyard.cli import Api, _table, api_options
+from hookyard.cli import Api, _table, api_options, segment
 from hookyard.relay.listen import Listener, run_listener
 
 PROGRESS_EVERY = 0.5  # seconds between looks at a backfill's progress
@@ -59,7 +59,7 @@ def sources_show(
     config: Path | None, url: str | None, token: str | None, as_json: bool, name: str
 ) -> None:
     """One source: each REST job's last run, error and next run; API calls per day."""
-    source = Api(url, token, config).get(f"/api/v1/sources/{name}").json()
+    source = Api(url, token, config).get(f"/api/v1/sources/{segment(name)}").json()
     if as_json:
         click.echo(json.dumps(source))
         return
@@ -79,7 +79,7 @@ def _run_now(job: str) -> None:
     def command(
         config: Path | None, url: str | None, token: str | None, as_json: bool, name: str
     ) -> None:
-        result = Api(url, token, config).post(f"/api/v1/sources/{name}/{job}").json()
+        result = Api(url, token, config).post(f"/api/v1/sources/{segment(name)}/{job}").json()
         click.echo(json.dumps(result) if as_json else f"{name}: {job} started")
 
 
@@ -121,7 +121,7 @@ def backfill(
     """
     api = Api(url, token, config)
     body = {"since": _utc(since), "until": _utc(until)}
-    api.post(f"/api/v1/sources/{source}/backfill", body)
+    api.post(f"/api/v1/sources/{segment(source)}/backfill", body)
     if detach:
         click.echo(json.dumps({"source": source, "state": "started"}) if as_json else "started")
         return
@@ -150,7 +150,7 @@ def _follow(api: Api, source: str, *, quiet: bool) -> dict[str, Any]:
     started = time.monotonic()
     try:
         while True:
-            status: dict[str, Any] = api.get(f"/api/v1/sources/{source}/backfill").json()
+            status: dict[str, Any] = api.get(f"/api/v1/sources/{segment(source)}/backfill").json()
             progress = status["progress"] or {}
             items = progress.get("items") or 0
             if status["last_error"] and status["last_error"] != last_error:
@@ -191,7 +191,7 @@ def events_current(
     config: Path | None, url: str | None, token: str | None, as_json: bool, event_id: str
 ) -> None:
     """Print the event's object as the source's REST API returns it now ([api] object_url)."""
-    response = Api(url, token, config).get(f"/api/v1/events/{event_id}/current")
+    response = Api(url, token, config).get(f"/api/v1/events/{segment(event_id)}/current")
     sys.stdout.buffer.write(response.content + (b"" if response.content.endswith(b"\n") else b"\n"))
 
 

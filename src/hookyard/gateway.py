@@ -56,6 +56,8 @@ CREDENTIAL_PARAMS = frozenset(
     {"token", "access_token", "api_key", "apikey", "key", "secret", "client_secret", "password"}
 )
 
+MIN_ADMIN_TOKEN = 16  # characters of a configured admin token (tokens are not rate-limited)
+
 
 def redact_query(query: str) -> str:
     """The query string fit to store and show: credential parameters' values redacted."""
@@ -177,7 +179,15 @@ class Gateway:
     def build(cls, settings: Settings, base_dir: Path) -> Gateway:
         """Compile the settings, resolving every secret reference (so `check` catches them)."""
         if settings.server.admin_token is not None:
-            resolve_secret(settings.server.admin_token, key="server.admin_token", base_dir=base_dir)
+            token = resolve_secret(
+                settings.server.admin_token, key="server.admin_token", base_dir=base_dir
+            )
+            if len(token.strip()) < MIN_ADMIN_TOKEN:  # empty: nobody could ever log in
+                raise ConfigError(
+                    "server.admin_token",
+                    f"is {len(token.strip())} characters; use at least {MIN_ADMIN_TOKEN} random"
+                    " ones (left unset, Hookyard generates one of 256 random bits)",
+                )
         sources = {
             name: _source(name, cfg, settings, base_dir) for name, cfg in settings.sources.items()
         }

@@ -244,6 +244,24 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
     assert json.loads(went_on.stdout) == {"matched": 2, "replayed": 1, "deliveries": 1}
     bad = hookyard("events", "replay", "--field", "nonsense", *common, cwd=tmp_path)
     assert bad.returncode == 2
+    # One event, dry: nothing is sent (it replayed for real); with filters too: refused.
+    one = hookyard("events", "replay", posted[1], "--dry-run", *common, cwd=tmp_path)
+    assert one.stdout.strip() == "1 events match", one.stderr
+    both = hookyard("events", "replay", posted[1], "--source", "open", *common, cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr
+    # An id is one path segment: it cannot reach another endpoint (this paused "app").
+    sneaky = hookyard("events", "replay", "../destinations/app/pause?", *common, cwd=tmp_path)
+    assert sneaky.returncode == 1 and "Traceback" not in sneaky.stderr
+    state = hookyard("destinations", "list", "--json", *common, cwd=tmp_path)
+    assert [d["state"] for d in json.loads(state.stdout)] == ["active"], state.stdout
+    assert (
+        len(
+            json.loads(hookyard("deliveries", "list", "--json", *common, cwd=tmp_path).stdout)[
+                "data"
+            ]
+        )
+        == 5
+    )
 
 
 def test_token_commands(tmp_path: Path, serve_processes: list) -> None:

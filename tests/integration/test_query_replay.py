@@ -50,6 +50,9 @@ async def test_filters_on_type_origin_status_destination_id_and_fields(hookyard_
             assert await _ids(api, **{"field.data.status": "paid"}) == [posted["paid"]]
             assert await _ids(api, **{"field.data.amount": "7"}) == [posted["failed"]]
             assert await _ids(api, **{"field.data.live": "true"}) == [posted["charge"]]
+            # Integers past 64 bits (the databases' integers): no match, not a 500.
+            for huge in ("9223372036854775808", "-9223372036854775809", "1" * 40):
+                assert await _ids(api, **{"field.data.amount": huge}) == []
             assert await _ids(api, status="dead") == [posted["failed"]]
             assert len(await _ids(api, status="succeeded", destination="app")) == 2
             assert await _ids(api, destination="nowhere") == []

@@ -219,6 +219,29 @@ async def post_webhook(
     assert response.status_code == 200, response.text
 
 
+async def test_a_backfill_window_outside_1970_to_now_is_refused(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """Year 1 in a +14:00 zone was taken, and GET /sources answered 500 until it was
+    cancelled."""
+    sim = Simulator(SimulatorOptions(seed=5))
+    await sim.start()
+    try:
+        config = shop_config(receiver.url, sim.url)
+        async with hookyard_factory(config) as running, running.api() as api:
+            for window in (
+                {"since": "0001-01-01T00:00:00+14:00"},
+                {"since": "1969-12-31T00:00:00Z"},
+                {"since": iso(time.time() + 3600)},
+                {"since": iso(time.time() - 60), "until": iso(time.time() - 120)},
+            ):
+                refused = await api.post("/api/v1/sources/orders/backfill", json=window)
+                assert refused.status_code == 422, (window, refused.text)
+            assert (await api.get("/api/v1/sources")).status_code == 200
+    finally:
+        await sim.stop()
+
+
 async def test_current_state_of_an_event_object(receiver: Receiver, hookyard_factory: Any) -> None:
     sim = Simulator(SimulatorOptions(seed=4))
     await sim.start()

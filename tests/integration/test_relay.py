@@ -113,6 +113,29 @@ async def test_pull_api_hands_out_exact_signed_bytes_and_applies_the_retry_polic
         assert codes == [204, 500]
 
 
+async def test_a_result_with_an_impossible_duration_is_refused(hookyard_factory: Any) -> None:
+    """1e309 reads as infinity: stored, the attempt's start was -inf and every page of
+    attempts, deliveries and the event answered 500 from then on."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        await running.client.post("/in/open", content=b'{"n": 1}')
+        [delivery] = await lease(api, wait=5)
+        result = {"delivery_id": delivery["delivery_id"], "lease": delivery["lease"]}
+        for bad in ('{"duration_ms": 1e309}', '{"duration_ms": 1e300}', '{"retry_after": 1e309}'):
+            body = '{"results": [' + json.dumps(result)[:-1] + ', "status_code": 503, '
+            body += bad[1:-1] + "}]}"
+            refused = await api.post(
+                "/api/v1/destinations/laptop/results",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+            assert refused.status_code == 422, (bad, refused.text)
+        assert await report(api, {**result, "status_code": 200, "duration_ms": 12.5}) == [
+            "succeeded"
+        ]
+        assert (await api.get("/api/v1/attempts")).status_code == 200
+        assert (await api.get(f"/api/v1/events/{delivery['event_id']}")).status_code == 200
+
+
 async def test_an_unreported_lease_comes_back(hookyard_factory: Any) -> None:
     async with hookyard_factory(relay_config()) as running, running.api() as api:
         await running.client.post("/in/open", content=b'{"n": 1}')

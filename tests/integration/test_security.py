@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import signal
 import time
 import uuid
 
 import httpx
+import pytest
 
 from hookyard.tokens import hash_token, read_token_file
 from tests.conftest import (
@@ -118,7 +120,9 @@ def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_proces
     first.stop()
     config.write_text(
         config.read_text().replace(
-            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nadmin_token = "hky_configured"', 1
+            'listen = "127.0.0.1:0"',
+            'listen = "127.0.0.1:0"\nadmin_token = "hky_configured_for_the_test"',
+            1,
         )
     )
     second = start_serve(config)
@@ -130,10 +134,10 @@ def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_proces
             f"{second.url}/api/v1/events", headers=headers, timeout=CLIENT_TIMEOUT
         ).status_code
 
-    assert status("hky_configured") == 200
+    assert status("hky_configured_for_the_test") == 200
     assert status(generated) == 401
     # It is revoked by the config, not the API (a restart would bring it back) ...
-    headers = {"authorization": "Bearer hky_configured"}
+    headers = {"authorization": "Bearer hky_configured_for_the_test"}
     tokens = httpx.get(f"{second.url}/api/v1/tokens", headers=headers, timeout=CLIENT_TIMEOUT)
     [configured] = [t for t in tokens.json() if t["name"] == "admin (configured)"]
     refused = httpx.delete(
@@ -142,11 +146,11 @@ def test_configured_admin_token_revokes_the_generated_one(tmp_path, serve_proces
     assert refused.status_code == 409 and "server.admin_token" in refused.json()["message"]
     # ... and once the config names it no more, it stops working; a new one is generated.
     second.stop()
-    config.write_text(config.read_text().replace('admin_token = "hky_configured"', ""))
+    config.write_text(config.read_text().replace('admin_token = "hky_configured_for_the_test"', ""))
     third = start_serve(config)
     serve_processes.append(third)
     second = third
-    assert status("hky_configured") == 401
+    assert status("hky_configured_for_the_test") == 401
     assert status(read_token_file(tmp_path / "hookyard.token")) == 200
 
 
@@ -218,3 +222,19 @@ async def test_api_bodies_are_bounded_before_the_token_is_checked(hookyard_facto
             json = {"content-type": "application/json"}
             made = await api.post("/api/v1/tokens", content=chunked(body), headers=json)
             assert made.status_code == 201 and made.json()["name"] == "dashboards"
+
+
+@pytest.mark.sqlite_only
+async def test_the_database_files_are_readable_by_their_owner_only(hookyard_factory, receiver):
+    """Raw bodies carry what providers send, credentials included: whatever the umask, the
+    database, its write-ahead log and its index are 0600 (they were 0644)."""
+    previous = os.umask(0o022)
+    try:
+        async with hookyard_factory(basic_config(receiver.url)) as hy:
+            assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
+            base = hy.service.gateway.base_dir / "hookyard.db"
+            files = [base, base.with_name("hookyard.db-wal"), base.with_name("hookyard.db-shm")]
+            modes = {path.name: oct(path.stat().st_mode & 0o777) for path in files}
+    finally:
+        os.umask(previous)
+    assert set(modes.values()) == {"0o600"}, modes

@@ -179,6 +179,17 @@ def test_check_resolves_the_admin_token_reference(tmp_path: Path) -> None:
         _build(tmp_path, text)
 
 
+@pytest.mark.parametrize("token", ["", "   ", "short-token"])
+def test_an_empty_or_short_admin_token_is_refused(tmp_path: Path, token: str, monkeypatch) -> None:
+    """An empty one was registered as the hash of "": serve started and nobody could log in."""
+    monkeypatch.setenv("HY_TEST_ADMIN", token)
+    text = VALID.replace(
+        'listen = "127.0.0.1:8787"', 'listen = "127.0.0.1:8787"\nadmin_token = "env:HY_TEST_ADMIN"'
+    )
+    with pytest.raises(ConfigError, match=r"server\.admin_token.*at least 16"):
+        _build(tmp_path, text)
+
+
 def test_hookyard_source_is_reserved_but_routable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reserved"):
         _build(tmp_path, VALID + '\n[sources.hookyard]\nverify = "none"\n')

@@ -53,9 +53,12 @@ class ResultIn(BaseModel):
     lease: str
     status_code: int | None = Field(default=None, ge=100, le=599)  # the receiver's answer
     error: str | None = Field(default=None, max_length=1000)  # or why there was none
-    duration_ms: float = Field(default=0.0, ge=0)
+    # Bounded and finite: the attempt's start is computed from it (1e309 parsed as infinity
+    # and made every later page of attempts answer 500).
+    duration_ms: float = Field(default=0.0, ge=0, le=86_400_000, allow_inf_nan=False)
     response_excerpt: str | None = Field(default=None, max_length=4096)
-    retry_after: float | None = Field(default=None, ge=0)  # the receiver's Retry-After, seconds
+    # The receiver's Retry-After, seconds (a year at most; the retry policy caps it anyway).
+    retry_after: float | None = Field(default=None, ge=0, le=31_536_000, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _answer_or_error(self) -> "ResultIn":

@@ -208,6 +208,8 @@ def source_routes(
         since, until = utc(body.since), utc(body.until) if body.until else None
         if until is not None and until <= since:
             raise ApiError(422, "invalid_parameter", "until must be later than since")
+        if since < 0 or since >= time.time():  # before 1970, a year 0 broke GET /sources
+            raise ApiError(422, "invalid_parameter", "since must be between 1970 and now (UTC)")
         jobs = await state.store.rest_jobs(name)
         current = next((row for row in jobs if row["job"] == "backfill"), None)
         if current and current["checkpoint"]:

@@ -1081,6 +1081,8 @@ def _field_value(text: str) -> list[Any]:
         return candidates
     if isinstance(parsed, bool):
         candidates.append(int(parsed))
+    elif isinstance(parsed, int) and not -(2**63) <= parsed < 2**63:
+        candidates.append(float(parsed))  # beyond the databases' integers: as JSON reads it
     elif isinstance(parsed, int | float | str):
         candidates.append(parsed)
     return candidates

@@ -3,6 +3,7 @@ connections. One process owns the file (an exclusive lock beside it says which).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -55,6 +56,10 @@ class SqliteStore(BaseStore):
                 f"{'.'.join(map(str, MIN_SQLITE))} or newer (UPDATE ... FROM, JSON functions)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Raw bodies hold what providers send (credentials in them too): the file, and the
+        # log and index files SQLite gives the file's mode, are readable by their owner only.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.take_lock()
         try:
             self.writer.start()
