@@ -500,6 +500,11 @@ class DestinationConfig(_Model):
     def _one_retry_policy(self) -> DestinationConfig:
         if self.backoff is not None and "retry_schedule" in self.model_fields_set:
             raise ValueError("set either retry_schedule or backoff, not both")
+        if self.retry_schedule[0] != 0:  # it would be silently ignored
+            raise ValueError(
+                "retry_schedule starts with the first attempt, which goes at once: make its "
+                'first entry "0" (a delay before the first attempt is not supported)'
+            )
         if self.client_key is not None and self.client_cert is None:
             raise ValueError("client_key needs client_cert")
         if self.bearer_token is not None and self.basic_auth is not None:

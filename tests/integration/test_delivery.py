@@ -232,3 +232,32 @@ async def test_a_destination_answering_nul_bytes_is_recorded_and_retried(
     first, second = event["deliveries"][0]["attempt_log"]
     assert (first["status_code"], first["response_excerpt"]) == (500, "bad\ufffdnews")
     assert second["status_code"] == 200
+
+
+async def test_an_answer_in_as_the_worker_stops_is_recorded_not_given_back(
+    hookyard_factory, receiver
+):
+    """The destination answered 2xx, the record is still on its way to the database, and the
+    shutdown grace runs out: the delivery must end succeeded. It was given back first, so the
+    record matched nothing, the delivery stayed pending and went again after a restart."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        worker, store = hy.service.worker, hy.service.state.store
+        gate = asyncio.Event()
+        finish = store.finish
+
+        async def slow_finish(outcomes):  # the writer is busy elsewhere
+            await gate.wait()
+            return await finish(outcomes)
+
+        store.finish = slow_finish
+        event_id = (await hy.client.post("/in/open", content=b"{}")).json()["id"]
+        await receiver.wait_for(1)
+        for _ in until_deadline():  # the answer is in, its record waits
+            if any(worker._answered.values()):
+                break
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(worker.stop(grace=0.2))
+        await asyncio.sleep(0.5)  # the grace ran out: what it gives back is given back
+        gate.set()
+        await stopping
+        await _wait_status(hy, event_id, "succeeded")

@@ -211,6 +211,13 @@ def test_exponential_backoff_and_exclusive_options(tmp_path: Path) -> None:
     both = text.replace("rate_limit", 'retry_schedule = ["0"]\nrate_limit')
     with pytest.raises(ConfigError, match="either retry_schedule or backoff"):
         _build(tmp_path, both)
+    # The first entry is the first attempt, which goes at once: a delay there was ignored.
+    late = VALID.replace(
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"',
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\nretry_schedule = ["1m", "5m"]',
+    )
+    with pytest.raises(ConfigError, match='first entry "0"'):
+        _build(tmp_path, late)
     for bad, words in (
         ('rate_limit = "600/m"', 'rate_limit = "fast"'),
         ('ordering = "source"', 'ordering = "colour"'),

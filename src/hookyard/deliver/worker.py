@@ -62,11 +62,20 @@ class Worker:
                 await self._main
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
-        leftover = [claim for task, claim in self._tasks.items() if not task.done()]
+        # Given back: the attempts still waiting for their destination's answer. Those whose
+        # answer is in wait only for their record, written below: given back first, a
+        # delivered event went back into the queue and was sent again after a restart.
+        leftover = [
+            claim
+            for task, claim in self._tasks.items()
+            if not task.done() and _lease(claim) in self._sending
+        ]
         for task in list(self._tasks):
             task.cancel()
         if leftover:
             await self.state.store.release(leftover)
+        if self._finishing:  # collected in this turn of the loop: write them now
+            self._write_finishes()
         if self._writes:  # outcomes already collected still reach the database
             await asyncio.wait(list(self._writes), timeout=grace)
         await self.sender.close()
@@ -231,6 +240,8 @@ class Worker:
 
     def _write_finishes(self) -> None:
         batch, self._finishing = self._finishing, []
+        if not batch:  # written already (stop)
+            return
 
         async def write() -> None:
             try:
