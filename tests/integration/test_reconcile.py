@@ -219,6 +219,47 @@ async def post_webhook(
     assert response.status_code == 200, response.text
 
 
+async def test_a_backfill_resumed_at_a_page_the_api_refuses_starts_over(
+    receiver: Receiver, hookyard_factory: Any, monkeypatch: Any
+) -> None:
+    """The first run dies on page 2 and, meanwhile, the API's cursors expire: the stored page
+    answers 400 for good. The backfill starts its window over (its counts too) instead of
+    failing every retry."""
+    monkeypatch.setattr("hookyard.pollers.jobs.BackfillJob.retry_base", lambda self: 0.1)
+    state = {"gen": 1, "fail": 3}
+    updated = "2026-11-27T10:00:00Z"
+
+    async def listing(request: web.Request) -> web.Response:
+        cursor = request.query.get("cursor")
+        if cursor is None:
+            first = {"id": "a", "version": 1, "updated_at": updated}
+            return web.json_response({"data": [first], "next_cursor": f"gen{state['gen']}"})
+        if cursor != f"gen{state['gen']}":
+            return web.json_response({"error": "cursor expired"}, status=400)
+        if state["fail"]:
+            state["fail"] -= 1
+            state["gen"] += state["fail"] == 0  # the run died: its cursor expires
+            return web.Response(status=500)
+        second = {"id": "b", "version": 1, "updated_at": updated}
+        return web.json_response({"data": [second], "next_cursor": None})
+
+    app = web.Application()
+    app.router.add_get("/cursor/objects", listing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with hookyard_factory(shop_config(receiver.url, base)) as running:
+            await start_backfill(running, {"since": "2026-11-01T00:00:00Z"})
+            status = await wait_backfill(running)
+            assert status["last_error"] is None, status
+            assert status["progress"]["items"] == 2 and status["emitted"] == 2, status
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_backfill_window_outside_1970_to_now_is_refused(
     receiver: Receiver, hookyard_factory: Any
 ) -> None:
