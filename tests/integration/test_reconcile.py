@@ -275,6 +275,7 @@ async def test_a_backfill_window_outside_1970_to_now_is_refused(
                 {"since": "1969-12-31T00:00:00Z"},
                 {"since": iso(time.time() + 3600)},
                 {"since": iso(time.time() - 60), "until": iso(time.time() - 120)},
+                {"since": iso(time.time() - 60), "until": "9999-12-31T23:59:59-14:00"},
             ):
                 refused = await api.post("/api/v1/sources/orders/backfill", json=window)
                 assert refused.status_code == 422, (window, refused.text)

@@ -57,13 +57,16 @@ class ResultIn(BaseModel):
     # and made every later page of attempts answer 500).
     duration_ms: float = Field(default=0.0, ge=0, le=86_400_000, allow_inf_nan=False)
     response_excerpt: str | None = Field(default=None, max_length=4096)
-    # The receiver's Retry-After, seconds (a year at most; the retry policy caps it anyway).
-    retry_after: float | None = Field(default=None, ge=0, le=31_536_000, allow_inf_nan=False)
+    # The receiver's Retry-After, seconds: finite; beyond a year taken as a year (the retry
+    # policy caps it far lower anyway).
+    retry_after: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _answer_or_error(self) -> "ResultIn":
         if (self.status_code is None) == (self.error is None):
             raise ValueError("give either status_code (the receiver answered) or error")
+        if self.retry_after is not None:
+            self.retry_after = min(self.retry_after, 31_536_000.0)
         return self
 
 

@@ -210,6 +210,12 @@ def source_routes(
             raise ApiError(422, "invalid_parameter", "until must be later than since")
         if since < 0 or since >= time.time():  # before 1970, a year 0 broke GET /sources
             raise ApiError(422, "invalid_parameter", "since must be between 1970 and now (UTC)")
+        if until is not None and until > time.time() + 86400:  # year 10000 broke it too
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                "until must not be in the future (leave it out for 'up to now')",
+            )
         jobs = await state.store.rest_jobs(name)
         current = next((row for row in jobs if row["job"] == "backfill"), None)
         if current and current["checkpoint"]:

@@ -16,7 +16,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookyard.deliver.http import Response, outbound_headers
 from hookyard.deliver.outcome import Aftermath, attempt_class, decide
@@ -45,6 +45,14 @@ class Result:
     retry_after: float | None = None  # the receiver's Retry-After, seconds (429, 503)
 
 
+class Handed(NamedTuple):
+    """A delivery a stream handed out and has not heard back about."""
+
+    token: str  # its lease, as the client holds it
+    until: float  # the lease's end
+    attempt: int  # the attempt this lease is
+
+
 def lease_token(claim: Claim) -> str:
     """The lease as the client holds it (the lease's end doubles as its token, exactly)."""
     return repr(claim.lease_until)
@@ -57,7 +65,7 @@ class RelayHub:
         # Set (and replaced) whenever results are recorded here: a stream waiting for room
         # looks again at once; other processes' results are found by polling.
         self._settled = asyncio.Event()
-        self._streams: list[dict[str, tuple[str, float]]] = []  # each stream's outstanding
+        self._streams: list[dict[str, Handed]] = []  # each stream's outstanding
 
     async def lease(
         self,
@@ -106,11 +114,11 @@ class RelayHub:
         whose leases ran out twice with no result in between ends with ("unanswered", []): its
         client is gone or stuck (a sleeping laptop's half-open connection), and each lease it
         takes would only cost the deliveries an attempt."""
-        # Handed out here and not yet reported: delivery id -> (lease token, lease end).
+        # Handed out here and not yet reported, by delivery id.
         # Results recorded by this process take their entries out at once (settle); those
         # reported to another process are looked up when a lease seems to have run out, and
         # every second while the stream waits for room.
-        outstanding: dict[str, tuple[str, float]] = {}
+        outstanding: dict[str, Handed] = {}
         self._streams.append(outstanding)
         expected = 0  # entries after the last change this loop made: fewer means results came
         answered = True  # a result came since leases last ran out
@@ -131,11 +139,11 @@ class RelayHub:
             while True:
                 answered = answered or len(outstanding) < expected
                 now = time.time() + LAPSE_MARGIN
-                if any(until <= now for _, until in outstanding.values()):
+                if any(handed.until <= now for handed in outstanding.values()):
                     reported, taken = await self._look_up(name, outstanding)
                     checked_at = time.monotonic()
                     answered = answered or reported > 0
-                    lapsed = [d for d, (_, until) in outstanding.items() if until <= now]
+                    lapsed = [d for d, handed in outstanding.items() if handed.until <= now]
                     for delivery_id in lapsed:  # its lease ran out: due again, for anyone
                         del outstanding[delivery_id]
                     expected = len(outstanding)
@@ -151,7 +159,7 @@ class RelayHub:
                 # Refill by halves: one claim of many rather than a claim per result.
                 if room >= max(1, limit // 2) or not outstanding:
                     # Back before the first lease runs out: this claim would take it again.
-                    first_end = min((until for _, until in outstanding.values()), default=None)
+                    first_end = min((h.until for h in outstanding.values()), default=None)
                     wait = until_beat
                     if first_end is not None:
                         wait = first_end - LAPSE_MARGIN - time.time()
@@ -168,13 +176,12 @@ class RelayHub:
                     again = 0
                     for message in messages:
                         before = outstanding.get(message["delivery_id"])
-                        if before is not None and before[1] <= time.time():
+                        if before is not None and before.until <= time.time():
                             again += 1
                         elif before is not None:
                             answered = True
-                        outstanding[message["delivery_id"]] = (
-                            message["lease"],
-                            message["lease_until"],
+                        outstanding[message["delivery_id"]] = Handed(
+                            message["lease"], message["lease_until"], message["attempt"]
                         )
                     expected = len(outstanding)
                     if messages:
@@ -201,30 +208,33 @@ class RelayHub:
         finally:  # by identity: another stream's dict may be equal to this one
             self._streams = [other for other in self._streams if other is not outstanding]
 
-    async def _look_up(
-        self, name: str, outstanding: dict[str, tuple[str, float]]
-    ) -> tuple[int, int]:
+    async def _look_up(self, name: str, outstanding: dict[str, Handed]) -> tuple[int, int]:
         """Take out the entries whose lease this stream no longer holds: (how many were
-        reported: their deliveries are no longer in flight, or in flight again under another
-        lease before this one ran out, as a retry; how many another client leased after
-        their lease ran out)."""
+        reported, their attempt recorded; how many ran out and passed to another client)."""
         asked = [*outstanding]
         held = await self.state.store.read(
             functools.partial(relay_sql.leased, destination=name, delivery_ids=asked)
         )
-        reported = sum(1 for d in asked if d not in outstanding)  # settled here meanwhile
-        taken = 0
-        now = time.time()
-        for delivery_id, (token, until) in list(outstanding.items()):
-            claim = held.get(delivery_id)
-            if claim is None or (lease_token(claim) != token and until > now):
-                reported += 1
-            elif lease_token(claim) != token:
-                taken += 1
-            else:
-                continue
-            del outstanding[delivery_id]
-        return reported, taken
+        settled_here = sum(1 for d in asked if d not in outstanding)  # meanwhile
+        gone = {
+            delivery_id: handed
+            for delivery_id, handed in outstanding.items()
+            if (claim := held.get(delivery_id)) is None or lease_token(claim) != handed.token
+        }
+        if not gone:
+            return settled_here, 0
+        # Moved on: reported (to another process), or run out and taken by another client
+        # (by that client's clock, which may run ahead of ours). The attempt's record tells.
+        recorded = await self.state.store.read(
+            functools.partial(
+                relay_sql.recorded, attempts=[(d, h.attempt) for d, h in gone.items()]
+            )
+        )
+        reported = 0
+        for delivery_id, handed in gone.items():
+            outstanding.pop(delivery_id, None)
+            reported += (delivery_id, handed.attempt) in recorded
+        return settled_here + reported, len(gone) - reported
 
     async def _messages(self, claimed: Claimed) -> list[dict[str, Any]]:
         claims, events = claimed.claims, claimed.events
@@ -288,7 +298,7 @@ class RelayHub:
         for result in results:  # reported, stale or not: no longer a stream's to wait for
             for outstanding in self._streams:
                 held = outstanding.get(result.delivery_id)
-                if held is not None and held[0] == result.lease:
+                if held is not None and held.token == result.lease:
                     del outstanding[result.delivery_id]
         self._settled.set()  # wake the streams waiting for room...
         self._settled = asyncio.Event()  # ...and let the next results wake them again

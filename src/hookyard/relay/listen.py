@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import click
@@ -37,6 +38,7 @@ EXCERPT = 1024
 # that are not UTF-8 escapes to \ufffd, 6 bytes each), so a call stays under the server's
 # 4 MiB body limit (a 413 would be retried for ever with the same batch).
 REPORT_MAX = 500
+MAX_RETRY_AFTER = 31_536_000.0  # seconds: a receiver's Retry-After is reported up to a year
 
 
 class Fatal(Exception):
@@ -113,7 +115,9 @@ class Listener:
             total=None, sock_connect=self.heartbeat, sock_read=self.heartbeat
         )
         async with server.get(
-            f"/api/v1/destinations/{self.destination}/stream", params=params, timeout=timeout
+            f"/api/v1/destinations/{quote(self.destination, safe='')}/stream",
+            params=params,
+            timeout=timeout,
         ) as response:
             await _check(response)
             self._link(True)
@@ -184,7 +188,9 @@ class Listener:
     async def _call(self, server: aiohttp.ClientSession, what: str, body: Any) -> Any:
         timeout = aiohttp.ClientTimeout(total=self.heartbeat)
         async with server.post(
-            f"/api/v1/destinations/{self.destination}/{what}", json=body, timeout=timeout
+            f"/api/v1/destinations/{quote(self.destination, safe='')}/{what}",
+            json=body,
+            timeout=timeout,
         ) as response:
             await _check(response)
             return await response.json()
@@ -217,9 +223,9 @@ class Listener:
                 result["status_code"] = response.status
                 result["response_excerpt"] = excerpt
                 if response.status in (429, 503):
-                    result["retry_after"] = parse_retry_after(
-                        response.headers.get("retry-after"), time.time()
-                    )
+                    wait = parse_retry_after(response.headers.get("retry-after"), time.time())
+                    if wait is not None:  # the server takes a year at most, and no infinity
+                        result["retry_after"] = min(wait, MAX_RETRY_AFTER)
         except Exception as exc:  # any failure is this attempt's result, reported like others
             result["error"] = f"{type(exc).__name__}: {exc}".rstrip(": ")[:1000]
         result["duration_ms"] = (time.perf_counter() - started) * 1000

@@ -48,7 +48,7 @@ def migration_connection(database: str, base_dir: Path) -> Iterator[Conn]:
     from hookyard.store.sqlite import SqliteStore
 
     store = SqliteStore(sqlite_path(database, base_dir))
-    store.path.parent.mkdir(parents=True, exist_ok=True)
+    store.create_private()
     store.take_lock()
     try:
         conn = store.configured_connection()

@@ -57,3 +57,17 @@ def finish_held(
             [(True, next(failing)) if id(o) in kept else (False, None) for o in outcomes]
         )
     return answers
+
+
+def recorded(conn: Conn, attempts: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of these (delivery id, attempt number) have their attempt recorded."""
+    found: set[tuple[str, int]] = set()
+    for start in range(0, len(attempts), 500):
+        chunk = attempts[start : start + 500]
+        ids = sorted({delivery_id for delivery_id, _ in chunk})
+        rows = conn.execute(
+            f"SELECT delivery_id, number FROM attempts WHERE delivery_id IN {in_list(ids)}", ids
+        )
+        wanted = set(chunk)
+        found.update(row for row in ((r[0], r[1]) for r in rows) if row in wanted)
+    return found

@@ -55,11 +55,7 @@ class SqliteStore(BaseStore):
                 f"SQLite {sqlite3.sqlite_version} is too old; Hookyard needs "
                 f"{'.'.join(map(str, MIN_SQLITE))} or newer (UPDATE ... FROM, JSON functions)"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Raw bodies hold what providers send (credentials in them too): the file, and the
-        # log and index files SQLite gives the file's mode, are readable by their owner only.
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self.create_private()
         self.take_lock()
         try:
             self.writer.start()
@@ -72,6 +68,14 @@ class SqliteStore(BaseStore):
         self.writer.stop()
         self.checkpointer.stop()
         self.release_lock()
+
+    def create_private(self) -> None:
+        """Create the database file, if new, readable by its owner only: raw bodies hold what
+        providers send (credentials in them too), and SQLite gives the log and index files
+        the database's mode."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     def take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
