@@ -332,6 +332,8 @@ def test_migrate_creates_then_finds_nothing_to_do(tmp_path: Path, backend: str) 
     assert f"schema empty -> version {SCHEMA_VERSION}" in done.stdout
     again = hookyard(*args, cwd=tmp_path)
     assert f"schema version {SCHEMA_VERSION}, up to date" in again.stdout
+    if backend == "sqlite":  # created readable by its owner only, as serve creates it
+        assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.sqlite_only

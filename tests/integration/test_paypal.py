@@ -8,6 +8,7 @@ import asyncio
 import base64
 import datetime
 import json
+import time
 import zlib
 from collections.abc import AsyncIterator
 
@@ -68,7 +69,8 @@ def _event(event_id: str = "WH-2WR32451HC0233532-67976317FL4543714") -> bytes:
 
 
 def _headers(body: bytes, webhook_id: str = WEBHOOK_ID) -> dict[str, str]:
-    transmission_id, when = "69cd13f0-d67a-11e5-baa3-778b53f4ae55", "2026-11-26T12:00:00Z"
+    transmission_id = "69cd13f0-d67a-11e5-baa3-778b53f4ae55"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # within the 3-day window
     signed = f"{transmission_id}|{when}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}".encode()
     signature = KEY.sign(signed, padding.PKCS1v15(), hashes.SHA256())
     return {
@@ -153,6 +155,12 @@ async def test_a_certificate_that_is_not_paypals_is_refused(
         ("paypal-cert-url", "http://api.paypal.com/v1/notifications/certs/x"),
         ("paypal-transmission-sig", ""),
         ("paypal-auth-algo", "SHA1withRSA"),
+        # Older than PayPal's 3 days of retries: past the dedup window, a captured
+        # transmission would pass again with any body of the same CRC32.
+        (
+            "paypal-transmission-time",
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 4 * 86400)),
+        ),
     ],
 )
 async def test_ingest_refuses_what_it_can_check_alone(

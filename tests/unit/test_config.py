@@ -307,3 +307,8 @@ def test_a_tolerance_longer_than_the_dedup_window(tmp_path: Path) -> None:
         _build(tmp_path, mailgun.replace('tolerance = "30m"', "tolerance = 0"))
     unchecked = short.replace('verify = "github"', 'verify = "stripe"\ntolerance = 0')
     assert _build(tmp_path, unchecked).warnings == []  # off on purpose, to re-verify captures
+    # PayPal signs a CRC32 of the body: like Mailgun, its transmission's key is the defence.
+    paypal = VALID.replace('verify = "github"', 'verify = "paypal"')
+    assert _build(tmp_path, paypal).warnings == []  # 3 days, inside the 7-day window
+    with pytest.raises(ConfigError, match="would pass with any body"):
+        _build(tmp_path, paypal.replace('verify = "paypal"', 'verify = "paypal"\ntolerance = 0'))

@@ -45,11 +45,17 @@ def paypal_url(value: str | None) -> bool:
     return url.scheme == "https" and PAYPAL_HOST.match(url.host or "") is not None
 
 
+DEFAULT_TOLERANCE = 3 * 86400  # seconds
+
+
 class PayPalVerifier(Frozen):
     __slots__ = ("_tolerance",)
 
     scheme: str = "paypal"
     credential_headers: frozenset[str] = frozenset()
+    # Only a CRC32 of the body is signed: the transmission's dedup key is the replay defence,
+    # so the config refuses a tolerance longer than [server] dedup_window (gateway.py).
+    replay_by_dedup: ClassVar[bool] = True
     doc: ClassVar[SchemeDoc] = SchemeDoc(
         provider="PayPal",
         summary="PAYPAL-TRANSMISSION-SIG: RSA SHA256, checked by the worker (fetched cert)",
@@ -59,7 +65,7 @@ class PayPalVerifier(Frozen):
             "`api(-m).(sandbox.)paypal.com` only). Ingest checks the headers and keeps a "
             "pending hint; the worker fetches the certificate (cached), checks that it is "
             "PayPal's message-verification certificate and the signature, then stores the "
-            "event. No timestamp window unless `tolerance` is set (on the transmission time)."
+            "event. The transmission time must be within 3 days (PayPal retries for about 3)."
         ),
         secrets="The webhook ids, as PayPal's dashboard shows them.",
         dedup="body `id` (`WH-…`), and `PAYPAL-TRANSMISSION-ID`",
@@ -76,8 +82,10 @@ class PayPalVerifier(Frozen):
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
         require_secrets(self.scheme, secrets)  # the webhook ids (checked by the worker)
-        # No window by default: PayPal's retry schedule is not documented (about 3 days).
-        init(self, _tolerance=options.tolerance or 0)
+        # PayPal retries for about 3 days. A window is needed: after [server] dedup_window a
+        # captured transmission would pass again with any body of the same CRC32.
+        tolerance = DEFAULT_TOLERANCE if options.tolerance is None else options.tolerance
+        init(self, _tolerance=tolerance)
 
     def verify(self, request: Inbound) -> Verified:
         headers = request.headers
