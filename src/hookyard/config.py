@@ -545,6 +545,13 @@ class RouteConfig(_Model):
     def destinations(self) -> list[str]:
         return [self.destination] if isinstance(self.destination, str) else list(self.destination)
 
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:  # it matched every type
+            raise ValueError("an empty list matches no type; leave types out to route all")
+        return value
+
     @field_validator("where")
     @classmethod
     def _where(cls, value: dict[str, Any]) -> dict[str, Any]:

@@ -186,7 +186,11 @@ class Service:
             log.warning(
                 "[server] %s changed; that takes effect after a restart", ", ".join(changed)
             )
-            gateway = Gateway.build(settings.model_copy(update={"server": running}), base_dir)
+            try:  # the sources checked against the running [server] (its dedup_window)
+                gateway = Gateway.build(settings.model_copy(update={"server": running}), base_dir)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return False
         for warning in gateway.warnings:
             log.warning("%s", warning)
         self.gateway = gateway

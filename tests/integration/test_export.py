@@ -7,6 +7,7 @@ import base64
 import orjson
 
 from tests.conftest import basic_config, run_hookyard, write_config
+from tests.integration.test_ingest import github_headers
 
 
 async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver, fresh_database):
@@ -59,3 +60,26 @@ async def test_export_then_import_round_trips_byte_for_byte(tmp_path, receiver, 
     assert mixed.status_code == 422  # line 3 is bad; lines 1 and 2 were already here
     assert "line 3" in mixed.json()["message"]
     assert "0 events before it" in mixed.json()["message"]
+
+
+async def test_an_imported_event_s_provider_retry_is_a_duplicate(
+    tmp_path, receiver, fresh_database
+):
+    """Moving to another database (SQLite to PostgreSQL) while providers still retry: the
+    imported event's dedup key comes along, so the retry is not a second event."""
+    body = b'{"ref": "refs/heads/main"}'
+    headers = github_headers(body)
+    first_dir, second_dir = tmp_path / "one", tmp_path / "two"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    async with run_hookyard(write_config(first_dir, basic_config(receiver.url))) as one:
+        original = (await one.client.post("/in/github", content=body, headers=headers)).json()
+        async with one.api() as api:
+            exported = (await api.get("/api/v1/events/export", params={"source": "github"})).content
+    fresh_database()
+    async with run_hookyard(write_config(second_dir, basic_config(receiver.url))) as two:
+        async with two.api() as api:
+            loaded = await api.post("/api/v1/events/import", content=exported)
+            assert loaded.json() == {"imported": 1, "skipped": 0}
+        retried = await two.client.post("/in/github", content=body, headers=headers)
+    assert retried.json() == {"id": original["id"], "duplicate": True}

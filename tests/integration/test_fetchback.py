@@ -88,6 +88,9 @@ async def test_a_hint_becomes_the_fetched_payment_once_per_status(
     async with hookyard_factory(_config(receiver, mollie.url)) as hy:
         answer = await hy.client.post("/in/mollie", content=b"id=tr_WDqYK6vllg", headers=FORM)
         assert answer.status_code == 200 and answer.json()["pending"] is True
+        assert (
+            answer.json()["id"] == answer.json()["request_id"]
+        )  # {"id", "pending"}, as documented
         await receiver.wait_for(1)
         first = receiver.received[0]
         assert json.loads(first.body) == mollie.payments["tr_WDqYK6vllg"]

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import sqlite3
+import textwrap
 import uuid
 
 import pytest
@@ -524,3 +525,20 @@ async def test_a_twilio_replay_with_its_fields_reordered_is_a_duplicate_unless_t
             assert answer.status_code == 200, answer.text
             answers.append(answer.json())
     assert answers[1]["duplicate"] is (dedup_body is None)
+
+
+async def test_a_reload_whose_sources_clash_with_the_running_server_section_is_refused(
+    hookyard_factory, receiver, tmp_path, caplog
+):
+    """[server] changes wait for a restart, so the new sources are checked against the running
+    section too: a Mailgun tolerance the new dedup_window allows but the running one does not
+    is refused like any invalid file (it escaped as a traceback)."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        clash = basic_config(receiver.url).replace(
+            'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\ndedup_window = "30d"', 1
+        )
+        clash += '\n[sources.mail]\nverify = "mailgun"\nsecrets = ["k"]\ntolerance = "10d"\n'
+        (tmp_path / "hookyard.toml").write_text(textwrap.dedent(clash))
+        assert hy.service.reload() is False
+        assert "reload refused" in caplog.text and "sources.mail.tolerance" in caplog.text
+        assert "mail" not in hy.service.gateway.sources

@@ -312,3 +312,10 @@ def test_a_tolerance_longer_than_the_dedup_window(tmp_path: Path) -> None:
     assert _build(tmp_path, paypal).warnings == []  # 3 days, inside the 7-day window
     with pytest.raises(ConfigError, match="would pass with any body"):
         _build(tmp_path, paypal.replace('verify = "paypal"', 'verify = "paypal"\ntolerance = 0'))
+
+
+def test_a_route_with_an_empty_types_list_is_refused(tmp_path: Path) -> None:
+    """It matched every type: a route meant to send nothing sent everything."""
+    text = VALID + '\n[[routes]]\nsource = "gh"\ndestination = "app"\ntypes = []\n'
+    with pytest.raises(ConfigError, match="empty list matches no type"):
+        _build(tmp_path, text)

@@ -191,7 +191,9 @@ class IngestApp:
         if prepared.pending:  # a hint: the worker fetches what it names
             state.counts[(name, "hint")] += 1
             state.hints_ready.set()
-            await respond(send, 200, orjson.dumps({"pending": True, "request_id": prepared.id}))
+            # As ARCHITECTURE.md says: {"id", "pending"}; request_id kept for older clients.
+            answer = {"id": prepared.id, "pending": True, "request_id": prepared.id}
+            await respond(send, 200, orjson.dumps(answer))
             return
         for event, outcome in zip(prepared.events, accepted, strict=True):
             state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1

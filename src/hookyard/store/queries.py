@@ -1227,8 +1227,11 @@ def export_events(
 
 def import_events(conn: Conn, batches: Sequence[list[tuple[Any, ...]]]) -> list[int]:
     """Insert exported events that are not here yet (by id); no deliveries. Returns how many
-    were new per batch."""
+    were new per batch. Each event's (first) dedup key comes too, so that a provider still
+    retrying after a move to this database gets a duplicate, not a second event; a key held
+    by another event stays with it."""
     results = []
+    now = time.time()
     for rows in batches:
         inserted = insert_rows(
             conn,
@@ -1236,6 +1239,13 @@ def import_events(conn: Conn, batches: Sequence[list[tuple[Any, ...]]]) -> list[
             " event_type, dedup_key, content_type, payload, payload_size) VALUES ",
             [(*row, len(row[-1]) if row[-1] is not None else 0) for row in rows],
             " ON CONFLICT (id) DO NOTHING",
+        )
+        keys = {(row[1], key_digest(row[6])): row[0] for row in rows if row[6]}
+        insert_rows(
+            conn,
+            INSERT_DEDUP,
+            [(source, key, event_id, now) for (source, key), event_id in keys.items()],
+            ON_CONFLICT_IGNORE,
         )
         results.append(inserted)
         # Imported events keep their (older) ids: retention's payload pass, which resumes
