@@ -218,7 +218,9 @@ def http_config(
         host=host,
         port=port,
         lifespan="off",
-        http=HttpProtocol,
+        # Heads are counted as they arrive: past the header limit (and 8 KiB of URL), 431
+        # before the rest is read into memory (see http_protocol.py).
+        http=HttpProtocol.bounded(int(server.max_header_bytes) + 8192),
         loop="none",
         access_log=False,
         log_level="warning",

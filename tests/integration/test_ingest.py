@@ -542,3 +542,57 @@ async def test_a_reload_whose_sources_clash_with_the_running_server_section_is_r
         assert hy.service.reload() is False
         assert "reload refused" in caplog.text and "sources.mail.tolerance" in caplog.text
         assert "mail" not in hy.service.gateway.sources
+
+
+async def _raw_exchange(url: str, parts: list[bytes], pause: float = 0.0) -> bytes:
+    """Send `parts` on a raw connection (stopping when the server closes it), then read all it
+    answers until it closes the connection."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for part in parts:
+            try:
+                writer.write(part)
+                await writer.drain()
+            except (ConnectionResetError, BrokenPipeError):
+                break
+            if pause:
+                await asyncio.sleep(pause)
+        try:
+            return await asyncio.wait_for(reader.read(), DEADLINE)
+        except ConnectionResetError:
+            return b""
+    finally:
+        writer.close()
+
+
+async def test_a_huge_head_is_refused_as_it_arrives_not_once_in_memory(hookyard_factory, receiver):
+    """200 MB of small headers grew the process by hundreds of MB before ingest answered 431:
+    the head is counted as it comes in, and refused past the limit."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        start = b"POST /in/open HTTP/1.1\r\nhost: x\r\n"
+        headers = [b"x-a: " + b"a" * 1000 + b"\r\n"] * 2000  # 2 MB
+        answer = await _raw_exchange(hy.url, [start, *headers])
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        # Said by the protocol as the head came in, not by ingest once it was all read.
+        assert b"the request line and headers exceed" in answer, answer
+        assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
+
+
+async def test_a_head_or_body_that_trickles_in_is_answered_408(
+    hookyard_factory, receiver, monkeypatch
+):
+    """A client sending slowly held its connection (and what it sent) for as long as it liked."""
+    monkeypatch.setattr("hookyard.http_protocol.HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr("hookyard.api.ingest.BODY_TIMEOUT", 0.5)
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nkeepalive_timeout = "1s"', 1
+    )
+    async with hookyard_factory(config) as hy:
+        head = await _raw_exchange(hy.url, [b"POST /in/open HTTP/1.1\r\nhost: x\r\n"])
+        assert head.startswith(b"HTTP/1.1 408") and b"request_timeout" in head, head
+        started = b"POST /in/open HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789"
+        body = await _raw_exchange(hy.url, [started])
+        assert body.startswith(b"HTTP/1.1 408") and b"request_timeout" in body, body
+        assert await _raw_exchange(hy.url, []) == b""  # connected, never a byte: closed
+        assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
