@@ -5,8 +5,8 @@ uvicorn parses a request's whole head before anything can look at it, and waits 
 client likes for it: many small headers grew the process by hundreds of MB before ingest could
 answer 431, and a client sending a head slowly (or nothing) held its connection for ever. Here
 the head is counted as it arrives (431 past the limit, before it is all in memory), must
-arrive within HEAD_TIMEOUT of its first byte (408), and a connection that never starts a
-request is closed after the keep-alive timeout.
+arrive within HEAD_TIMEOUT of its first byte, a webhook's body within BODY_TIMEOUT of its head
+(408), and a connection that never starts a request is closed after the keep-alive timeout.
 
 uvicorn writes a response's head and its body in two calls to the transport, and uvloop sends
 each at once: two system calls and two packets for the small answers Hookyard gives (a 200 with
@@ -18,6 +18,7 @@ requests on the benchmark, with a lower p99. Nothing waits longer than that turn
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +26,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HELD = 64 * 1024  # bytes gathered before a turn ends
 HEAD_TIMEOUT = 30.0  # seconds from a request's first byte to the end of its head
+BODY_TIMEOUT = 30.0  # seconds from the end of a webhook's head to the end of its body
 LINGER = 2.0  # seconds a refused request's connection drains before it is closed
+SWEEP_INTERVAL = 1.0  # seconds between looks for late heads and silent connections
 
 
 class _JoinedWrites:
@@ -85,75 +88,59 @@ class HttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head = 0
+        self._head: int | None = None  # bytes of a head still arriving, counted per read
+        self._waiting_since: float | None = None  # for a head (or for a first request)
         self._refused = False
-        self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = _JoinedWrites(transport, self.loop)  # type: ignore[assignment]
-        # A connection that never starts a request: as long as an idle one is kept.
-        self._time_head(float(self.config.timeout_keep_alive))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._time_head(None)
-        super().connection_lost(exc)
+        self._waiting_since = self.loop.time()
+        _watch(self)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:  # the rest of a refused request is dropped
-            super().data_received(data)
+        if self._refused:  # the rest of a refused request is dropped
+            return
+        super().data_received(data)
+        # Counted per read rather than per header (cheaper): a head is held at most the limit
+        # plus one read.
+        if self._head is not None and not self._refused:
+            self._head += len(data)
+            if self._head > self.max_head:
+                self._refuse(
+                    b"431 Request Header Fields Too Large",
+                    b"headers_too_large",
+                    f"the request line and headers exceed {self.max_head} bytes".encode(),
+                )
 
     def on_message_begin(self) -> None:
         self._head = 0
-        self._time_head(HEAD_TIMEOUT)
+        self._waiting_since = self.loop.time()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        if self._counted(len(url)):
-            super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._counted(len(name) + len(value) + 4):
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        if not self._refused:
-            self._time_head(None)
-            super().on_headers_complete()
+        self._head = None
+        self._waiting_since = self.loop.time()  # now for the body (see overdue)
+        super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
-
-    def _counted(self, size: int) -> bool:
-        """Count a part of the head; past the limit, refuse the request (431)."""
-        if self._refused:
-            return False
-        self._head += size
-        if self._head <= self.max_head:
-            return True
-        self._refuse(
-            b"431 Request Header Fields Too Large",
-            b"headers_too_large",
-            f"the request line and headers exceed {self.max_head} bytes".encode(),
-        )
-        return False
-
-    def _time_head(self, seconds: float | None) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-        self._head_timer = None if seconds is None else self.loop.call_later(seconds, self._late)
-
-    def _late(self) -> None:
-        self._head_timer = None
-        if self._head:  # a request started and its head is not all here
-            message = f"the request head did not arrive within {HEAD_TIMEOUT:g}s".encode()
-            self._refuse(b"408 Request Timeout", b"request_timeout", message)
-        elif not self._refused:
+    def overdue(self, now: float) -> None:
+        """Called about every second: end a head that is late, or a connection that never
+        sent a request in as long as an idle one is kept."""
+        since = self._waiting_since
+        if since is None or self._refused or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self._head:
+            if now - since > HEAD_TIMEOUT:
+                message = f"the request head did not arrive within {HEAD_TIMEOUT:g}s".encode()
+                self._refuse(b"408 Request Timeout", b"request_timeout", message)
+        elif cycle is not None:  # the head is in; a webhook's body must follow (an API call
+            # such as an import of a big file may take longer)
+            late = cycle.more_body and not cycle.response_started and now - since > BODY_TIMEOUT
+            if late and self.scope["path"].startswith("/in/"):
+                message = f"the body did not arrive within {BODY_TIMEOUT:g}s".encode()
+                self._refuse(b"408 Request Timeout", b"request_timeout", message)
+        elif self._head is None and now - since > self.config.timeout_keep_alive:
             self.transport.close()  # connected, and never a byte
 
     def _refuse(self, status: bytes, code: bytes, message: bytes) -> None:
@@ -177,3 +164,33 @@ class HttpProtocol(HttpToolsProtocol):
         # answer written this turn must go out now.
         self.transport.flush()  # type: ignore[attr-defined]
         super().eof_received()
+
+
+# Connections of each event loop, looked at about every second (one timer per loop, rather
+# than one per request).
+_OPEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[HttpProtocol]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _watch(protocol: HttpProtocol) -> None:
+    loop = protocol.loop
+    watched = _OPEN.get(loop)
+    if watched is None:
+        watched = _OPEN[loop] = weakref.WeakSet()
+        loop.call_later(SWEEP_INTERVAL, _sweep, loop)
+    watched.add(protocol)
+
+
+def _sweep(loop: asyncio.AbstractEventLoop) -> None:
+    watched = _OPEN.get(loop)
+    if not watched:  # nothing open: the next connection starts the timer again
+        _OPEN.pop(loop, None)
+        return
+    now = loop.time()
+    for protocol in list(watched):
+        if protocol.transport.is_closing():
+            watched.discard(protocol)
+        else:
+            protocol.overdue(now)
+    loop.call_later(SWEEP_INTERVAL, _sweep, loop)

@@ -584,7 +584,7 @@ async def test_a_head_or_body_that_trickles_in_is_answered_408(
 ):
     """A client sending slowly held its connection (and what it sent) for as long as it liked."""
     monkeypatch.setattr("hookyard.http_protocol.HEAD_TIMEOUT", 0.5)
-    monkeypatch.setattr("hookyard.api.ingest.BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr("hookyard.http_protocol.BODY_TIMEOUT", 0.5)
     config = basic_config(receiver.url).replace(
         'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nkeepalive_timeout = "1s"', 1
     )
