@@ -18,11 +18,14 @@ requests on the benchmark, with a lower p99. Nothing waits longer than that turn
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("hookyard.http")
 
 MAX_HELD = 64 * 1024  # bytes gathered before a turn ends
 HEAD_TIMEOUT = 30.0  # seconds from a request's first byte to the end of its head
@@ -34,15 +37,18 @@ SWEEP_INTERVAL = 1.0  # seconds between looks for late heads and silent connecti
 class _JoinedWrites:
     """A transport that gathers the writes of one event-loop turn into one."""
 
-    __slots__ = ("_loop", "_pending", "_size", "_transport")
+    __slots__ = ("_ended", "_loop", "_pending", "_size", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
         self._size = 0
+        self._ended = False  # our side is shut (write_eof): nothing more goes out
 
     def write(self, data: bytes) -> None:
+        if self._ended:
+            return
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
@@ -64,7 +70,12 @@ class _JoinedWrites:
 
     def write_eof(self) -> None:
         self.flush()
+        self._ended = True
         self._transport.write_eof()
+
+    def is_closing(self) -> bool:
+        # uvloop's says False after write_eof: uvicorn would go on starting pipelined requests
+        return self._ended or self._transport.is_closing()
 
     def close(self) -> None:
         self.flush()  # what was written before close() still goes out, as it would have
@@ -88,6 +99,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._begun = 0  # requests begun on this connection
         self._head: int | None = None  # bytes of a head still arriving, counted per read
         self._waiting_since: float | None = None  # for a head (or for a first request)
         self._refused = False
@@ -101,10 +113,12 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:  # the rest of a refused request is dropped
             return
+        begun = self._begun
         super().data_received(data)
-        # Counted per read rather than per header (cheaper): a head is held at most the limit
-        # plus one read.
-        if self._head is not None and not self._refused:
+        # Counted per read rather than per header (cheaper), and only reads wholly inside one
+        # head (a read that began one may hold earlier pipelined requests): a head is held at
+        # most the limit plus two reads.
+        if self._head is not None and self._begun == begun and not self._refused:
             self._head += len(data)
             if self._head > self.max_head:
                 self._refuse(
@@ -114,6 +128,7 @@ class HttpProtocol(HttpToolsProtocol):
                 )
 
     def on_message_begin(self) -> None:
+        self._begun += 1
         self._head = 0
         self._waiting_since = self.loop.time()
         super().on_message_begin()
@@ -130,7 +145,7 @@ class HttpProtocol(HttpToolsProtocol):
         if since is None or self._refused or self.transport.is_closing():
             return
         cycle = self.cycle
-        if self._head:
+        if self._head is not None:  # a head is arriving
             if now - since > HEAD_TIMEOUT:
                 message = f"the request head did not arrive within {HEAD_TIMEOUT:g}s".encode()
                 self._refuse(b"408 Request Timeout", b"request_timeout", message)
@@ -139,12 +154,21 @@ class HttpProtocol(HttpToolsProtocol):
             late = cycle.more_body and not cycle.response_started and now - since > BODY_TIMEOUT
             if late and self.scope["path"].startswith("/in/"):
                 message = f"the body did not arrive within {BODY_TIMEOUT:g}s".encode()
-                self._refuse(b"408 Request Timeout", b"request_timeout", message)
+                self._refuse(b"408 Request Timeout", b"request_timeout", message, cycle)
         elif self._head is None and now - since > self.config.timeout_keep_alive:
             self.transport.close()  # connected, and never a byte
 
-    def _refuse(self, status: bytes, code: bytes, message: bytes) -> None:
+    def _refuse(self, status: bytes, code: bytes, message: bytes, refused: Any = None) -> None:
+        """Answer `status` and end the connection; `refused`: the request cycle answered, when
+        it has begun (a late body), else the answer is to a head still arriving."""
         self._refused = True
+        cycle = self.cycle  # the newest request begun; those queued behind older ones wait
+        owed = cycle is not None and cycle is not refused and not cycle.response_complete
+        if self.pipeline or owed:
+            # Answers to earlier pipelined requests are still owed: a refusal now would be
+            # read as the answer to the first of them.
+            self.transport.close()
+            return
         body = b'{"error":"' + code + b'","message":"' + message + b'"}'
         self.transport.write(
             b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
@@ -189,8 +213,12 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
         return
     now = loop.time()
     for protocol in list(watched):
-        if protocol.transport.is_closing():
+        try:
+            if protocol.transport.is_closing():
+                watched.discard(protocol)
+            else:
+                protocol.overdue(now)
+        except Exception:  # one connection's fault must not end the sweep for all
+            log.exception("checking a connection for a late request failed")
             watched.discard(protocol)
-        else:
-            protocol.overdue(now)
     loop.call_later(SWEEP_INTERVAL, _sweep, loop)

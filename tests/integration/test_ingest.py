@@ -596,3 +596,18 @@ async def test_a_head_or_body_that_trickles_in_is_answered_408(
         assert body.startswith(b"HTTP/1.1 408") and b"request_timeout" in body, body
         assert await _raw_exchange(hy.url, []) == b""  # connected, never a byte: closed
         assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
+
+
+async def test_pipelined_requests_with_a_big_body_are_not_taken_for_a_big_head(
+    hookyard_factory, receiver
+):
+    """One read held a whole request with a 60 KB body and the start of the next: all of it
+    was counted as the new head, and a valid request got 431."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        body = b'{"pad": "' + b"p" * 60_000 + b'"}'
+        first = b"POST /in/open HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+        second = b"POST /in/open HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n"
+        answer = await _raw_exchange(
+            hy.url, [first + body + second[:20], second[20:] + b"\r\n{}"], 0.2
+        )
+        assert answer.count(b"HTTP/1.1 200") == 2, answer[:300]
