@@ -190,6 +190,23 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def local_api(*routes: tuple[str, Callable[[web.Request], Any]]) -> AsyncIterator[str]:
+    """A small HTTP API of a test's own on a loopback port, for what the simulator will not
+    do: GET `path` answered by `handler`, for each (path, handler); yields its base URL."""
+    app = web.Application()
+    for path, handler in routes:
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
 def write_config(directory: Path, body: str) -> Path:
     path = directory / "hookyard.toml"
     path.write_text(textwrap.dedent(body))

@@ -20,7 +20,7 @@ from aiohttp import web
 import hookyard.cli  # noqa: F401  (cli_sources is loaded through it)
 from hookyard.cli_sources import _job_line
 from hookyard.simulator import Auth, Simulator, SimulatorOptions
-from tests.conftest import DEADLINE, Receiver, Running
+from tests.conftest import DEADLINE, Receiver, Running, local_api
 from tests.integration.test_console import console
 
 STYLES = {  # pagination style -> (path, [api] settings)
@@ -390,17 +390,8 @@ async def odd_api(
         found = request.match_info["id"] in objects
         return web.json_response({"id": request.match_info["id"]}, status=200 if found else 404)
 
-    app = web.Application()
-    app.router.add_get("/objects", list_objects)
-    app.router.add_get("/objects/{id}", one)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with local_api(("/objects", list_objects), ("/objects/{id}", one)) as base:
+        yield base
 
 
 def odd_config(receiver: Receiver, base: str, pagination: str, **options: Any) -> str:
@@ -489,16 +480,11 @@ async def test_an_item_gone_from_a_page_is_deleted_after_a_pass_cut_short_by_a_l
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=raw, content_type="application/json", headers={"ETag": etag})
 
-    app = web.Application()
-    app.router.add_get("/objects", listing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    config = poll_config(receiver.url, base, detect="etag").replace("/cursor/objects", "/objects")
-    config = config.replace('pagination = "cursor"', 'pagination = "next_url"\nitems = "results"')
-    try:
+    async with local_api(("/objects", listing)) as base:
+        config = poll_config(receiver.url, base, detect="etag")
+        config = config.replace("/cursor/objects", "/objects").replace(
+            'pagination = "cursor"', 'pagination = "next_url"\nitems = "results"'
+        )
         async with hookyard_factory(config) as running:
             first = await wait_run(running, {})
             assert first["last_error"] is None and len(await events(running)) == 4
@@ -507,8 +493,6 @@ async def test_an_item_gone_from_a_page_is_deleted_after_a_pass_cut_short_by_a_l
             assert (await run_job(running))["last_error"] is None
             kinds = [e["event_type"] for e in await events(running)]
             assert kinds.count("order.deleted") == 1, kinds
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
@@ -527,16 +511,8 @@ async def expiring_cursors(state: dict[str, int]) -> AsyncIterator[str]:
             return web.Response(status=500)
         return web.json_response({"data": [thing("b")], "next_cursor": None})
 
-    app = web.Application()
-    app.router.add_get("/objects", listing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with local_api(("/objects", listing)) as base:
+        yield base
 
 
 async def test_a_stored_page_the_api_refuses_later_starts_the_pass_over(

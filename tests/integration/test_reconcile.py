@@ -15,7 +15,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from hookyard.simulator import DEFAULT_SECRET, Simulator, SimulatorOptions
-from tests.conftest import DEADLINE, Receiver, Running, query_database
+from tests.conftest import DEADLINE, Receiver, Running, local_api, query_database
 from tests.integration.test_polling import events, job, payloads, run_job
 
 
@@ -243,21 +243,14 @@ async def test_a_backfill_resumed_at_a_page_the_api_refuses_starts_over(
         second = {"id": "b", "version": 1, "updated_at": updated}
         return web.json_response({"data": [second], "next_cursor": None})
 
-    app = web.Application()
-    app.router.add_get("/cursor/objects", listing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        async with hookyard_factory(shop_config(receiver.url, base)) as running:
-            await start_backfill(running, {"since": "2026-11-01T00:00:00Z"})
-            status = await wait_backfill(running)
-            assert status["last_error"] is None, status
-            assert status["progress"]["items"] == 2 and status["emitted"] == 2, status
-    finally:
-        await runner.cleanup()
+    async with (
+        local_api(("/cursor/objects", listing)) as base,
+        hookyard_factory(shop_config(receiver.url, base)) as running,
+    ):
+        await start_backfill(running, {"since": "2026-11-01T00:00:00Z"})
+        status = await wait_backfill(running)
+        assert status["last_error"] is None, status
+        assert status["progress"]["items"] == 2 and status["emitted"] == 2, status
 
 
 async def test_a_backfill_window_outside_1970_to_now_is_refused(
@@ -316,23 +309,16 @@ async def test_current_state_does_not_sit_out_a_rate_limit(
     async def busy(request: web.Request) -> web.Response:
         return web.Response(status=429, headers={"Retry-After": "60"})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", busy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        async with hookyard_factory(shop_config(receiver.url, base)) as running:
-            await post_webhook(running, {"id": "obj_1", "version": 1})
-            [event] = await events(running)
-            async with running.api() as api:
-                answer = await api.get(f"/api/v1/events/{event['id']}/current")
-            assert answer.status_code == 504, answer.text
-            assert answer.json()["error"] == "api_timeout"
-    finally:
-        await runner.cleanup()
+    async with (
+        local_api(("/{tail:.*}", busy)) as base,
+        hookyard_factory(shop_config(receiver.url, base)) as running,
+    ):
+        await post_webhook(running, {"id": "obj_1", "version": 1})
+        [event] = await events(running)
+        async with running.api() as api:
+            answer = await api.get(f"/api/v1/events/{event['id']}/current")
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error"] == "api_timeout"
 
 
 async def test_two_webhooks_of_one_version_are_both_events_and_block_its_reemission(
