@@ -262,6 +262,12 @@ def outlives_dedup(verifier: Verifier, settings: Settings) -> bool:
     return tolerance > settings.server.dedup_window
 
 
+UNSIGNED_BODY_REPLAY = (
+    "this scheme does not sign the body, so a signature replayed after its token's dedup key "
+    "expired would pass with any body"
+)
+
+
 def _tolerance_of(verifier: Verifier) -> int | None:
     """The timestamp tolerance of schemes that sign a time (seconds; 0: no check), else None."""
     tolerance: int | None = getattr(verifier, "_tolerance", None)
@@ -302,8 +308,8 @@ def _source(name: str, cfg: SourceConfig, settings: Settings, base_dir: Path) ->
         raise ConfigError(
             f"{key}.tolerance",
             f"{_shown_tolerance(verifier)} must be shorter than [server] dedup_window "
-            f"({settings.server.dedup_window:g} s): this scheme does not sign the body, so a "
-            "signature replayed after its token's dedup key expired would pass with any body",
+            f"({settings.server.dedup_window:g} s): "
+            + getattr(verifier, "replay_risk", UNSIGNED_BODY_REPLAY),
         )
     patterns = [*DEFAULT_FORWARD, *(p.lower() for p in cfg.forward_headers)]
     forward = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))

@@ -72,13 +72,24 @@ async def aws() -> AsyncIterator[FakeAws]:
     await runner.cleanup()
 
 
-def message(kind: str = "Notification", version: str = "2", **changes: Any) -> dict[str, Any]:
+def _iso(when: datetime.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def message(
+    kind: str = "Notification",
+    version: str = "2",
+    sent: datetime.datetime | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
+    """An SNS message signed with the stand-in certificate's key, sent at `sent` (now); the
+    `changes` are applied after signing, so the signature does not cover them."""
     body: dict[str, Any] = {
         "Type": kind,
         "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
         "TopicArn": TOPIC,
         "Message": '{"order": 42, "status": "paid"}',
-        "Timestamp": "2026-11-26T12:00:00.000Z",
+        "Timestamp": _iso(sent or datetime.datetime.now(datetime.UTC)),
         "SignatureVersion": version,
         "SigningCertURL": CERT_URL,
     }
@@ -185,6 +196,27 @@ async def test_ingest_refuses_what_it_can_check_alone(
         answer = await _post(hy, message(**changes), kind=changes.get("Type"))
         assert answer.status_code == 401 and says in answer.json()["message"]
     assert aws.requests == []  # nothing was fetched for it
+
+
+async def test_a_captured_message_replayed_after_the_tolerance_is_refused(
+    hookyard_factory, receiver: Receiver, aws: FakeAws, tmp_path
+) -> None:
+    """Its signature is still valid, and its MessageId is forgotten after the dedup window:
+    the signed Timestamp is what refuses it (one day by default)."""
+    now = datetime.datetime.now(datetime.UTC)
+    old = message(sent=now - datetime.timedelta(days=1, minutes=5))
+    future = message(sent=now + datetime.timedelta(days=1, minutes=5))
+    recent = message(sent=now - datetime.timedelta(hours=23))
+    async with hookyard_factory(_config(receiver, aws)) as hy:
+        for body, says in ((old, "s old"), (future, "in the future")):
+            answer = await _post(hy, body)
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["error"] == "stale_timestamp" and says in answer.json()["message"]
+        assert (await _post(hy, message(Timestamp="yesterday"))).status_code == 401
+        assert (await _post(hy, recent)).status_code == 200
+        await receiver.wait_for(1)
+    stored = query_database(tmp_path, "SELECT body FROM requests WHERE source = 'sns'")
+    assert [json.loads(body)["Timestamp"] for (body,) in stored] == [recent["Timestamp"]]
 
 
 async def test_a_subscribe_url_off_aws_is_refused(hookyard_factory, receiver, aws) -> None:

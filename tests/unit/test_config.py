@@ -312,6 +312,16 @@ def test_a_tolerance_longer_than_the_dedup_window(tmp_path: Path) -> None:
     assert _build(tmp_path, paypal).warnings == []  # 3 days, inside the 7-day window
     with pytest.raises(ConfigError, match="would pass with any body"):
         _build(tmp_path, paypal.replace('verify = "paypal"', 'verify = "paypal"\ntolerance = 0'))
+    # SNS signs the body, but a captured message keeps its signature: a day by default.
+    sns = VALID.replace('verify = "github"', 'verify = "sns"').replace(
+        'secrets = ["env:GH_SECRET"]', 'secrets = ["arn:aws:sns:eu-west-1:1:t"]'
+    )
+    assert _build(tmp_path, sns).warnings == []
+    for tolerance in ("0", '"8d"'):
+        with pytest.raises(ConfigError, match="would be stored and delivered again"):
+            _build(
+                tmp_path, sns.replace('verify = "sns"', f'verify = "sns"\ntolerance = {tolerance}')
+            )
 
 
 def test_a_route_with_an_empty_types_list_is_refused(tmp_path: Path) -> None:

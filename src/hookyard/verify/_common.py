@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -116,6 +117,16 @@ def tolerance_from(options: VerifyOptions) -> int:
             "tolerance", "expected whole seconds >= 0 (0 disables the timestamp check)"
         )
     return tolerance
+
+
+def iso_seconds(value: str) -> str:
+    """An ISO 8601 time (`2026-11-26T12:00:00.000Z`) as unix seconds, for check_timestamp;
+    anything else is returned as it is, for check_timestamp to report as malformed."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return str(int(when.timestamp())) if when.tzinfo is not None else value
 
 
 def check_timestamp(raw: str, now: float, tolerance: int, header: str) -> None:

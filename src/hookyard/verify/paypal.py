@@ -15,13 +15,19 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import ClassVar
 
 from yarl import URL
 
 from hookyard.errors import VerificationError
-from hookyard.verify._common import Frozen, check_timestamp, init, json_object, require_secrets
+from hookyard.verify._common import (
+    Frozen,
+    check_timestamp,
+    init,
+    iso_seconds,
+    json_object,
+    require_secrets,
+)
 from hookyard.verify.base import Inbound, SchemeDoc, Verified, VerifyOptions
 
 PAYPAL_HOST = re.compile(r"^api(-m)?\.(sandbox\.)?paypal\.com$")
@@ -100,7 +106,7 @@ class PayPalVerifier(Frozen):
             raise VerificationError("PAYPAL-AUTH-ALGO must be SHA256withRSA", code="bad_signature")
         if self._tolerance:
             check_timestamp(
-                _epoch(headers["paypal-transmission-time"]),
+                iso_seconds(headers["paypal-transmission-time"]),
                 request.received_at,
                 self._tolerance,
                 "PAYPAL-TRANSMISSION-TIME",
@@ -114,11 +120,3 @@ class PayPalVerifier(Frozen):
     def sign(self, body: bytes, *, url: str, timestamp: int, message_id: str) -> dict[str, str]:
         """Nothing: only PayPal holds the signing key."""
         return {}
-
-
-def _epoch(value: str) -> str:
-    """PAYPAL-TRANSMISSION-TIME (ISO 8601) as unix seconds, for the window check."""
-    try:
-        return str(int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()))
-    except ValueError:
-        return value  # check_timestamp reports it as malformed

@@ -11,6 +11,11 @@ whose signature fails never becomes an event; it is listed in the rejected log.
 
 The source's `secrets` are the topic ARNs it accepts (SNS signs with AWS's key, not a shared
 secret). Raw message delivery must stay off on the subscription: it drops the signed envelope.
+
+A captured message keeps its valid signature for ever, and its `MessageId` is remembered only
+for [server] dedup_window; so the signed `Timestamp` must be within `tolerance` (default one
+day: SNS gives up retrying an HTTP/S endpoint within an hour), and a tolerance longer than the
+dedup window, or 0, is refused (gateway.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from typing import Any, ClassVar
 from yarl import URL
 
 from hookyard.errors import ConfigError, VerificationError
-from hookyard.verify._common import Frozen, init, json_object, require_secrets
+from hookyard.verify._common import (
+    Frozen,
+    check_timestamp,
+    init,
+    iso_seconds,
+    json_object,
+    require_secrets,
+    tolerance_from,
+)
 from hookyard.verify.base import Inbound, SchemeDoc, Verified, VerifyOptions
 
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
@@ -43,6 +56,7 @@ SIGNED = {
 SIGNED["UnsubscribeConfirmation"] = SIGNED["SubscriptionConfirmation"]
 # Lambda-style spellings some relays use.
 ALIASES = {"SigningCertUrl": "SigningCertURL", "SubscribeUrl": "SubscribeURL"}
+DEFAULT_TOLERANCE = 86400  # seconds
 
 
 def envelope(body: bytes) -> dict[str, Any] | None:
@@ -73,17 +87,23 @@ def aws_url(value: Any, *, pem: bool = False) -> bool:
 
 
 class SnsVerifier(Frozen):
-    __slots__ = ("_topics",)
+    __slots__ = ("_tolerance", "_topics")
 
     scheme: str = "sns"
     credential_headers: frozenset[str] = frozenset()
+    replay_by_dedup: ClassVar[bool] = True  # see the module docstring
+    replay_risk: ClassVar[str] = (
+        "a captured message replayed after its MessageId's dedup key expired would be stored "
+        "and delivered again"
+    )
     doc: ClassVar[SchemeDoc] = SchemeDoc(
         provider="Amazon SNS",
         summary="SNS envelope at ingest; RSA signature checked by the worker (fetched cert)",
         checks=(
             "Ingest checks the envelope (a known `Type`, `x-amz-sns-message-type` agreeing, "
             "the `TopicArn` among the secrets, `SigningCertURL` and `SubscribeURL` on "
-            "`https://sns.<region>.amazonaws.com`) and keeps a pending hint; the worker "
+            "`https://sns.<region>.amazonaws.com`, the signed `Timestamp` within the "
+            "tolerance, one day by default) and keeps a pending hint; the worker "
             "fetches the certificate (cached), checks the signature (SignatureVersion 1: "
             "SHA1, 2: SHA256), confirms a subscription by visiting its `SubscribeURL`, and "
             "only then stores the event. A forged message ends in the rejected log "
@@ -93,10 +113,11 @@ class SnsVerifier(Frozen):
         dedup="`MessageId`",
         event_type="`Type` (`Notification`, `SubscriptionConfirmation`, …)",
         body_dedup="no",
-        options=("fetch_url", "fetch_rate", "confirm_subscriptions"),
+        options=("tolerance", "fetch_url", "fetch_rate", "confirm_subscriptions"),
         notes="Keep raw message delivery off on the subscription: it drops the signed envelope.",
         secret_example="arn:aws:sns:eu-west-1:123456789012:orders",
     )
+    _tolerance: int
     _topics: frozenset[str]
 
     def __init__(self, secrets: Sequence[str], options: VerifyOptions) -> None:
@@ -104,7 +125,8 @@ class SnsVerifier(Frozen):
         for topic in topics:
             if not topic.startswith("arn:"):
                 raise ConfigError("secrets", "sns takes the topic ARNs it accepts (arn:aws:sns:…)")
-        init(self, _topics=frozenset(topics))
+        tolerance = DEFAULT_TOLERANCE if options.tolerance is None else tolerance_from(options)
+        init(self, _tolerance=tolerance, _topics=frozenset(topics))
 
     def verify(self, request: Inbound) -> Verified:
         message = envelope(request.body)
@@ -131,6 +153,8 @@ class SnsVerifier(Frozen):
             problems.append("SigningCertURL (https://sns.<region>.amazonaws.com/….pem)")
         if kind != "Notification" and not aws_url(message.get("SubscribeURL")):
             problems.append("SubscribeURL (https://sns.<region>.amazonaws.com/…)")
+        if not isinstance(message.get("Timestamp"), str):
+            problems.append("Timestamp")
         if problems:
             raise VerificationError(
                 f"SNS message without a valid {', '.join(problems)}", code="bad_signature"
@@ -142,6 +166,10 @@ class SnsVerifier(Frozen):
                 "(its secrets list the topic ARNs)",
                 code="bad_signature",
             )
+        # Signed, so a forged one fails there; checked here so that no stale one is fetched.
+        check_timestamp(
+            iso_seconds(message["Timestamp"]), request.received_at, self._tolerance, "Timestamp"
+        )
         # The signature is checked by the worker, with the certificate it fetches.
         return Verified(hint=message["MessageId"])
 
