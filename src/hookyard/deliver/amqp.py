@@ -5,8 +5,10 @@ vanishing.
 
 A plain connection, not aio-pika's robust one: during an outage a publish fails at once and
 Hookyard's schedule retries it (a robust connection would hold it, invisible, until the broker
-is back). A closed connection is dropped and the next attempt reconnects; a closed channel (a
-missing exchange closes it) is reopened on the same connection.
+is back). A closed connection is replaced (before sending, when it is found closed as a
+delivery starts); a closed channel (a missing exchange closes it) is reopened on the same
+connection. The connection goes to the addresses the egress policy checked, through a
+transport of our own (amqps verifies the certificate against the URL's host name).
 """
 
 from __future__ import annotations
@@ -16,16 +18,49 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aio_pika.exceptions import DeliveryError, PublishError
+from aio_pika.exceptions import AMQPConnectionError, DeliveryError, PublishError
+from aiormq import ChannelInvalidStateError, SSLContextProvider, TransportFactory
+from yarl import URL
 
-from hookyard.deliver.broker import BrokerError, BrokerSender
+from hookyard.deliver.broker import BrokerError, BrokerSender, Unsent, connect_first, endpoint
+from hookyard.deliver.egress import resolve_host
 from hookyard.deliver.message import Message, render
 from hookyard.gateway import Destination
 
 SHORTSTR = 255  # bytes: the longest AMQP property value of type shortstr (type, content type)
+CLOSED = "RabbitMQ closed the connection; the next attempt reconnects"
+
+
+class _Checked(TransportFactory):
+    """Opens the connection to addresses the egress policy checked, in order, instead of
+    letting aiormq resolve the URL's host again."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+
+    async def create(
+        self, url: URL, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        provider: SSLContextProvider = kwargs.pop("ssl_context_provider")
+        tls = await provider.get_context() if url.scheme == "amqps" else None
+
+        async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection(
+                address,
+                url.port,
+                ssl=tls,
+                server_hostname=url.host if tls is not None else None,
+                **kwargs,
+            )
+
+        try:
+            return await connect_first(self.addresses, connect)
+        except OSError as exc:  # as aiormq's own transports word it
+            raise AMQPConnectionError(*exc.args) from exc
 
 
 class AmqpClient:
@@ -63,17 +98,19 @@ class AmqpClient:
 
 class AmqpSender(BrokerSender[AmqpClient]):
     async def open(self, destination: Destination) -> AmqpClient:
-        connection = await aio_pika.connect(
-            destination.url,
-            timeout=destination.timeout,
+        host, port = endpoint(destination.url)
+        addresses = await resolve_host(destination.egress, host, port)
+        # What aio_pika.connect does, plus a transport factory (it passes on no such option).
+        connection = aio_pika.Connection(
+            URL(destination.url),
             client_properties={"connection_name": f"hookyard destination {destination.name}"},
         )
+        connection.kwargs["transport_factory"] = _Checked(addresses)
+        await connection.connect(timeout=destination.timeout)
         return AmqpClient(connection)
 
     async def publish(self, client: AmqpClient, destination: Destination, message: Message) -> str:
         assert destination.exchange is not None  # config.py requires it of amqp destinations
-        if self.broken(client):
-            raise BrokerError("RabbitMQ closed the connection; the next attempt reconnects")
         routing_key = render(destination.routing_key, message)
         event_type = message.event_type or ""
         # The provider's Content-Type goes in the property, unless too long for it: then it
@@ -89,12 +126,25 @@ class AmqpSender(BrokerSender[AmqpClient]):
             type=event_type if 0 < len(event_type.encode()) <= SHORTSTR else None,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        exchange = await client.exchange(destination.exchange)
+        try:
+            exchange = await client.exchange(destination.exchange)  # no message sent yet
+        except Exception as exc:
+            if self.broken(client):
+                raise Unsent(CLOSED) from exc
+            raise
         async with client.exclusive(message.event_id):
             try:
+                if self.broken(client):  # it died while this publish waited for its turn
+                    raise Unsent(CLOSED)
                 await exchange.publish(
                     body, routing_key, mandatory=True, timeout=destination.timeout
                 )
+            except ChannelInvalidStateError as exc:
+                # aiormq raises it only before queueing any frame of the message (the channel
+                # was found closed, possibly while waiting for the channel's lock).
+                if self.broken(client):
+                    raise Unsent(CLOSED) from exc
+                raise
             except PublishError:
                 raise BrokerError(
                     f"no queue is bound to exchange {destination.exchange!r} with routing key "

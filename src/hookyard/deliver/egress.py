@@ -101,17 +101,21 @@ def _refusal(host: str, addresses: Sequence[str]) -> str:
     )
 
 
-async def check_host(policy: EgressPolicy, host: str, port: int) -> None:
-    """Refuse a broker host unless every address it resolves to is permitted. Broker clients
-    resolve and connect by themselves, so this runs before each of their (re)connections."""
+async def resolve_host(policy: EgressPolicy, host: str, port: int) -> list[str]:
+    """The addresses a broker client is to connect to for `host`: every address the name
+    resolves to, in the resolver's order, once each is permitted (EgressRefused otherwise).
+    Broker clients are connected to these addresses, not to the name, so that the name is
+    resolved once: a second lookup by the client library could answer otherwise (DNS
+    rebinding). A literal host is its own address."""
     policy.check_literal(host)
     infos = await asyncio.get_running_loop().getaddrinfo(
         host.strip("[]"), port, type=socket.SOCK_STREAM
     )
-    addresses = sorted({str(info[4][0]) for info in infos})
-    refused = [address for address in addresses if not policy.permits(address)]
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    refused = sorted(address for address in addresses if not policy.permits(address))
     if refused:
         raise EgressRefused(_refusal(host, refused))
+    return addresses
 
 
 class GuardedResolver(AbstractResolver):

@@ -7,22 +7,25 @@ duplicate window (the first attempt may have been stored although its ack never 
 a replay, a new delivery, goes through.
 
 The client does not reconnect or buffer by itself (allow_reconnect off): a publish while the
-server is away fails at once instead of waiting in the client's pending buffer, and the next
-attempt connects anew.
+server is away fails at once instead of waiting in the client's pending buffer, and a new
+client connects (before sending, when the old one is found closed as a delivery starts). It
+is given the addresses the egress policy checked, not the name, and the name for TLS.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.errors import NoServersError
+from nats.errors import ConnectionClosedError, NoServersError
 from nats.js.errors import NoStreamResponseError
 
 from hookyard.config import redact_destination_url
-from hookyard.deliver.broker import BrokerError, BrokerSender
+from hookyard.deliver.broker import BrokerError, BrokerSender, Unsent, endpoint
+from hookyard.deliver.egress import resolve_host
 from hookyard.deliver.message import Message, failure, render
 from hookyard.gateway import Destination
 
@@ -38,9 +41,14 @@ class JetStreamSender(BrokerSender[NATS]):
             last[:] = [exc]
             log.debug("NATS destination %s: %s", destination.name, failure(exc, url))
 
+        host, port = endpoint(url)
+        addresses = await resolve_host(destination.egress, host, port)
         try:
             return await nats.connect(
-                servers=[url],
+                # The checked addresses in their order; the URL's credentials stay.
+                servers=[_at(url, address, port) for address in addresses],
+                dont_randomize=True,
+                tls_hostname=host,  # a tls:// URL, or a server that asks for TLS
                 name=f"hookyard destination {destination.name}",
                 connect_timeout=max(1, math.ceil(destination.timeout)),
                 allow_reconnect=False,
@@ -62,6 +70,9 @@ class JetStreamSender(BrokerSender[NATS]):
             ack = await client.jetstream().publish(
                 subject, message.body, timeout=destination.timeout, headers=headers
             )
+        except ConnectionClosedError as exc:
+            # nats-py raises it only before taking the message: the client had closed.
+            raise Unsent(failure(exc, destination.url)) from exc
         except NoStreamResponseError:
             raise BrokerError(
                 f"no JetStream stream covers subject {subject!r}: create one whose subjects "
@@ -75,3 +86,11 @@ class JetStreamSender(BrokerSender[NATS]):
 
     async def shut(self, client: NATS) -> None:
         await client.close()
+
+
+def _at(url: str, address: str, port: int) -> str:
+    """The URL with `address` for its host, its user info (credentials) as it was."""
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    host = f"[{address}]" if ":" in address else address
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}:{port}"))
