@@ -66,6 +66,9 @@ class ServerConfig(_Model):
     max_body: Size = 1024 * 1024
     max_header_bytes: Size = 32 * 1024
     max_pending: int = Field(default=20_000, ge=1)  # queued writes before ingest answers 503
+    # How long ingest waits for its commit before answering 503 (a database that hangs):
+    # providers give up after 10 to 30 s, and should hear "retry" rather than time out.
+    commit_timeout: Duration = Field(default=10.0, gt=0)
     rejected_log_size: int = Field(default=10_000, ge=0)
     rejected_samples_per_second: int = Field(default=20, ge=0)
     # Verification failures per minute on one source that raise a source.verification_failures

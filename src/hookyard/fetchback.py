@@ -11,7 +11,15 @@ change of state a new one; an SNS message on its MessageId.
 A fetch that fails for a reason that may pass (network, 5xx, 429, a rejected API key that an
 operator can fix) is retried on SCHEDULE; one the provider answers 404 or 410 for, or that has
 used every attempt, fails: the request is marked failed and the failure goes to the rejected
-log (`hookyard rejected list`), where it can be seen.
+log (`hookyard rejected list`), where it can be seen. Hints of a source that no longer fetches
+(removed from the config, or its scheme changed) fail the same way once nobody has fetched them
+for an hour (queries.ORPHANED_AFTER).
+
+Hints are unauthenticated, so a flood of forged ones is bounded at ingest (store_hint): a hint
+identical to one of the same source not yet fetched is answered as that one and not stored
+again, and past MAX_PENDING pending hints a source's new ones are refused with 503 and
+Retry-After, for the provider to send again later. Fetching is oldest first (see
+queries.claim_hints), so a hint that was stored waits at most about MAX_PENDING / fetch_rate.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -33,12 +42,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from yarl import URL
 
 from hookyard.deliver.egress import USER_AGENT, EgressPolicy, GuardedSession
-from hookyard.errors import VerificationError
+from hookyard.errors import Unavailable, VerificationError
 from hookyard.gateway import FetchTarget, Source
 from hookyard.ids import new_id
 from hookyard.ingest import dedup_keys, lazy_json
-from hookyard.models import Hint, NewEvent, Rejected
+from hookyard.models import Hint, NewEvent, NewRequest, Rejected
 from hookyard.state import AppState
+from hookyard.store import queries
 from hookyard.verify import Inbound, paypal, sns
 
 log = logging.getLogger("hookyard.fetchback")
@@ -49,6 +59,17 @@ LEASE = 60.0  # a fetch that has not finished by then is tried again (its worker
 BATCH = 32
 TIMEOUT = 15.0
 MOLLIE_RESOURCES = {"tr": "payments", "ord": "orders"}
+# Pending hints per source past which ingest refuses new ones (503, Retry-After): about 100 s
+# of fetching at the default rate of 10/s. 503 rather than 429: the provider is not the one
+# sending too much, and many providers retry a 5xx but give up on a 4xx.
+MAX_PENDING = 1000
+# Schemes whose hint is its body alone (Mollie's `id=...`; an SNS message carries its
+# signature inside): an identical body names the same object with the same proof, so a
+# repeat can be answered as the hint already waiting. A PayPal hint's signature is in its
+# headers: a forged copy of a body must not stand in for the genuine request, so PayPal hints
+# are bounded by MAX_PENDING alone.
+MERGED_BY_BODY = frozenset({"mollie", "sns"})
+ORPHAN_CHECK = 60.0  # how often a process with no fetch-back source looks for orphaned hints
 
 
 class FetchFailed(Exception):
@@ -195,6 +216,26 @@ async def fetch_paypal(context: Context, target: FetchTarget, hint: str, stored:
 FETCHERS = {"mollie": fetch_mollie, "sns": fetch_sns, "paypal": fetch_paypal}
 
 
+async def store_hint(state: AppState, source: Source, request: NewRequest) -> str:
+    """Keep a hint for the worker to fetch, within the source's bound: returns the request id
+    to answer with (its own, or that of the identical hint already waiting). Raises
+    Unavailable when the source has MAX_PENDING hints waiting, StoreError if the database
+    fails."""
+    row = queries.ingest_rows(request).request
+    assert row is not None
+    answer = await state.store.store_hint(
+        row, source.verifier.scheme in MERGED_BY_BODY, MAX_PENDING
+    )
+    if answer is None:
+        # Retry when what is waiting has been fetched, as far as the provider listens.
+        wait = min(3600, max(1, math.ceil(MAX_PENDING / source.fetch_rate)))
+        raise Unavailable(
+            f"source {source.name!r} has {MAX_PENDING} hints waiting to be fetched; retry later",
+            retry_after=wait,
+        )
+    return answer
+
+
 class FetchBack:
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -220,6 +261,7 @@ class FetchBack:
 
     async def _run(self) -> None:
         ready = self.state.hints_ready
+        orphans_at = 0.0  # with no source to fetch for, when to look for orphaned hints next
         while True:
             ready.clear()
             try:
@@ -228,10 +270,15 @@ class FetchBack:
                     for name, source in self.state.gateway.sources.items()
                     if source.fetch is not None
                 }
-                hints = await self.state.store.claim_hints(LEASE, BATCH, rates) if rates else []
-                await asyncio.gather(*(self._resolve(hint) for hint in hints))
+                hints: list[Hint] = []
+                # A claim also hands out orphaned hints (see queries.claim_hints): with no
+                # source to fetch for, it is made only to look for those, once a minute.
+                if rates or time.monotonic() >= orphans_at:
+                    hints = await self.state.store.claim_hints(LEASE, BATCH, rates)
+                    await asyncio.gather(*(self._resolve(hint) for hint in hints))
                 if len(hints) == BATCH:
-                    continue
+                    continue  # more may be due
+                orphans_at = time.monotonic() + ORPHAN_CHECK
             except Exception:
                 log.exception("fetch-back could not claim hints; retrying")
             with contextlib.suppress(TimeoutError):
@@ -260,6 +307,7 @@ class FetchBack:
                 exc,
             )
             await self.state.store.settle_hint(hint.request_id, None, str(exc), next_at)
+            self.state.fetches[(hint.source, "failed" if final else "retry")] += 1
             if final:
                 self._record_failure(hint, str(exc))
             return
@@ -279,12 +327,19 @@ class FetchBack:
             ),
         )
         [accepted] = await self.state.store.settle_hint(hint.request_id, [event])
+        # ok: a new event, duplicate: the object was known, retry: failed and tried again
+        # later, failed: for good (/metrics: hookyard_fetches_total).
+        self.state.fetches[(hint.source, "duplicate" if accepted.duplicate else "ok")] += 1
         if event.destinations and not accepted.duplicate:
             self.state.work_ready.set()
 
     async def _fetch(self, source: Source | None, hint: Hint) -> Fetched:
         if source is None or source.fetch is None:
-            raise FetchFailed(f"source {hint.source!r} no longer fetches hints", final=True)
+            raise FetchFailed(
+                f"source {hint.source!r} no longer fetches hints (it was removed from the"
+                " config, or its scheme changed)",
+                final=True,
+            )
         inbound = Inbound("POST", "", hint.headers, hint.body, hint.received_at)
         try:  # the source's config may have changed since ingest accepted the hint
             verified = source.verifier.verify(inbound)

@@ -3,6 +3,8 @@
 Every rejection is counted; at most `per_second` per source (and a few times that in total) are
 kept as samples, and samples reach the database in one write per flush interval. A flood of bad
 requests therefore costs the writer one small transaction per interval, not one per request.
+While the database is slow or stuck, a bounded number of samples wait in memory; the rest are
+dropped (the rejections are still counted), and the drops logged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from hookyard.models import Rejected
 log = logging.getLogger("hookyard.rejected")
 BODY_SAMPLE = 64 * 1024
 GLOBAL_FACTOR = 5  # all sources together keep at most this many times the per-source rate
+# Samples waiting for the database, at most: ten seconds of the default sampling of all sources
+# together (20 per source, GLOBAL_FACTOR times that), up to 64 MiB with bodies of BODY_SAMPLE.
+# A higher per_second raises it to two seconds of sampling: a healthy database, written every
+# half second, never sees a drop.
+MAX_BUFFERED = 1000
 
 
 class _Sink(Protocol):
@@ -49,6 +56,8 @@ class RejectedLog:
         self.per_second = per_second
         self._interval = interval
         self._buffer: list[Rejected] = []
+        self.dropped = 0  # samples dropped with the buffer full, since the start
+        self._dropping = 0  # of them, since the last flush logged them
         self._second = 0
         self._taken: Counter[str] = Counter()
         self._taken_total = 0
@@ -86,6 +95,16 @@ class RejectedLog:
         return True
 
     def add(self, row: Rejected) -> None:
+        if len(self._buffer) >= max(MAX_BUFFERED, 2 * self.per_second * GLOBAL_FACTOR):
+            if not self._dropping:
+                log.warning(
+                    "%d rejected-request samples wait for the database; dropping more until "
+                    "they are written",
+                    len(self._buffer),
+                )
+            self.dropped += 1
+            self._dropping += 1
+            return
         self._buffer.append(row)
 
     async def flush(self) -> None:
@@ -95,6 +114,11 @@ class RejectedLog:
             if not self._buffer:
                 return
             rows, self._buffer = self._buffer, []
+            if self._dropping:  # room again (more may be dropped while these are written)
+                log.warning(
+                    "dropped %d rejected-request samples: the buffer was full", self._dropping
+                )
+                self._dropping = 0
             try:
                 await self._sink.record_rejected(rows, self.keep)
             except Exception as exc:  # losing samples must never affect ingest

@@ -47,6 +47,7 @@ class AppState:
     rest_calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, result)
     rest_events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, origin)
     rest_skipped: Counter[str] = field(default_factory=Counter)  # malformed items, by source
+    fetches: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
     tracing: Tracing = field(default_factory=lambda: Tracing(False))
     retention_removed: Counter[str] = field(default_factory=Counter)  # rows removed, by kind
     sweep_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one sweep at a time

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 import hookyard.fetchback
+import hookyard.store.queries
 from tests.conftest import DEADLINE, Receiver, basic_config, query_database
 
 API_KEY = "test_dHar4XY7LxsDOtmnkVtjNVWXLSlXsM"
@@ -202,3 +204,137 @@ async def test_fetches_are_rate_limited_per_source(
     # A bucket of 2 (one second's worth), then 2 a second: the last of 6 waits about 2 s.
     assert elapsed >= 1.5, elapsed
     assert len(mollie.seen) == 6
+
+
+# -- bounds on what forged hints can do, orphaned hints, metrics ---------------------------------
+
+UNREACHABLE = "http://127.0.0.1:9"  # no worker fetches from it in the tests that use it
+
+
+def _no_worker(config: str) -> str:
+    """The config for a process without the worker role: hints are stored, nobody fetches."""
+    return config.replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nroles = ["ingest", "api"]'
+    )
+
+
+async def _metrics(hy) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[no-untyped-def]
+    async with hy.api() as api:
+        answer = await api.get("/metrics")
+    assert answer.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+
+PENDING = "SELECT id FROM requests WHERE source = 'mollie' AND state = 'pending' ORDER BY id"
+
+
+async def test_a_hint_already_waiting_is_answered_as_that_one_not_stored_again(
+    hookyard_factory, receiver: Receiver, tmp_path
+) -> None:
+    async with hookyard_factory(_no_worker(_config(receiver, UNREACHABLE))) as hy:
+        first = await hy.client.post("/in/mollie", content=b"id=tr_merged1", headers=FORM)
+        again = await hy.client.post("/in/mollie", content=b"id=tr_merged1", headers=FORM)
+        other = await hy.client.post("/in/mollie", content=b"id=tr_merged2", headers=FORM)
+        assert first.status_code == again.status_code == other.status_code == 200
+        assert again.json() == first.json()  # the same pending request
+        assert other.json()["id"] != first.json()["id"]
+        pending = query_database(tmp_path, PENDING)
+        assert pending == sorted([(first.json()["id"],), (other.json()["id"],)])
+        metrics = await _metrics(hy)
+    merged = ("hookyard_ingest_total", (("outcome", "hint_merged"), ("source", "mollie")))
+    assert metrics[merged] == 1
+
+
+async def test_past_its_cap_a_source_refuses_new_hints_with_503_and_retry_after(
+    hookyard_factory, receiver: Receiver, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(hookyard.fetchback, "MAX_PENDING", 3)
+    async with hookyard_factory(_no_worker(_config(receiver, UNREACHABLE))) as hy:
+        kept = []
+        for n in range(3):
+            answer = await hy.client.post(
+                "/in/mollie", content=f"id=tr_cap{n}".encode(), headers=FORM
+            )
+            assert answer.status_code == 200
+            kept.append(answer.json()["id"])
+        refused = await hy.client.post("/in/mollie", content=b"id=tr_cap3", headers=FORM)
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"] == "unavailable"
+        # A hint already waiting is still answered: it costs nothing more.
+        repeat = await hy.client.post("/in/mollie", content=b"id=tr_cap0", headers=FORM)
+        assert repeat.status_code == 200 and repeat.json()["id"] == kept[0]
+        # Another source's hints are not held back by this one's backlog.
+        assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
+        assert query_database(tmp_path, PENDING) == [(i,) for i in sorted(kept)]
+        metrics = await _metrics(hy)
+    assert metrics[("hookyard_pending_hints", (("source", "mollie"),))] == 3
+    unavailable = ("hookyard_ingest_total", (("outcome", "unavailable"), ("source", "mollie")))
+    assert metrics[unavailable] == 1
+
+
+async def test_fetches_are_counted_by_source_and_outcome(
+    hookyard_factory, receiver: Receiver, mollie: FakeMollie, monkeypatch
+) -> None:
+    monkeypatch.setattr(hookyard.fetchback, "SCHEDULE", (0.2, 0.2, 0.2))
+    mollie.payments["tr_counted1"] = {"id": "tr_counted1", "status": "paid"}
+    mollie.payments["tr_counted2"] = {"id": "tr_counted2", "status": "open"}
+
+    def fetches(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+        return {
+            dict(labels)["outcome"]: value
+            for (name, labels), value in metrics.items()
+            if name == "hookyard_fetches_total" and dict(labels)["source"] == "mollie"
+        }
+
+    async with hookyard_factory(_config(receiver, mollie.url)) as hy:
+        await hy.client.post("/in/mollie", content=b"id=tr_counted1", headers=FORM)
+        await receiver.wait_for(1)
+        await hy.client.post("/in/mollie", content=b"id=tr_counted1", headers=FORM)  # unchanged
+        await hy.client.post("/in/mollie", content=b"id=tr_nosuchpay", headers=FORM)  # 404
+        await _eventually(lambda: _true_if(len(mollie.seen) == 3))
+        mollie.failures = 1  # the next fetch gets a 500, then is retried
+        await hy.client.post("/in/mollie", content=b"id=tr_counted2", headers=FORM)
+        await receiver.wait_for(2)
+        expected = {"ok": 2, "duplicate": 1, "failed": 1, "retry": 1}
+
+        async def counted() -> bool:
+            return fetches(await _metrics(hy)) == expected
+
+        await _eventually(counted)
+
+
+async def test_hints_of_a_source_that_no_longer_fetches_fail_visibly(
+    hookyard_factory, receiver: Receiver, tmp_path, monkeypatch
+) -> None:
+    # The wait that lets a source come back (an hour) is cut to nothing here.
+    monkeypatch.setattr(hookyard.store.queries, "ORPHANED_AFTER", 0.0)
+    async with hookyard_factory(_no_worker(_config(receiver, UNREACHABLE))) as hy:
+        answer = await hy.client.post("/in/mollie", content=b"id=tr_orphan1", headers=FORM)
+        assert answer.status_code == 200
+    # The source is removed from the config; the worker runs again.
+    async with hookyard_factory(basic_config(receiver.url)) as hy:
+        query = "SELECT state, last_error FROM requests WHERE source = 'mollie'"
+
+        async def failed() -> bool:
+            return query_database(tmp_path, query)[0][0] == "failed"
+
+        await _eventually(failed)
+        assert "no longer fetches hints" in query_database(tmp_path, query)[0][1]
+        async with hy.api() as api:  # the rejected log is written off the commit path
+
+            async def listed() -> bool:
+                rows = (await api.get("/api/v1/rejected", params={"source": "mollie"})).json()
+                return any(
+                    r["code"] == "fetch_failed" and answer.json()["id"] in r["reason"]
+                    for r in rows["data"]
+                )
+
+            await _eventually(listed)
+        metrics = await _metrics(hy)
+    assert metrics[("hookyard_fetches_total", (("outcome", "failed"), ("source", "mollie")))] == 1
+    assert ("hookyard_pending_hints", (("source", "mollie"),)) not in metrics

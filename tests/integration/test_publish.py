@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from tests.conftest import basic_config, until_deadline
+from tests.conftest import DEADLINE, basic_config, until_deadline
 
 API_SOURCE = """
 [sources.orders]
@@ -120,3 +121,39 @@ async def test_a_retry_is_told_from_a_reuse_after_retention_removed_the_payload(
         assert (repeat.status_code, repeat.json()) == (200, {"id": event_id, "duplicate": True})
         reused = await api.post(url, content=b'{"order": 8}', headers=headers)
         assert reused.status_code == 409
+
+
+async def test_a_publish_whose_commit_hangs_gets_503_in_time(hookyard_factory, receiver):
+    """As for webhooks (server.commit_timeout): a 503 rather than a wait on a database that
+    hangs. The write is dropped if its transaction had not begun (the retry is then new: 201),
+    or commits after all (the retry is then a duplicate: 200); either way it is sent once."""
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\ncommit_timeout = "1s"', 1
+    )
+    async with hookyard_factory(config + API_SOURCE) as hy:
+        async with hy.api() as api:
+            made = await api.post("/api/v1/tokens", json={"name": "s", "scope": "publish:orders"})
+        headers = {
+            "authorization": f"Bearer {made.json()['token']}",
+            "hookyard-event-type": "order.created",
+            "idempotency-key": "order-7",
+        }
+        writer = hy.service.state.store.writer
+        gate = threading.Event()
+        writer.commit_hook = lambda conn: gate.wait(DEADLINE)  # the commit hangs
+        try:
+            url = "/api/v1/sources/orders/events"
+            refused = await hy.client.post(url, content=b'{"order": 7}', headers=headers)
+            assert refused.status_code == 503, refused.text
+        finally:
+            gate.set()
+        for _ in until_deadline():
+            retry = await hy.client.post(url, content=b'{"order": 7}', headers=headers)
+            if retry.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
+        assert retry.status_code in (200, 201), retry.text
+        assert retry.json()["duplicate"] is (retry.status_code == 200)
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.3)
+        assert receiver.ids() == [retry.json()["id"]]

@@ -1,8 +1,9 @@
 """POST /in/{source}: the ingest endpoint, as a raw ASGI callable for speed.
 
 It reads the body (bounded), verifies, commits the event and its deliveries, and only then
-answers 200. It does no outbound I/O. Rejections are answered at once and sampled into the
-rejected log, which is written off the commit path.
+answers 200 (503 when the commit takes longer than server.commit_timeout). It does no outbound
+I/O. Rejections are answered at once and sampled into the rejected log, which is written off
+the commit path.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import orjson
 
 from hookyard import alerts
 from hookyard.errors import IngestError, StoreError, Unavailable
+from hookyard.fetchback import store_hint
 from hookyard.gateway import REDACTED, Source, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
 from hookyard.models import Accepted, NewRequest, Rejected
 from hookyard.rejected import BODY_SAMPLE
 from hookyard.state import AppState
+from hookyard.store.writer import bounded_wait
 from hookyard.verify import Handshake, Inbound
 
 Scope = dict[str, Any]
@@ -166,11 +169,18 @@ class IngestApp:
                 )
                 self._record_handshake(name, source, prepared)
                 return
+            if prepared.pending:  # a hint: kept for the worker to fetch what it names
+                await self._answer_hint(send, name, source, prepared)
+                return
             try:
-                if state.tracing.enabled:
-                    accepted = await self._commit_traced(prepared)
-                else:
-                    accepted = await state.store.ingest(prepared)
+                # Bounded: a database that hangs (a partition, a stuck server) must not hold
+                # providers until they time out while requests pile up here. Past the bound
+                # nothing was acked: the provider retries (see bounded_wait).
+                with bounded_wait(gateway.settings.server.commit_timeout):
+                    if state.tracing.enabled:
+                        accepted = await self._commit_traced(prepared)
+                    else:
+                        accepted = await state.store.ingest(prepared)
             except StoreError:  # the writer logged why; callers learn only to retry
                 raise Unavailable("the event could not be stored; retry later") from None
         except _Disconnected:
@@ -189,13 +199,6 @@ class IngestApp:
                 extra = ((b"allow", b"POST"),)
             await respond(send, exc.status, error_body(exc.code, exc.message), extra=extra)
             return
-        if prepared.pending:  # a hint: the worker fetches what it names
-            state.counts[(name, "hint")] += 1
-            state.hints_ready.set()
-            # As ARCHITECTURE.md says: {"id", "pending"}; request_id kept for older clients.
-            answer = {"id": prepared.id, "pending": True, "request_id": prepared.id}
-            await respond(send, 200, orjson.dumps(answer))
-            return
         for event, outcome in zip(prepared.events, accepted, strict=True):
             state.counts[(name, "duplicate" if outcome.duplicate else "accepted")] += 1
             if event.destinations and not outcome.duplicate:
@@ -211,6 +214,28 @@ class IngestApp:
                 "ids": [a.event_id for a in accepted],
                 "duplicates": sum(a.duplicate for a in accepted),
             }
+        await respond(send, 200, orjson.dumps(answer))
+
+    async def _answer_hint(self, send: Any, name: str, source: Source, hint: NewRequest) -> None:
+        """Keep a hint, or answer it as the identical one still waiting to be fetched. Past
+        the source's bound on waiting hints, store_hint raises Unavailable: 503."""
+        state = self.state
+        attributes = {"hookyard.source": name, "hookyard.request_id": hint.id}
+        try:
+            with (
+                state.tracing.span("hookyard.ingest", attributes),
+                bounded_wait(state.gateway.settings.server.commit_timeout),
+            ):
+                request_id = await store_hint(state, source, hint)
+        except StoreError:  # the writer logged why; callers learn only to retry
+            raise Unavailable("the hint could not be stored; retry later") from None
+        if request_id == hint.id:
+            state.counts[(name, "hint")] += 1
+            state.hints_ready.set()
+        else:
+            state.counts[(name, "hint_merged")] += 1
+        # As ARCHITECTURE.md says: {"id", "pending"}; request_id kept for older clients.
+        answer = {"id": request_id, "pending": True, "request_id": request_id}
         await respond(send, 200, orjson.dumps(answer))
 
     def _record_handshake(self, name: str, source: Source, answer: Handshake) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from hookyard import fetchback
 from hookyard.state import AppState
+from hookyard.store import queries
 
 Sample = tuple[dict[str, str], float]
 
@@ -29,6 +31,7 @@ def _escape(value: str) -> str:
 async def render(state: AppState) -> str:
     writer = state.store.writer
     queue = await state.store.queue_figures()
+    hints = await state.store.read(queries.pending_hints)
     now = time.time()
     lines = [
         *_family(
@@ -45,6 +48,13 @@ async def render(state: AppState) -> str:
                 ({"source": s, "reason": r}, n)
                 for (s, r), n in sorted(state.rejected.counts.items())
             ],
+        ),
+        *_family(
+            "hookyard_rejected_samples_dropped_total",
+            "counter",
+            "Rejected-request samples not kept for the rejected log: its buffer was full (the "
+            "database was too slow to take them); the rejections are still counted above.",
+            [({}, state.rejected.dropped)],
         ),
         *_family("hookyard_commits_total", "counter", "Group commits.", [({}, writer.commits)]),
         *_family(
@@ -101,6 +111,20 @@ async def render(state: AppState) -> str:
             "counter",
             "Items of REST pages skipped as malformed (no usable id, no update time), by source.",
             [({"source": s}, n) for s, n in sorted(state.rest_skipped.items())],
+        ),
+        *_family(
+            "hookyard_fetches_total",
+            "counter",
+            "Fetch-back hints settled, by source and outcome (ok: a new event, duplicate: the "
+            "fetched object was known, retry: failed and tried again later, failed: for good).",
+            [({"source": s, "outcome": o}, n) for (s, o), n in sorted(state.fetches.items())],
+        ),
+        *_family(
+            "hookyard_pending_hints",
+            "gauge",
+            "Fetch-back hints waiting to be fetched, by source (including sources that no "
+            f"longer fetch; past {fetchback.MAX_PENDING}, ingest refuses a source's new hints).",
+            [({"source": s}, n) for s, n in sorted(hints.items())],
         ),
         *_family(
             "hookyard_retention_removed_total",

@@ -33,6 +33,7 @@ from hookyard.ingest import idempotency_mark, published
 from hookyard.models import DeliveryStatus, EventFilter, Origin
 from hookyard.state import AppState
 from hookyard.store.queries import EXPORT_COLUMNS
+from hookyard.store.writer import bounded_wait
 from hookyard.tokens import CONFIGURED_ADMIN, RESERVED_TOKEN_NAMES, hash_token, new_token
 
 API_PREFIX = "/api/v1"
@@ -828,7 +829,9 @@ def build_api(state: AppState) -> FastAPI:
             peer=request.client.host if request.client else None,
         )
         try:
-            accepted = (await state.store.ingest(prepared))[0]
+            # As for webhooks: a 503 past the bound, rather than a wait on a database that hangs.
+            with bounded_wait(state.gateway.settings.server.commit_timeout):
+                accepted = (await state.store.ingest(prepared))[0]
         except StoreError:
             raise ApiError(
                 503, "unavailable", "the event could not be stored; retry later"

@@ -73,6 +73,11 @@ class BaseStore(abc.ABC):
         )
         return result
 
+    async def store_hint(self, row: tuple[Any, ...], merge: bool, cap: int) -> str | None:
+        """Keep a pending hint (its request row) within its source's cap; see store_hints."""
+        answer: str | None = await self.writer.run(queries.store_hints, (row, merge, cap))
+        return answer
+
     async def claim_hints(self, lease: float, limit: int, rates: dict[str, float]) -> list[Hint]:
         """Lease up to `limit` due hints of these sources, each within its fetch rate (per
         second, shared by every process); see fetchback.py."""

@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from hookyard.errors import StoreError
 from hookyard.ids import node_name
-from hookyard.store import partitions, retention
+from hookyard.store import partitions, queries, retention
 from hookyard.store.base import BaseStore
 from hookyard.store.db import Conn, PgConn
 from hookyard.store.migrate import migrate
@@ -32,6 +33,26 @@ from hookyard.store.writer import Writer
 T = TypeVar("T")
 log = logging.getLogger("hookyard.store")
 CONNECT_TIMEOUT = 3  # seconds; a database that is down refuses at once on most networks
+# A server cut off without a word (a network partition, a host gone) sends no reset: without
+# these a connection waits on it for ever (the OS default is two hours of idle before a first
+# keepalive, and retransmits for about 15 minutes). Keepalives probe a link idle for 10 s, and
+# tcp_user_timeout drops one whose data or probes go unacknowledged for 30 s: the OS breaks it,
+# and the writer reconnects. A busy server's kernel still acknowledges at once, so a long
+# statement is never cut. A URL that sets any of these keeps its own value.
+TCP_SETTINGS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+# Bounds the server keeps on the writer's session, for what TCP cannot see: a lock wait behind
+# a stuck session ends after WRITER_STATEMENT_TIMEOUT, far beyond any healthy write (retention
+# works in chunks; partition DDL runs on connections of its own with SET LOCAL bounds, and
+# migrations and index builds are exempt); and a session of ours cut off mid-transaction ends
+# after WRITER_IDLE_TIMEOUT, releasing the row locks (dedup keys) other nodes' writers wait on.
+WRITER_STATEMENT_TIMEOUT = "5min"
+WRITER_IDLE_TIMEOUT = "1min"
 
 
 class PostgresStore(BaseStore):
@@ -49,11 +70,13 @@ class PostgresStore(BaseStore):
 
     def connect(self) -> PgConn:
         try:
+            given = conninfo_to_dict(self.url)
             raw = psycopg.connect(
                 self.url,
                 autocommit=True,  # the writer opens its transactions explicitly
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name=f"hookyard {node_name()}",
+                **{key: value for key, value in TCP_SETTINGS.items() if key not in given},
             )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from None
@@ -83,12 +106,15 @@ class PostgresStore(BaseStore):
 
     def _connect_writer(self) -> Conn:
         conn = self.connect()
-        if self.migrated is None:
-            try:
+        try:
+            if self.migrated is None:
+                # Before the bounds: a migration (or the wait for another's) may take long.
                 self.migrated = migrate(conn, apply=self.auto_migrate)
-            except BaseException:
-                conn.close()
-                raise
+            conn.execute(f"SET statement_timeout = '{WRITER_STATEMENT_TIMEOUT}'")
+            conn.execute(f"SET idle_in_transaction_session_timeout = '{WRITER_IDLE_TIMEOUT}'")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def open(self) -> None:
@@ -179,6 +205,17 @@ class PostgresStore(BaseStore):
         so that the space of the rows retention removed is reused."""
         statement = f"VACUUM (SKIP_LOCKED) {', '.join(tables)}"
         await asyncio.to_thread(self._maintain, lambda conn: conn.execute(statement))
+
+    def sync_field_indexes(self, paths: list[str]) -> list[str]:
+        """As on SQLite, without the writer's statement bound: building the index of a large
+        events table (or waiting for another process building it) may take far longer."""
+
+        def build(conn: Conn) -> list[str]:
+            conn.execute("SET LOCAL statement_timeout = 0")
+            return queries.sync_field_indexes(conn, [paths])[0]
+
+        created: list[str] = self.writer.call(build)
+        return created
 
     def _maintain(self, fn: Callable[[Conn], T]) -> T:
         """DDL on a connection of its own: its lock waits never hold up the writer's queue."""

@@ -218,8 +218,6 @@ def ingest(conn: Conn, batch: Sequence[IngestRows]) -> list[list[Accepted]]:
     known (stored, or earlier in this batch) is a duplicate of the event owning that key: it is
     counted, not stored, and its other keys are recorded as the original's."""
     now = time.time()
-    if any(rows.request and rows.request[9] == "pending" for rows in batch):
-        conn.dialect.notify(conn, "hints")  # the fetch-back of every process wakes
     crossing = any(keys for rows in batch for keys in rows.cross_keys)
     if not crossing and _all_keys_new(conn, batch, now):
         insert_rows(conn, INSERT_REQUEST, [rows.request for rows in batch if rows.request])
@@ -489,13 +487,28 @@ def take_job(conn: Conn, jobs: Sequence[tuple[str, float, str]]) -> list[bool]:
     ]
 
 
+# A pending hint that no process has leased for this long after it fell due belongs to a
+# source that nobody fetches for any more (removed from the config, or its scheme changed):
+# claim_hints hands it out so that it fails, with that reason, rather than stay pending for
+# ever. The wait lets a source removed by mistake come back with its hints, and keeps a process
+# still on an older config (a rolling change) from failing what the others fetch.
+ORPHANED_AFTER = 3600.0
+
+
 def claim_hints(
     conn: Conn, requests: Sequence[tuple[float, float, int, dict[str, float]]]
 ) -> list[list[Hint]]:
     """Lease up to `limit` due hints of the given sources, each source within its fetch rate
     (per second, across every process: a bucket shared like a destination's, so a flood of
     forged hints cannot spend the provider API quota). A lease moves the hint's next attempt
-    to the lease's end, so a hint whose worker died is fetched again then."""
+    to the lease's end, so a hint whose worker died is fetched again then. With room left,
+    hints of any other source overdue by ORPHANED_AFTER are leased too (no rate: nothing is
+    fetched for them; the caller fails them).
+
+    Oldest due first: with store_hints' cap on a source's pending hints, a stored hint waits
+    at most about cap / rate behind a flood of forged ones. Newest first would let every new
+    forged hint of a lasting flood pass a genuine one, and round-robin needs a key that a
+    forger cannot multiply (peer addresses are cheap to vary; a provider sends from few)."""
     results = []
     for now, lease, limit, rates in requests:
         hints: list[Hint] = []
@@ -511,32 +524,110 @@ def claim_hints(
             most = min(limit - len(hints), int(tokens))
             if most <= 0:
                 continue
-            rows = _lease_hints(conn, source, now, lease, most)
+            rows = _lease_hints(conn, "source = ?", [source], now, now + lease, most)
             hints += rows
             if rows:
                 _spend(conn, bucket, tokens - len(rows), now, stamp)
+        if len(hints) < limit:
+            fetching = list(rates)
+            others = f"source NOT IN {in_list(fetching)}" if fetching else "source IS NOT NULL"
+            if conn.dialect is POSTGRESQL:  # on the pending index, as lock_destination does
+                conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
+            due = now - ORPHANED_AFTER
+            hints += _lease_hints(conn, others, fetching, due, now + lease, limit - len(hints))
         results.append(hints)
     return results
 
 
-def _lease_hints(conn: Conn, source: str, now: float, lease: float, limit: int) -> list[Hint]:
+def _lease_hints(
+    conn: Conn, which: str, params: Sequence[Any], due: float, until: float, limit: int
+) -> list[Hint]:
+    """Lease until `until` up to `limit` pending hints matching `which` (a condition with
+    `params`) that fell due by `due`, the oldest due first."""
     pick = (
-        "SELECT id FROM requests WHERE state = 'pending' AND source = ? AND next_attempt_at <= ?"
+        f"SELECT id FROM requests WHERE state = 'pending' AND {which} AND next_attempt_at <= ?"
         " ORDER BY next_attempt_at LIMIT ?"
     )
+    picked = (*params, due, limit)
     if conn.dialect is POSTGRESQL:  # run once (the LIMIT caps it), skipping others' rows
         pick = f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED) "
         update = pick + "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
         where = " WHERE id IN (SELECT id FROM picked)"
-        params: tuple[Any, ...] = (source, now, limit, now + lease)
+        args: tuple[Any, ...] = (*picked, until)
     else:
         update = "UPDATE requests SET attempts = attempts + 1, next_attempt_at = ?"
         where = f" WHERE id IN ({pick})"
-        params = (now + lease, source, now, limit)
+        args = (until, *picked)
     rows = conn.execute(
-        update + where + " RETURNING id, source, received_at, body, attempts, headers", params
+        update + where + " RETURNING id, source, received_at, body, attempts, headers", args
     ).fetchall()
     return [Hint(r[0], r[1], r[2], r[3] or b"", r[4], dict(orjson.loads(r[5]))) for r in rows]
+
+
+def store_hints(conn: Conn, hints: Sequence[tuple[tuple[Any, ...], bool, int]]) -> list[str | None]:
+    """Store pending hints, each given as (its request row as ingest_rows makes it, whether
+    an identical hint may stand for it, its source's cap on pending hints). Returns, per hint,
+    the request id it is answered as: its own; that of an identical hint of its source not yet
+    fetched (merged: nothing is stored); or None when its source has `cap` hints pending
+    already (refused: the provider retries later).
+
+    Processes sharing PostgreSQL count and look up without serialising each other: the hints
+    they store at the same moment may pass the cap by a few, and two identical hints may both
+    be stored (their fetched events are deduplicated anyway)."""
+    answers: list[str | None] = [None] * len(hints)
+    stored = []
+    by_source: dict[str, list[int]] = {}
+    for index, (row, _, _) in enumerate(hints):
+        by_source.setdefault(row[1], []).append(index)
+    if conn.dialect is POSTGRESQL:
+        # Planned on the pending index whatever the statistics say (see lock_destination):
+        # a scan of every request for each group of hints would serve a flood well.
+        conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
+    for source, indexes in by_source.items():
+        cap = max(hints[index][2] for index in indexes)
+        # Counted up to the cap only: under a flood the count stops there. Once per source
+        # and group, so that a flood's hints, which come in large groups, share the scan.
+        pending = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM requests WHERE state = 'pending'"
+            " AND source = ? LIMIT ?) AS capped",
+            (source, cap),
+        ).fetchone()[0]
+        bodies = list({hints[index][0][8] for index in indexes if hints[index][1]})
+        waiting: dict[bytes, str] = {}
+        if bodies:
+            # Never fetched ones only (attempts = 0): a fetch under way may have read the
+            # object before the change this hint announces, and one waiting to be retried
+            # may wait for hours.
+            rows = conn.execute(
+                "SELECT body, min(id) FROM requests WHERE state = 'pending' AND source = ?"
+                f" AND attempts = 0 AND body IN {in_list(bodies)} GROUP BY body",
+                [source, *bodies],
+            )
+            waiting = {bytes(body): request_id for body, request_id in rows}
+        for index in indexes:
+            row, merge, cap = hints[index]
+            if merge and row[8] in waiting:
+                answers[index] = waiting[row[8]]
+            elif pending < cap:
+                stored.append(row)
+                pending += 1
+                answers[index] = row[0]
+                if merge:
+                    waiting[row[8]] = row[0]
+    if stored:
+        insert_rows(conn, INSERT_REQUEST, stored)
+        conn.dialect.notify(conn, "hints")  # the fetch-back of every process wakes
+    return answers
+
+
+def pending_hints(conn: Conn) -> dict[str, int]:
+    """Pending hints by source (for /metrics), including those of sources that no longer
+    fetch, until claim_hints hands them out to fail."""
+    with conn.dialect.on_indexes(conn):  # never a scan of every request
+        rows = conn.execute(
+            "SELECT source, count(*) FROM requests WHERE state = 'pending' GROUP BY source"
+        ).fetchall()
+    return {source: count for source, count in rows}
 
 
 def settle_hints(

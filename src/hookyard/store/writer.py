@@ -6,6 +6,12 @@ synchronous_commit=on on PostgreSQL), and only then resolves the futures. That i
 commit: the fsync is shared, and no caller hears "done" before its data is durable. A group of
 claims alone (run with durable=False) skips the wait for the disk; see Dialect.begin_write.
 Consecutive operations of the same kind run through one handler, so that rows go in together.
+
+A caller that must answer in time (ingest: 503 past server.commit_timeout, so that a provider
+retries rather than waits on a database that hangs) queues its write under `bounded_wait`: past
+the bound its wait fails with StoreError, and the write is dropped if its transaction has not
+begun. One already under way may still commit; the provider's retry then finds the event's
+dedup key and is acked as a duplicate, not delivered again.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -28,6 +36,10 @@ from hookyard.store.db import Conn
 log = logging.getLogger("hookyard.store")
 
 MAX_BATCH = 2000
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement its statement_timeout ended
+# How often bounded waits are checked: one timer per event loop while any is waiting, rather
+# than one per request (a timer per request costs ingest several percent).
+SWEEP_INTERVAL = 0.25
 
 # A handler runs a group of operations' payloads inside the open transaction, returning one
 # result per payload.
@@ -41,9 +53,37 @@ class _Op:
     loop: asyncio.AbstractEventLoop | _ImmediateLoop
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     durable: bool = True  # False: claims only (see Dialect.begin_write)
+    droppable: bool = False  # queued under bounded_wait: dropped if its caller stopped waiting
 
 
 _STOP = object()
+# Bounded waits' deadlines (loop time) and futures, in the order queued.
+_Waits = deque[tuple[float, asyncio.Future[Any]]]
+_bound: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "hookyard_write_bound", default=None
+)
+
+
+def bounded_wait(seconds: float) -> _BoundedWait:
+    """Writes queued (`Writer.run`) within this `with` block fail with StoreError once
+    `seconds` pass without their commit. Should the caller stop waiting (that, or a
+    cancellation) before its transaction begins, the write is dropped: for callers that then
+    answer "not stored, retry", where a late commit could be stored again by the retry."""
+    return _BoundedWait(seconds)
+
+
+class _BoundedWait:
+    # A class rather than @contextmanager: a third of the cost, on every ingest request.
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._token = _bound.set(self._seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        _bound.reset(self._token)
 
 
 class _LinkLost(Exception):
@@ -68,6 +108,7 @@ class Writer:
         # Called in the thread after each commit, with the connection.
         self.after_commit: Callable[[Conn], None] | None = None
         self.commit_hook: Callable[[Conn], None] | None = None  # tests inject faults
+        self._bounded: dict[asyncio.AbstractEventLoop, _Waits] = {}  # see bounded_wait
 
     def start(self) -> None:
         self._thread.start()
@@ -107,8 +148,35 @@ class Writer:
         (and, if `durable`, reached the disk)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._put(_Op(handler, payload, loop, future, durable))
+        bound = _bound.get()
+        self._put(_Op(handler, payload, loop, future, durable, bound is not None))
+        if bound is not None:
+            waiting = self._bounded.get(loop)
+            if waiting is None:
+                waiting = self._bounded[loop] = deque()
+                loop.call_later(SWEEP_INTERVAL, self._sweep, loop)
+            waiting.append((loop.time() + bound, future))
         return await future
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the bounded waits past their deadline (on their loop). Writes finish in the
+        order queued, so the finished ones are at the front and leave at once."""
+        waiting = self._bounded[loop]
+        now = loop.time()
+        overdue = 0
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
+            _, future = waiting.popleft()
+            if not future.done():
+                future.set_exception(StoreError("the database did not commit in time"))
+                overdue += 1
+        if overdue:
+            if self.available:  # once, until a write succeeds again
+                log.warning("the database did not commit %d writes in time; is it stuck?", overdue)
+            self.available = False  # as for a lost link: /readyz answers 503
+        if waiting:
+            loop.call_later(SWEEP_INTERVAL, self._sweep, loop)
+        else:  # the next bounded wait starts the timer again
+            del self._bounded[loop]
 
     def call(self, fn: Callable[[Conn], Any]) -> Any:
         """Run `fn` in a transaction from synchronous code (start-up, maintenance, tests)."""
@@ -171,6 +239,14 @@ class Writer:
         return self._conn
 
     def _write(self, ops: list[_Op]) -> None:
+        # Read from this thread, a future may turn done just after: that write then commits
+        # unanswered, as one under way does.
+        left = [op for op in ops if not (op.droppable and op.future.done())]
+        if len(left) < len(ops):
+            log.warning("dropped %d writes whose callers stopped waiting", len(ops) - len(left))
+            ops = left
+            if not ops:
+                return
         try:
             conn = self._connection()
         except StoreError as exc:
@@ -190,7 +266,10 @@ class Writer:
                 conn = self._connection()
                 results = self._transaction(conn, ops)
         except Exception as exc:
-            if len(ops) > 1 and not getattr(conn, "broken", False):
+            # A statement the server ended at its statement_timeout (a lock wait behind a stuck
+            # session) would wait as long again for each operation alone.
+            timed_out = getattr(exc, "sqlstate", None) == QUERY_CANCELED
+            if len(ops) > 1 and not getattr(conn, "broken", False) and not timed_out:
                 # Run each alone so that one bad operation fails only its own caller.
                 for op in ops:
                     self._execute(conn, [op])
@@ -249,7 +328,7 @@ class Writer:
 
 def _settle(items: list[tuple[_Op, Any]], error: Exception | None) -> None:
     for op, result in items:
-        if op.future.done():  # the caller gave up (cancelled); its data is committed anyway
+        if op.future.done():  # the caller gave up (cancelled, bounded_wait): it may be stored
             continue
         if error is not None:
             op.future.set_exception(error)
