@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from hookyard.errors import StoreError
 from hookyard.store.sqlite import connect
-from hookyard.store.writer import Writer
+from hookyard.store.writer import Writer, bounded_wait
 from tests.conftest import DEADLINE
 
 
@@ -83,5 +84,30 @@ async def test_after_commit_runs_with_the_connection_only_after_a_commit(tmp_pat
         assert await asyncio.to_thread(called.wait, DEADLINE)
         assert len(seen) == 2  # the writes are handled in order: none for the failed one
         assert all(isinstance(conn, sqlite3.Connection) for conn in seen)
+    finally:
+        writer.stop()
+
+
+async def test_a_write_whose_bound_passed_is_not_run_again_alone(tmp_path: Path) -> None:
+    """A group that fails is run again one operation at a time: a bounded write whose caller
+    heard "not stored" meanwhile must not commit then (its retry would be a second event)."""
+    writer = _writer(tmp_path)
+    try:
+        await writer.run(insert, "taken")
+
+        def slow_insert(conn: sqlite3.Connection, values: Sequence[str]) -> list[str]:
+            time.sleep(1.0)  # outlasts the bound below
+            return insert(conn, values)
+
+        with bounded_wait(0.2):  # tasks take the bound along (contextvars)
+            bounded = [
+                asyncio.create_task(writer.run(slow_insert, "gave-up")),
+                asyncio.create_task(writer.run(slow_insert, "taken")),
+            ]
+        results = await asyncio.gather(*bounded, return_exceptions=True)
+        assert all(isinstance(r, StoreError) and "in time" in str(r) for r in results), results
+        assert await writer.run(insert, "next") == "next"  # unbounded: still committed
+        rows = writer.call(lambda conn: conn.execute("SELECT v FROM t ORDER BY v").fetchall())
+        assert rows == [("next",), ("taken",)]
     finally:
         writer.stop()

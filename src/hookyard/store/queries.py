@@ -571,9 +571,10 @@ def store_hints(conn: Conn, hints: Sequence[tuple[tuple[Any, ...], bool, int]]) 
     fetched (merged: nothing is stored); or None when its source has `cap` hints pending
     already (refused: the provider retries later).
 
-    Processes sharing PostgreSQL count and look up without serialising each other: the hints
-    they store at the same moment may pass the cap by a few, and two identical hints may both
-    be stored (their fetched events are deduplicated anyway)."""
+    Processes sharing PostgreSQL count and look up without serialising each other: under a
+    flood reaching every node at once, each may store up to the cap (n nodes: n times the cap
+    at most), and two identical hints may both be stored (their fetched events are
+    deduplicated anyway)."""
     answers: list[str | None] = [None] * len(hints)
     stored = []
     by_source: dict[str, list[int]] = {}

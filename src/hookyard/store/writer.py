@@ -159,16 +159,20 @@ class Writer:
         return await future
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Fail the bounded waits past their deadline (on their loop). Writes finish in the
-        order queued, so the finished ones are at the front and leave at once."""
-        waiting = self._bounded[loop]
+        """Fail the bounded waits past their deadline (on their loop). All are looked at: a
+        reload may have shortened the bound, so deadlines need not follow the queue's order."""
         now = loop.time()
         overdue = 0
-        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
-            _, future = waiting.popleft()
-            if not future.done():
+        waiting: _Waits = deque()
+        for deadline, future in self._bounded[loop]:
+            if future.done():
+                continue
+            if deadline <= now:
                 future.set_exception(StoreError("the database did not commit in time"))
                 overdue += 1
+            else:
+                waiting.append((deadline, future))
+        self._bounded[loop] = waiting
         if overdue:
             if self.available:  # once, until a write succeeds again
                 log.warning("the database did not commit %d writes in time; is it stuck?", overdue)
@@ -239,14 +243,9 @@ class Writer:
         return self._conn
 
     def _write(self, ops: list[_Op]) -> None:
-        # Read from this thread, a future may turn done just after: that write then commits
-        # unanswered, as one under way does.
-        left = [op for op in ops if not (op.droppable and op.future.done())]
-        if len(left) < len(ops):
-            log.warning("dropped %d writes whose callers stopped waiting", len(ops) - len(left))
-            ops = left
-            if not ops:
-                return
+        ops = _awaited(ops)
+        if not ops:
+            return
         try:
             conn = self._connection()
         except StoreError as exc:
@@ -256,6 +255,11 @@ class Writer:
         self._execute(conn, ops)
 
     def _execute(self, conn: Conn, ops: list[_Op]) -> None:
+        # Again before each run: a reconnect, or a group that failed and now runs each
+        # operation alone, may have outlasted callers' bounds.
+        ops = _awaited(ops)
+        if not ops:
+            return
         started = time.perf_counter()
         try:
             try:
@@ -264,6 +268,9 @@ class Writer:
                 # The link died while idle (a database restart): nothing was sent, so the
                 # group can run again on a new connection rather than fail.
                 conn = self._connection()
+                ops = _awaited(ops)
+                if not ops:
+                    return
                 results = self._transaction(conn, ops)
         except Exception as exc:
             # A statement the server ended at its statement_timeout (a lock wait behind a stuck
@@ -324,6 +331,17 @@ class Writer:
             # RuntimeError: the loop closed while we were writing; nobody is waiting.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, items, error)
+
+
+def _awaited(ops: list[_Op]) -> list[_Op]:
+    """The operations still awaited: a bounded one whose caller stopped waiting (and heard
+    "not stored, retry") is dropped before its transaction begins. Read from the writer
+    thread, a future may turn done just after: that write then commits unanswered, as one
+    under way does, and the retry finds its dedup key."""
+    left = [op for op in ops if not (op.droppable and op.future.done())]
+    if len(left) < len(ops):
+        log.warning("dropped %d writes whose callers stopped waiting", len(ops) - len(left))
+    return left
 
 
 def _settle(items: list[tuple[_Op, Any]], error: Exception | None) -> None:
