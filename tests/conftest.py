@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -31,6 +33,18 @@ from hookyard.tokens import read_token_file
 
 GITHUB_SECRET = "It's a Secret to Everybody"
 DEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def github_push(body: bytes, delivery: str) -> dict[str, str]:
+    """The headers GitHub sends with a push: signed with GITHUB_SECRET, `delivery` its id."""
+    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "x-hub-signature-256": f"sha256={digest}",
+        "x-github-delivery": delivery,
+        "x-github-event": "push",
+        "content-type": "application/json",
+    }
+
 
 # How long a test client waits for an answer. It bounds a hang and is no performance threshold:
 # on this shared machine a synced commit has stalled past httpx's 5 s default.

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import random
 import subprocess
@@ -39,6 +37,7 @@ from tests.conftest import (
     Receiver,
     ServeProcess,
     api_client,
+    github_push,
     query_database,
     start_serve,
     write_config,
@@ -87,16 +86,6 @@ def cluster_config(receiver_url: str) -> str:
         source = "open"
         destination = "ordered"
     """
-
-
-def signed(body: bytes, delivery: str) -> dict[str, str]:
-    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "x-hub-signature-256": f"sha256={digest}",
-        "x-github-delivery": delivery,
-        "x-github-event": "push",
-        "content-type": "application/json",
-    }
 
 
 async def eventually(
@@ -347,7 +336,7 @@ async def cluster_flood(
         pick = random.Random(f"{rng.random()}-{number}")
         for seq in range(1, EVENTS // CUSTOMERS + 1):
             body = orjson.dumps({"customer": customer, "seq": seq, "pad": "x" * pick.randrange(64)})
-            headers = signed(body, str(uuid.UUID(int=pick.getrandbits(128))))
+            headers = github_push(body, str(uuid.UUID(int=pick.getrandbits(128))))
             retried = False
             while True:
                 try:
@@ -466,7 +455,7 @@ async def test_one_delivery_posted_to_both_ingest_nodes_at_once_is_stored_once(
     async def to_both(number: int) -> None:
         body = orjson.dumps({"ref": "refs/heads/main", "n": number, "customer": f"c{number % 7}"})
         delivery = str(uuid.uuid4())
-        headers = signed(body, delivery)
+        headers = github_push(body, delivery)
         responses = await asyncio.gather(
             *(http.post("/in/github", content=body, headers=headers) for http in clients)
         )

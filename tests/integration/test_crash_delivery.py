@@ -6,8 +6,6 @@ its own `webhook-id`."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import time
 import uuid
@@ -27,6 +25,7 @@ from tests.conftest import (
     Receiver,
     ServeProcess,
     api_client,
+    github_push,
     start_serve,
     write_config,
 )
@@ -64,16 +63,6 @@ def config_body(receiver_url: str) -> str:
     """
 
 
-def signed(body: bytes, delivery: str) -> dict[str, str]:
-    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "x-hub-signature-256": f"sha256={digest}",
-        "x-github-delivery": delivery,
-        "x-github-event": "push",
-        "content-type": "application/json",
-    }
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("seed", [5, 23])
@@ -99,7 +88,9 @@ async def test_deliveries_in_flight_at_sigkill_are_delivered_after_restart(
         for number in range(EVENTS):
             body = orjson.dumps({"seed": seed, "n": number, "nonce": rng.getrandbits(64)})
             delivery = str(uuid.UUID(int=rng.getrandbits(128)))
-            response = await http.post("/in/github", content=body, headers=signed(body, delivery))
+            response = await http.post(
+                "/in/github", content=body, headers=github_push(body, delivery)
+            )
             assert response.status_code == 200, response.text
             bodies[response.json()["id"]] = body
 

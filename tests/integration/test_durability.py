@@ -9,8 +9,6 @@ with `Writer.commit_hook`, the one fault a real SQLite file cannot produce on de
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import sqlite3
 import threading
@@ -28,12 +26,12 @@ from hookyard.tokens import read_token_file
 from tests.conftest import (
     CLIENT_TIMEOUT,
     DEADLINE,
-    GITHUB_SECRET,
     Receiver,
     Running,
     ServeProcess,
     api_client,
     basic_config,
+    github_push,
     query_database,
     run_hookyard,
     start_serve,
@@ -45,16 +43,6 @@ WORKER_LEASE = """
 [worker]
 lease = "3s"  # longer than the destination timeout (2 s)
 """
-
-
-def signed(body: bytes, delivery: str) -> dict[str, str]:
-    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "x-hub-signature-256": f"sha256={digest}",
-        "x-github-delivery": delivery,
-        "x-github-event": "push",
-        "content-type": "application/json",
-    }
 
 
 async def eventually(
@@ -105,7 +93,7 @@ class Flood:
             delivery = str(uuid.UUID(int=rng.getrandbits(128)))
             try:
                 response = await http.post(
-                    "/in/github", content=body, headers=signed(body, delivery)
+                    "/in/github", content=body, headers=github_push(body, delivery)
                 )
             except httpx.TransportError as exc:
                 # The server died before answering: no ack, so nothing was promised.
@@ -248,7 +236,9 @@ async def test_answer_waits_for_commit(hookyard: Running) -> None:
     store.writer.commit_hook = hold
     body = b'{"ref": "refs/heads/main", "commit": "order"}'
     post = asyncio.create_task(
-        hookyard.client.post("/in/github", content=body, headers=signed(body, str(uuid.uuid4())))
+        hookyard.client.post(
+            "/in/github", content=body, headers=github_push(body, str(uuid.uuid4()))
+        )
     )
     try:
         assert await asyncio.to_thread(reached.wait, DEADLINE), "the ingest never reached COMMIT"
@@ -275,7 +265,7 @@ async def test_failed_commit_answers_503_and_stores_nothing(hookyard: Running) -
 
     store.writer.commit_hook = fail
     body = b'{"ref": "refs/heads/main", "commit": "fails"}'
-    headers = signed(body, str(uuid.uuid4()))
+    headers = github_push(body, str(uuid.uuid4()))
     response = await hookyard.client.post("/in/github", content=body, headers=headers)
     assert failed.is_set()
     assert response.status_code == 503, response.text
@@ -305,7 +295,7 @@ async def test_same_event_fifty_times_at_once_fans_out_once(
     receiver: Receiver,
 ) -> None:
     body = b'{"ref": "refs/heads/main", "after": "5f1c0d2", "retry": "storm"}'
-    headers = signed(body, str(uuid.uuid4()))
+    headers = github_push(body, str(uuid.uuid4()))
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=hookyard.url, limits=limits, timeout=30.0) as http:
         responses = await asyncio.gather(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import socket
 import threading
 import uuid
@@ -20,15 +18,16 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 import pytest
 
 from hookyard.store.postgres import TCP_SETTINGS, WRITER_IDLE_TIMEOUT, WRITER_STATEMENT_TIMEOUT
 from tests.conftest import (
     DEADLINE,
-    GITHUB_SECRET,
     Receiver,
     basic_config,
+    github_push,
     until_deadline,
 )
 
@@ -111,14 +110,15 @@ def proxy(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Freezi
         proxy.stop()
 
 
-def github(body: bytes, delivery: str) -> dict[str, str]:
-    digest = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "x-hub-signature-256": f"sha256={digest}",
-        "x-github-delivery": delivery,
-        "x-github-event": "push",
-        "content-type": "application/json",
-    }
+async def retried(client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> Any:
+    """A provider's retries of a GitHub event until one is answered 200 (503 until then)."""
+    for _ in until_deadline():
+        retry = await client.post("/in/github", content=body, headers=headers)
+        if retry.status_code == 200:
+            return retry
+        assert retry.status_code == 503, retry.text
+        await asyncio.sleep(0.1)
+    raise AssertionError("never answered 200")
 
 
 def rows(postgres_url: str, sql: str, *params: Any) -> list[Any]:
@@ -142,7 +142,7 @@ async def test_a_hung_database_gets_503_in_time_and_retries_are_stored_and_deliv
     async with hookyard_factory(config(receiver)) as hy:
         before = b'{"ref": "refs/heads/main", "n": "before"}'
         answer = await hy.client.post(
-            "/in/github", content=before, headers=github(before, str(uuid.uuid4()))
+            "/in/github", content=before, headers=github_push(before, str(uuid.uuid4()))
         )
         assert answer.status_code == 200, answer.text
 
@@ -151,7 +151,7 @@ async def test_a_hung_database_gets_503_in_time_and_retries_are_stored_and_deliv
             # A provider's event with an id (GitHub's delivery): its write is sent to the hung
             # server, or waits behind one that was.
             keyed = b'{"ref": "refs/heads/main", "n": "during"}'
-            keyed_headers = github(keyed, str(uuid.uuid4()))
+            keyed_headers = github_push(keyed, str(uuid.uuid4()))
             refused = await hy.client.post("/in/github", content=keyed, headers=keyed_headers)
             assert refused.status_code == 503, refused.text
             assert refused.headers["retry-after"].isdigit()
@@ -167,13 +167,7 @@ async def test_a_hung_database_gets_503_in_time_and_retries_are_stored_and_deliv
 
         # The server answers again: ingest recovers by itself, and the provider's retry is
         # stored once (it is a duplicate if the refused write committed after all).
-        for _ in until_deadline():
-            retry = await hy.client.post("/in/github", content=keyed, headers=keyed_headers)
-            if retry.status_code == 200:
-                break
-            assert retry.status_code == 503, retry.text
-            await asyncio.sleep(0.1)
-        assert retry.status_code == 200, retry.text
+        retry = await retried(hy.client, keyed, keyed_headers)
         # The anonymous write, queued before that retry, was dropped rather than committed
         # after its caller heard 503: its retry would otherwise be a second event.
         assert rows(postgres_url, "SELECT id FROM events WHERE source = 'open'") == []
@@ -222,19 +216,13 @@ async def test_a_write_under_way_when_the_wait_ends_commits_and_its_retry_is_a_d
         proxy.frozen = True
         try:
             body = b'{"ref": "refs/heads/main", "n": "under way"}'
-            headers = github(body, str(uuid.uuid4()))
+            headers = github_push(body, str(uuid.uuid4()))
             refused = await hy.client.post("/in/github", content=body, headers=headers)
             assert refused.status_code == 503, refused.text
         finally:
             proxy.frozen = False
 
-        for _ in until_deadline():
-            retry = await hy.client.post("/in/github", content=body, headers=headers)
-            if retry.status_code == 200:
-                break
-            assert retry.status_code == 503, retry.text
-            await asyncio.sleep(0.1)
-        assert retry.status_code == 200, retry.text
+        retry = await retried(hy.client, body, headers)
         assert retry.json()["duplicate"] is True  # the first write committed after its 503
         stored = rows(postgres_url, "SELECT id FROM events")
         assert stored == [(retry.json()["id"],)]
