@@ -713,3 +713,19 @@ async def test_rabbitmq_stopped_and_restarted_loses_nothing(hookyard_factory):
             while (message := await durable.get(fail=False, no_ack=True)) is not None:
                 copies[message.message_id or ""] += 1
     check_at_least_once(ids, records, copies)
+
+
+async def test_redis_url_may_set_its_own_connection_options(hookyard_factory):
+    """Options in the URL (redis-py's own) take the place of Hookyard's defaults for them;
+    they clashed with those and every attempt failed."""
+    stream = f"hy-test-{uuid.uuid4().hex}"
+    url = f"{REDIS_URL}?socket_timeout=5&socket_connect_timeout=2&max_connections=4"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        async with hookyard_factory(broker_config(url, f'stream = "{stream}"')) as hy:
+            event_id = await post(hy, SAMPLES[0])
+            await wait_status(hy, [event_id], "succeeded", records=False)
+        assert await client.xlen(stream) == 1
+    finally:
+        await client.delete(stream)
+        await client.aclose()

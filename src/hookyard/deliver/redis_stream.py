@@ -67,14 +67,16 @@ class GuardedSSLConnection(_Guarded, SSLConnection):
 
 class RedisStreamSender(BrokerSender[Redis]):
     async def open(self, destination: Destination) -> Redis:
-        options: dict[str, Any] = dict(parse_url(destination.url))
+        options: dict[str, Any] = {
+            "max_connections": destination.concurrency,
+            "socket_connect_timeout": destination.timeout,
+            "socket_timeout": destination.timeout,
+        }
+        options.update(parse_url(destination.url))  # the URL's own options win
         tls = options.pop("connection_class", Connection) is SSLConnection
         pool = ConnectionPool(
             connection_class=GuardedSSLConnection if tls else GuardedConnection,
             egress=destination.egress,
-            max_connections=destination.concurrency,
-            socket_connect_timeout=destination.timeout,
-            socket_timeout=destination.timeout,
             retry=Retry(NoBackoff(), 0),
             # With maintenance notifications on (redis-py's "auto" for RESP3), the pool skips
             # its check that an idle connection is still open before handing it out, and a
