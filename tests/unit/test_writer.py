@@ -111,3 +111,31 @@ async def test_a_write_whose_bound_passed_is_not_run_again_alone(tmp_path: Path)
         assert rows == [("next",), ("taken",)]
     finally:
         writer.stop()
+
+
+async def test_stop_waits_for_a_hung_database_only_so_long(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing on a database that hangs mid-commit gives up after its timeout: what is still
+    queued fails, rather than the shutdown waiting for ever."""
+    writer = _writer(tmp_path)
+    hung, entered = threading.Event(), threading.Event()
+
+    def hang(conn: sqlite3.Connection) -> None:
+        entered.set()
+        hung.wait(DEADLINE)
+
+    writer.commit_hook = hang
+    under_way = asyncio.ensure_future(writer.run(insert, "under way"))
+    assert await asyncio.to_thread(entered.wait, DEADLINE)
+    queued = asyncio.ensure_future(writer.run(insert, "queued"))
+    await asyncio.sleep(0)  # queued behind the hung commit
+    await asyncio.to_thread(writer.stop, 0.2)
+    assert "did not finish the last writes within 0.2s" in caplog.text
+    with pytest.raises(StoreError, match="closed"):
+        await queued
+    writer.commit_hook = None
+    hung.set()  # the database comes back: the thread commits what it had, then ends
+    assert await under_way == "under way"
+    await asyncio.to_thread(writer._thread.join, DEADLINE)
+    assert not writer._thread.is_alive()

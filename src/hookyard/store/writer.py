@@ -40,6 +40,9 @@ QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement its statement_
 # How often bounded waits are checked: one timer per event loop while any is waiting, rather
 # than one per request (a timer per request costs ingest several percent).
 SWEEP_INTERVAL = 0.25
+# How long closing waits for the last writes: far beyond a healthy commit, well within a
+# service manager's stop timeout (systemd's default: 90 s).
+STOP_TIMEOUT = 30.0
 
 # A handler runs a group of operations' payloads inside the open transaction, returning one
 # result per payload.
@@ -116,13 +119,22 @@ class Writer:
         if self._startup_error is not None:
             raise self._startup_error
 
-    def stop(self) -> None:
-        """Finish everything queued so far, then close the connection. Later writes fail."""
+    def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
+        """Finish everything queued so far, then close the connection. Later writes fail.
+        A database that hangs is waited for `timeout` seconds at most (None: for ever): what
+        it has not committed by then fails, and its leases run out and return to the queue."""
         self._closed = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error(
+                    "the database did not finish the last writes within %gs; closing without them",
+                    timeout,
+                )
         self._fail_leftovers()
+        if self._thread.is_alive():  # it ends, should the database come back
+            self._queue.put(_STOP)
 
     def _fail_leftovers(self) -> None:
         error = StoreError("the store is closed")
