@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from hookyard.store import postgres
 from hookyard.store.postgres import TCP_SETTINGS, WRITER_IDLE_TIMEOUT, WRITER_STATEMENT_TIMEOUT
 from tests.conftest import (
     DEADLINE,
@@ -266,3 +267,28 @@ async def test_connections_are_bounded_against_a_silent_server(
         assert tcp == expected
         assert (statement, idle) == (WRITER_STATEMENT_TIMEOUT, WRITER_IDLE_TIMEOUT)
         assert await store.read(tcp_bounds) == expected  # readers too
+
+
+async def test_a_read_of_a_hung_database_ends_in_503_and_frees_its_thread(
+    hookyard_factory: Any,
+    receiver: Receiver,
+    proxy: FreezingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API read waits READ_TIMEOUT at most; its connection is cut, so the thread is free and
+    the next read, once the server answers, runs on a new connection. Reads held their threads
+    for ever: a handful of them and no read could run at all."""
+    monkeypatch.setattr(postgres, "READ_TIMEOUT", 0.5)
+    async with hookyard_factory(config(receiver)) as hy, hy.api() as api:
+        assert (await api.get("/api/v1/events")).status_code == 200
+        proxy.frozen = True
+        try:
+            # More than the default executor's threads (min(32, cores + 4)): each is freed.
+            answers = await asyncio.gather(*(api.get("/api/v1/events") for _ in range(40)))
+        finally:
+            proxy.frozen = False
+        assert {answer.status_code for answer in answers} == {503}, answers[0].text
+        for _ in until_deadline():
+            if (await api.get("/api/v1/events")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,11 @@ TCP_SETTINGS: dict[str, Any] = {
 # after WRITER_IDLE_TIMEOUT, releasing the row locks (dedup keys) other nodes' writers wait on.
 WRITER_STATEMENT_TIMEOUT = "5min"
 WRITER_IDLE_TIMEOUT = "1min"
+# A read (API, console, CLI) waits this long at most: then its caller hears StoreError (the API
+# answers 503) and its connection is cut, which frees the thread. Without it, reads sent to a
+# server that stopped answering (its kernel still acknowledging) held their threads for ever,
+# until no read could run at all.
+READ_TIMEOUT = 60.0
 
 
 class PostgresStore(BaseStore):
@@ -131,7 +137,7 @@ class PostgresStore(BaseStore):
                     conn.close()
             self._readers.clear()
 
-    def _reader(self) -> Conn:
+    def _reader(self) -> PgConn:
         conn: PgConn | None = getattr(self._local, "conn", None)
         if conn is None or conn.broken:
             if conn is not None:
@@ -149,8 +155,19 @@ class PostgresStore(BaseStore):
         return conn
 
     async def read(self, fn: Callable[[Any], T]) -> T:
+        used: list[PgConn] = []
+
+        def run() -> T:
+            conn = self._reader()
+            used.append(conn)
+            return fn(conn)
+
         try:
-            return await super().read(fn)
+            return await asyncio.wait_for(asyncio.to_thread(run), READ_TIMEOUT)
+        except TimeoutError:
+            for conn in used:
+                _sever(conn)
+            raise StoreError(f"the database did not answer within {READ_TIMEOUT:g}s") from None
         except psycopg.OperationalError as exc:  # the server went away mid-query
             raise StoreError(f"the database is unavailable: {exc}".strip()) from None
 
@@ -276,3 +293,14 @@ def _fill(made: concurrent.futures.Future[PgConn], connect: Callable[[], PgConn]
 def _close_unclaimed(made: concurrent.futures.Future[PgConn]) -> None:
     if not made.cancelled() and made.exception() is None:
         made.result().close()
+
+
+def _sever(conn: PgConn) -> None:
+    """Cut a connection's link from another thread: the read blocked on it fails at once, and
+    its thread replaces the broken connection on its next read."""
+    with contextlib.suppress(Exception):  # closed already
+        link = socket.socket(fileno=conn.raw.fileno())
+        try:
+            link.shutdown(socket.SHUT_RDWR)
+        finally:
+            link.detach()  # the descriptor stays psycopg's
