@@ -286,12 +286,17 @@ class Api:
         except httpx.HTTPError as exc:
             _fail(f"cannot reach {self.url}: {exc}")
         if not response.is_success:
-            try:
-                message = response.json().get("message", response.text)
-            except ValueError:
-                message = response.text
-            _fail(f"{response.status_code}: {message}", 2 if response.status_code == 422 else 1)
+            _refused(response)
         return response
+
+
+def _refused(response: httpx.Response) -> NoReturn:
+    """Exit with the API's message: code 2 for a request it refused as invalid, else 1."""
+    try:
+        message = response.json().get("message", response.text)
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        message = response.text
+    _fail(f"{response.status_code}: {message}", 2 if response.status_code == 422 else 1)
 
 
 def api_options(fn: Any) -> Any:
@@ -540,7 +545,7 @@ def events_replay(
                 raise
             replayed += page["replayed"]
             created += page["deliveries"]
-            bar.update(page["replayed"])
+            bar.update(page["replayed"] + page["skipped"])
             cursor = page["next_cursor"]
             if cursor is None:
                 break
@@ -665,7 +670,7 @@ def events_export(
         ) as response:
             if not response.is_success:
                 response.read()
-                _fail(f"{response.status_code}: {response.text}")
+                _refused(response)
             for chunk in response.iter_bytes():
                 output.write(chunk)
                 lines += chunk.count(b"\n")

@@ -302,6 +302,10 @@ def test_export_import_commands(tmp_path: Path, serve_processes: list) -> None:
     assert exported.returncode == 0 and "exported 1 events" in exported.stderr
     loaded = hookyard("events", "import", str(out), "--json", *common, cwd=tmp_path)
     assert json.loads(loaded.stdout) == {"imported": 0, "skipped": 1}
+    # A bad filter: exit 2 with the API's message, as `events list` does (not 1 and raw JSON).
+    bad = hookyard("events", "export", "--since", "yesterday", *common, cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert "422: since: expected ISO 8601" in bad.stderr and '{"error"' not in bad.stderr
 
 
 def test_rejected_list_command(tmp_path: Path, serve_processes: list) -> None:

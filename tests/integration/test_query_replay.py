@@ -132,6 +132,7 @@ async def test_bulk_replay_of_ten_thousand_events_with_a_dry_run(hookyard_factor
             assert dry.json() == {
                 "matched": count,
                 "replayed": 0,
+                "skipped": 0,
                 "deliveries": 0,
                 "next_cursor": None,
             }
@@ -279,3 +280,105 @@ async def test_replaying_what_died_sends_it_only_where_it_died_and_only_once(
             await asyncio.sleep(0.05)
         again = (await api.post("/api/v1/events/replay", json=dead)).json()
         assert again["deliveries"] == 0  # it died, then arrived: nothing to send again
+
+
+async def test_replaying_what_died_at_one_destination_twice_sends_it_once(
+    hookyard_factory, receiver
+):
+    """With a status, the destination filter narrows the dead deliveries; it added a delivery
+    there whenever none was in that status, so each run of the same replay sent it again."""
+    failing = True
+    receiver.behaviour = lambda item: 500 if failing and item.path.endswith("/flaky") else 204
+    flaky = f"""
+        [destinations.flaky]
+        url = "{receiver.url}/flaky"
+        retry_schedule = ["0", "100ms"]
+        jitter = 0
+
+        [[routes]]
+        source = "open"
+        destination = "flaky"
+    """
+    async with hookyard_factory(basic_config(receiver.url, extra=flaky)) as hy, hy.api() as api:
+        await hy.client.post("/in/open", content=b"{}")
+        await receiver.wait_for(1 + 2)  # app once, flaky twice: dead
+        for _ in until_deadline():
+            if await _ids(api, status="dead"):
+                break
+            await asyncio.sleep(0.05)
+        failing = False
+        dead = {"status": "dead", "destination": "flaky"}
+        first = (await api.post("/api/v1/events/replay", json=dead)).json()
+        assert (first["replayed"], first["deliveries"]) == (1, 1)
+        await receiver.wait_for(4)
+        for _ in until_deadline():
+            deliveries = (await api.get("/api/v1/deliveries")).json()["data"]
+            if sum(d["status"] == "succeeded" for d in deliveries) == 2:
+                break
+            await asyncio.sleep(0.05)
+        again = (await api.post("/api/v1/events/replay", json=dead)).json()
+        assert (again["replayed"], again["skipped"], again["deliveries"]) == (0, 1, 0)
+
+
+async def test_bulk_replay_refuses_unknown_keys_rather_than_replaying_everything(
+    hookyard_factory, receiver
+):
+    async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
+        for status in ("paid", "open"):
+            body = json.dumps({"data": {"status": status}}).encode()
+            assert (await hy.client.post("/in/open", content=body)).status_code == 200
+        # A payload filter written as the list's query takes it, and a misspelt key.
+        for body in ({"field.data.status": "paid"}, {"sorce": "github"}):
+            answer = await api.post("/api/v1/events/replay", json={**body, "dry_run": True})
+            assert answer.status_code == 422, answer.json()
+            assert "not permitted" in answer.json()["message"]
+        right = {"fields": {"data.status": "paid"}, "dry_run": True}
+        assert (await api.post("/api/v1/events/replay", json=right)).json()["matched"] == 1
+
+
+async def test_cursors_that_no_page_gave_are_refused(hookyard_factory, receiver):
+    """A mangled cursor gave the first page again (a script paging on it never ended), another
+    list's id an empty page."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
+        for _ in range(2):
+            assert (await hy.client.post("/in/open", content=b"{}")).status_code == 200
+        page = (await api.get("/api/v1/events", params={"limit": 1})).json()
+        following = await api.get("/api/v1/events", params={"cursor": page["next_cursor"]})
+        assert following.status_code == 200
+        delivery = "dlv_" + page["next_cursor"][4:]
+        for path, cursor in [
+            ("/api/v1/events", "not-a-cursor"),
+            ("/api/v1/events", delivery),
+            ("/api/v1/deliveries", page["next_cursor"]),
+            ("/api/v1/attempts", "x"),
+            ("/api/v1/audit", "x"),
+            ("/api/v1/rejected", "x"),
+        ]:
+            answer = await api.get(path, params={"cursor": cursor})
+            assert answer.status_code == 422, (path, answer.text)
+            assert answer.json()["message"].startswith("cursor: expected the next_cursor")
+        bulk = await api.post("/api/v1/events/replay", json={"cursor": "x", "dry_run": True})
+        assert bulk.status_code == 422
+
+
+async def test_a_time_beyond_the_ids_range_means_no_end(hookyard_factory, receiver):
+    async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
+        event_id = (await hy.client.post("/in/open", content=b"{}")).json()["id"]
+        assert await _ids(api, until="9999-12-31") == [event_id]
+        assert await _ids(api, since="9999-12-31") == []
+        answer = await api.get("/api/v1/events", params={"since": "-5"})
+        assert answer.status_code == 422
+
+
+async def test_bulk_replay_counts_what_it_could_not_send_as_skipped(hookyard_factory, receiver):
+    """Retention removed the payload: alone, its replay answers 410; in bulk it was counted as
+    replayed though nothing was sent."""
+    extra = '[retention]\npayloads = "1s"\nevents = "1h"\ninterval = "1h"\n'
+    async with hookyard_factory(basic_config(receiver.url, extra=extra)) as hy, hy.api() as api:
+        event_id = (await hy.client.post("/in/open", content=b"{}")).json()["id"]
+        await receiver.wait_for(1)
+        await asyncio.sleep(1.5)
+        assert (await api.post("/api/v1/retention/sweep")).status_code == 200
+        assert (await api.post(f"/api/v1/events/{event_id}/replay")).status_code == 410
+        bulk = (await api.post("/api/v1/events/replay", json={"source": "open"})).json()
+        assert (bulk["replayed"], bulk["skipped"], bulk["deliveries"]) == (0, 1, 0)

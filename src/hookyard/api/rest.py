@@ -10,6 +10,7 @@ Errors have one shape: {"error": "<code>", "message": "..."}.
 import base64
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
@@ -150,7 +151,10 @@ class Replayed(BaseModel):
 
 
 class ReplayRequest(BaseModel):
-    """Bulk replay: the event list's filters, a page of matching events per call."""
+    """Bulk replay: the event list's filters, a page of matching events per call. An unknown
+    key is refused: dropped, a misspelt filter would replay every event."""
+
+    model_config = ConfigDict(extra="forbid")
 
     source: str | None = None
     type: str | None = None
@@ -169,7 +173,8 @@ class ReplayRequest(BaseModel):
 
 class BulkReplayed(BaseModel):
     matched: int  # events matching the filters in all (counted on the first call only)
-    replayed: int  # events replayed by this call
+    replayed: int  # events of this call's page that got new deliveries
+    skipped: int  # events of the page with nothing to send (payload removed, nothing in status)
     deliveries: int
     next_cursor: str | None
 
@@ -283,9 +288,28 @@ def parse_time(value: str | None, name: str) -> float | None:
         except ValueError:
             raise problem from None
         seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    if not math.isfinite(seconds) or not 0 <= seconds < 2**47 / 1000:  # ids hold 48-bit ms
+    if not math.isfinite(seconds) or seconds < 0:
         raise problem
-    return seconds
+    return min(seconds, MAX_TIME)
+
+
+# Ids hold 47 bits of milliseconds (about the year 6429): a later time (`until=9999-12-31`)
+# means "no end".
+MAX_TIME = (2**47 - 1) / 1000
+ID_CHARACTERS = "[0-9A-HJKMNP-TV-Z]{26}"
+
+
+def check_cursor(cursor: str | None, prefix: str) -> str | None:
+    """A cursor is the last id of the page before. Anything else gave the first page again (or
+    an empty one), and a script paging on it looped for ever."""
+    if cursor is not None and not re.fullmatch(f"{prefix}_{ID_CHARACTERS}", cursor):
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"cursor: expected the next_cursor of this list's previous page ({prefix}_...), "
+            f"got {cursor!r}",
+        )
+    return cursor
 
 
 def field_filters(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -509,7 +533,9 @@ def build_api(state: AppState) -> FastAPI:
         """Events, newest first by default. Pass `next_cursor` back as `cursor` for the next
         page; pages stay correct while new events arrive. Besides the listed filters,
         `field.<dotted.path>=value` matches a JSON payload field (repeatable)."""
-        rows = await state.store.list_events(filters, cursor=cursor, limit=limit + 1, order=order)
+        rows = await state.store.list_events(
+            filters, cursor=check_cursor(cursor, "evt"), limit=limit + 1, order=order
+        )
         return _page(rows, limit, "received_at")
 
     @api.get(
@@ -656,16 +682,23 @@ def build_api(state: AppState) -> FastAPI:
         )
         # Filtering on a destination replays to it alone, not to every earlier destination.
         to = known_destination(body.to or body.destination)
-        matched = await state.store.count_events(filters) if body.cursor is None else 0
+        cursor = check_cursor(body.cursor, "evt")
+        matched = await state.store.count_events(filters) if cursor is None else 0
         if body.dry_run:
-            return {"matched": matched, "replayed": 0, "deliveries": 0, "next_cursor": None}
-        rows = await state.store.list_events(
-            filters, cursor=body.cursor, limit=body.limit, order="asc"
-        )
+            return {
+                "matched": matched,
+                "replayed": 0,
+                "skipped": 0,
+                "deliveries": 0,
+                "next_cursor": None,
+            }
+        rows = await state.store.list_events(filters, cursor=cursor, limit=body.limit, order="asc")
         ids = [row["id"] for row in rows]
         configured = list(state.gateway.destinations)
         # With a status, only the deliveries in it go again (not the ones that succeeded).
-        created = await state.store.replay(ids, to, configured, body.status) if ids else 0
+        replayed, created = (
+            await state.store.replay_counts(ids, to, configured, body.status) if ids else (0, 0)
+        )
         if created:
             state.work_ready.set()
         await audit(
@@ -678,7 +711,8 @@ def build_api(state: AppState) -> FastAPI:
         )
         return {
             "matched": matched,
-            "replayed": len(ids),
+            "replayed": replayed,
+            "skipped": len(ids) - replayed,
             "deliveries": created,
             "next_cursor": ids[-1] if len(ids) == body.limit else None,
         }
@@ -729,7 +763,7 @@ def build_api(state: AppState) -> FastAPI:
             event_id=event_id,
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),
-            cursor=cursor,
+            cursor=check_cursor(cursor, "dlv"),
             limit=limit + 1,
             order=order,
         )
@@ -753,7 +787,7 @@ def build_api(state: AppState) -> FastAPI:
             failed=failed,
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),
-            cursor=cursor,
+            cursor=check_cursor(cursor, "att"),
             limit=limit + 1,
         )
         return _page(rows, limit, "started_at")
@@ -926,7 +960,7 @@ def build_api(state: AppState) -> FastAPI:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Administrative actions, newest first: who (token), what, when."""
-        rows = await state.store.list_audit(cursor=cursor, limit=limit + 1)
+        rows = await state.store.list_audit(cursor=check_cursor(cursor, "aud"), limit=limit + 1)
         return _page(rows, limit, "at")
 
     @api.get(f"{API_PREFIX}/rejected", response_model=RejectedPage, tags=["rejected"])
@@ -937,7 +971,9 @@ def build_api(state: AppState) -> FastAPI:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Sampled rejected requests, newest first, with the reason each was refused."""
-        rows = await state.store.list_rejected(source=source, cursor=cursor, limit=limit + 1)
+        rows = await state.store.list_rejected(
+            source=source, cursor=check_cursor(cursor, "rej"), limit=limit + 1
+        )
         return _page(rows, limit, "received_at")
 
     from hookyard.api.relay import relay_routes  # they import this module's helpers

@@ -196,10 +196,20 @@ class BaseStore(abc.ABC):
     ) -> int:
         """New deliveries of these events (to configured destinations; with `status`, only
         where a delivery has it); returns how many."""
-        created: int = await self.writer.run(
+        return (await self.replay_counts(event_ids, destination, configured, status))[1]
+
+    async def replay_counts(
+        self,
+        event_ids: list[str],
+        destination: str | None,
+        configured: list[str],
+        status: str | None = None,
+    ) -> tuple[int, int]:
+        """`replay`, returning how many events got new deliveries, and how many deliveries."""
+        counts: tuple[int, int] = await self.writer.run(
             queries.replay, (event_ids, destination, frozenset(configured), status)
         )
-        return created
+        return counts
 
     async def retry_delivery(self, delivery_id: str) -> str | None:
         before: str | None = await self.writer.run(queries.retry_delivery, delivery_id)

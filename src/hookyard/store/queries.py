@@ -850,12 +850,14 @@ def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
 def replay(
     conn: Conn,
     requests: Sequence[tuple[list[str], str | None, frozenset[str], str | None]],
-) -> list[int]:
+) -> list[tuple[int, int]]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
     still configured that they were delivered to before (keeping each delivery's ordering
     key). With a `status`, only where a delivery has that status and none to the same
     destination since is under way or succeeded (a replay of what died, run twice, sends
-    nothing twice, even while the first one's deliveries wait). Returns how many."""
+    nothing twice, even while the first one's deliveries wait); `destination` then narrows
+    those rather than adding one. Returns how many events got new deliveries, and how many
+    deliveries."""
     now = time.time()
     created = []
     for requested, destination, configured, status in requests:
@@ -882,21 +884,19 @@ def replay(
                     *chunk,
                 ],
             ).fetchall()
+        # Without a status, an event never delivered to `destination` gets one there (the
+        # join found no row); with one, only the deliveries in that status count.
         targets = {
-            (event_id, name or destination, key)
+            (event_id, target, key)
             for event_id, name, key in rows
-            if (name or destination) in configured
+            if (target := name if status is not None else name or destination) in configured
         }
-        _insert_deliveries(
-            conn,
-            [
-                (new_id("dlv"), event_id, name, "pending", now, now, now, key, 1)
-                for event_id, name, key in sorted(targets)
-                if name is not None
-            ],
-            INSERT_REPLAY,
-        )
-        created.append(sum(1 for t in targets if t[1] is not None))
+        deliveries = [
+            (new_id("dlv"), event_id, name, "pending", now, now, now, key, 1)
+            for event_id, name, key in sorted(targets, key=lambda t: (t[0], t[1], t[2] or ""))
+        ]
+        _insert_deliveries(conn, deliveries, INSERT_REPLAY)
+        created.append((len({row[1] for row in deliveries}), len(deliveries)))
     return created
 
 
