@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from standardwebhooks import Webhook
 
+from hookyard.relay.listen import Fatal, Listener
 from tests.conftest import (
     CLIENT_TIMEOUT,
     DEADLINE,
@@ -28,6 +30,7 @@ from tests.conftest import (
     GITHUB_SECRET,
     Receiver,
     ServeProcess,
+    local_api,
     start_serve,
     until_deadline,
     write_config,
@@ -666,3 +669,74 @@ async def test_results_reported_to_another_process_keep_the_stream_open(
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
+
+
+async def test_a_lease_call_whose_client_left_claims_nothing(hookyard_factory: Any) -> None:
+    """A long poll whose client went away (Ctrl-C, a restart, a client timeout) kept waiting
+    and leased the next event to nobody: it waited for its lease to run out, an attempt
+    spent, while the client's next call found nothing."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        host, port = running.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps({"max": 1, "wait": 10, "lease": 30}).encode()
+        writer.write(
+            b"POST /api/v1/destinations/laptop/lease HTTP/1.1\r\nhost: x\r\n"
+            b"authorization: Bearer " + running.token.encode() + b"\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the call waits for work, and its client goes away
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)
+        await running.client.post("/in/open", content=b'{"n": 1}')
+        await asyncio.sleep(1.0)  # the abandoned call wakes up first
+        assert len(await lease(api, max=1, wait=5)) == 1
+
+
+async def test_a_poll_listener_with_a_heartbeat_beyond_the_servers_wait_relays(
+    hookyard_factory: Any, receiver: Receiver
+) -> None:
+    """--heartbeat 60 asked for lease waits of 40 s, the server refused them (422, past its
+    30 s), and the listener stopped for good."""
+    async with hookyard_factory(relay_config()) as running:
+        await running.client.post("/in/open", content=b'{"n": 1}')
+        listener = Listener(
+            running.url, running.token, "laptop", receiver.url, streams=1, heartbeat=60.0,
+            lease=30.0, transport="poll",
+        )  # fmt: skip
+        task = asyncio.create_task(listener.run())
+        try:
+            arrived = asyncio.create_task(receiver.wait_for(1))
+            await asyncio.wait([task, arrived], return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # the listener's Fatal, if that is why it ended
+            assert len(receiver.received) == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_listen_keeps_the_url_path_and_reports_a_foreign_error_page() -> None:
+    """Behind a proxy under a path prefix, and with an HTML error page from a proxy or a wrong
+    URL: an `error: ...` line, not a traceback."""
+
+    async def proxy_page(_: web.Request) -> web.Response:
+        return web.Response(status=404, text="<html><h1>Not Found</h1></html>")
+
+    async def hookyard_under_prefix(_: web.Request) -> web.Response:
+        return web.json_response({"message": "seen under the prefix"}, status=401)
+
+    async with local_api(
+        ("/api/v1/destinations/laptop/stream", proxy_page),
+        ("/prefix/api/v1/destinations/laptop/stream", hookyard_under_prefix),
+    ) as url:
+        for server, expected in [
+            (url, "404: <html><h1>Not Found</h1></html>"),
+            (f"{url}/prefix", "401: seen under the prefix"),
+            (f"{url}/prefix/", "401: seen under the prefix"),
+        ]:
+            listener = Listener(server, "hky_x", "laptop", "http://127.0.0.1:9/", streams=1)
+            with pytest.raises(Fatal) as failed:
+                await asyncio.wait_for(listener.run(), DEADLINE)
+            assert str(failed.value) == expected

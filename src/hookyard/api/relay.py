@@ -178,7 +178,9 @@ def relay_routes(
         name = relay_destination(name, who)
         allowed, client = relay_client(request, who)
         with open_calls.holding(who.id), state.presence.waiting(name, client):
-            messages = await hub.lease(name, body.max, body.wait, body.lease, allowed)
+            messages = await hub.lease(
+                name, body.max, body.wait, body.lease, allowed, request.is_disconnected
+            )
         if messages is None:
             raise ApiError(401, "unauthorized", "the token was revoked")
         for message in messages:

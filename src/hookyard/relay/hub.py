@@ -74,10 +74,12 @@ class RelayHub:
         wait: float,
         lease: float,
         allowed: Callable[[], Awaitable[bool]] | None = None,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> list[dict[str, Any]] | None:
         """Up to `limit` due deliveries of the destination, waiting up to `wait` seconds for
         one to become due; each with the headers and exact body a direct delivery carries.
-        None when `allowed` says no more while waiting (its token was revoked)."""
+        None when `allowed` says no more while waiting (its token was revoked); nothing once
+        `gone` says the caller left (what it leased would wait for its lease to run out)."""
         store = self.state.store
         destination = self.state.gateway.destinations[name]
         deadline = time.monotonic() + min(wait, MAX_WAIT)
@@ -98,6 +100,8 @@ class RelayHub:
                 await asyncio.wait_for(work.wait(), min(remaining, 0.5))
             if allowed is not None and not await allowed():
                 return None
+            if gone is not None and await gone():
+                return []
 
     async def stream(
         self,

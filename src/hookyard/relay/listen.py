@@ -31,6 +31,7 @@ import aiohttp
 import click
 
 from hookyard.deliver.http import parse_retry_after
+from hookyard.relay.hub import MAX_WAIT
 
 HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding"})
 EXCERPT = 1024
@@ -64,13 +65,14 @@ class Listener:
     @property
     def wait(self) -> float:
         """How long the server may hold a lease call open: a third of the heartbeat is left
-        for the answer to arrive, so an unanswered call means a dead link."""
-        return self.heartbeat * 2 / 3
+        for the answer to arrive, so an unanswered call means a dead link. The server holds
+        one MAX_WAIT at most (it refuses a longer wait)."""
+        return min(self.heartbeat * 2 / 3, MAX_WAIT)
 
     async def run(self) -> None:
         headers = {"authorization": f"Bearer {self.token}"}
         async with (
-            aiohttp.ClientSession(self.server, headers=headers) as server,
+            aiohttp.ClientSession(headers=headers) as server,
             aiohttp.ClientSession() as local,
         ):
             self._status(
@@ -115,7 +117,7 @@ class Listener:
             total=None, sock_connect=self.heartbeat, sock_read=self.heartbeat
         )
         async with server.get(
-            f"/api/v1/destinations/{quote(self.destination, safe='')}/stream",
+            self._url("stream"),
             params=params,
             timeout=timeout,
         ) as response:
@@ -188,12 +190,18 @@ class Listener:
     async def _call(self, server: aiohttp.ClientSession, what: str, body: Any) -> Any:
         timeout = aiohttp.ClientTimeout(total=self.heartbeat)
         async with server.post(
-            f"/api/v1/destinations/{quote(self.destination, safe='')}/{what}",
+            self._url(what),
             json=body,
             timeout=timeout,
         ) as response:
             await _check(response)
             return await response.json()
+
+    def _url(self, call: str) -> str:
+        """The destination's relay call, under the server URL's own path (a server behind a
+        proxy at https://host/hookyard keeps its prefix)."""
+        destination = quote(self.destination, safe="")
+        return f"{self.server.rstrip('/')}/api/v1/destinations/{destination}/{call}"
 
     async def _report(self, server: aiohttp.ClientSession, results: list[dict[str, Any]]) -> None:
         answered = await self._call(server, "results", {"results": results})
@@ -277,8 +285,12 @@ class Listener:
 async def _check(response: aiohttp.ClientResponse) -> None:
     """Fatal for answers that retrying cannot fix; an error to retry for any other non-200."""
     if response.status in (401, 403, 404, 409, 422):
-        detail = await response.json(content_type=None)
-        raise Fatal(f"{response.status}: {detail.get('message', detail)}")
+        text = await response.text()
+        try:  # Hookyard's own answer; else a proxy's page, or a wrong --url
+            message = json.loads(text)["message"]
+        except (ValueError, TypeError, KeyError):
+            message = text.strip()[:200] or response.reason
+        raise Fatal(f"{response.status}: {message}")
     if response.status != 200:
         raise aiohttp.ClientResponseError(
             response.request_info, (), status=response.status, message=response.reason or ""
