@@ -115,7 +115,8 @@ def backfill(
 ) -> None:
     """Emit SOURCE's history through its REST API as events with origin `backfill`.
 
-    Versions already stored (by webhook, poll or an earlier backfill) are skipped. The server
+    Versions stored within the dedup window (by webhook, poll or an earlier backfill; [server]
+    dedup_window, 7 days by default) are skipped; older ones are emitted again. The server
     runs it: Ctrl-C here leaves it running, and the same command again follows it (or resumes
     it, after a restart, from the page where it stopped).
     """

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from hookyard.cli import main
 from hookyard.simulator import Simulator, SimulatorOptions
 from tests.conftest import DEADLINE, ServeProcess, start_serve, write_config
 from tests.integration.test_cli import hookyard
@@ -71,6 +73,15 @@ async def test_backfill_command_shows_progress_and_sums_up(
         assert bad.returncode == 2
     finally:
         await sim.stop()
+
+
+def test_backfill_help_says_how_long_stored_versions_are_skipped() -> None:
+    """Skipped only while their dedup keys last (see test_reconcile's dedup window test)."""
+    result = CliRunner().invoke(main, ["backfill", "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Versions stored within the dedup window" in text
+    assert "older ones are emitted again" in text
 
 
 async def test_sources_list_and_poll_now(

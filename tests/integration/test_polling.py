@@ -19,6 +19,7 @@ from aiohttp import web
 
 import hookyard.cli  # noqa: F401  (cli_sources is loaded through it)
 from hookyard.cli_sources import _job_line
+from hookyard.pollers.api import parse_time
 from hookyard.simulator import Auth, Simulator, SimulatorOptions
 from tests.conftest import DEADLINE, Receiver, Running, local_api
 from tests.integration.test_console import console
@@ -692,3 +693,143 @@ async def test_a_page_of_bad_items_after_good_ones_is_skipped_on_a_first_run(
             result = await wait_run(running, {})
             assert result["last_error"] is None and result["failures"] == 0
             assert len(await events(running)) == 2
+
+
+async def test_an_empty_page_with_a_next_cursor_does_not_end_the_pass(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """APIs that filter after paging (Slack, Salesforce, search APIs) send empty pages that
+    still name a next one: the items after it are listed."""
+
+    async def listing(request: web.Request) -> web.Response:
+        if request.query.get("cursor") is None:
+            return web.json_response({"data": [], "next_cursor": "c2"})
+        return web.json_response({"data": [thing("a")], "next_cursor": None})
+
+    async with local_api(("/objects", listing)) as base:
+        config = poll_config(receiver.url, base).replace("/cursor/objects", "/objects")
+        async with hookyard_factory(config) as running:
+            assert (await wait_run(running, {}))["last_error"] is None
+            documents = await payloads(running, await events(running))
+            assert [d["id"] for d in documents] == ["a"]
+
+
+async def test_items_after_an_empty_page_are_not_reported_deleted(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """hash (and etag) mode: a pass that ended at an empty page with a next cursor took the
+    items after it for deleted."""
+    empty_between = False
+
+    async def listing(request: web.Request) -> web.Response:
+        cursor = request.query.get("cursor")
+        if cursor is None:
+            return web.json_response({"data": [thing("a")], "next_cursor": "c2"})
+        if cursor == "c2" and empty_between:
+            return web.json_response({"data": [], "next_cursor": "c3"})
+        return web.json_response({"data": [thing("b")], "next_cursor": None})
+
+    async with local_api(("/objects", listing)) as base:
+        config = odd_config(receiver, base, 'pagination = "cursor"')
+        config = "\n".join(line for line in config.splitlines() if "object_url" not in line)
+        async with hookyard_factory(config) as running:
+            first = await wait_run(running, {})
+            assert first["last_error"] is None and len(await events(running)) == 2
+            empty_between = True  # the same items, with an empty page between them
+            assert (await run_job(running))["last_error"] is None
+            kinds = [e["event_type"] for e in await events(running)]
+            assert kinds == ["order.created", "order.created"]
+
+
+@pytest.mark.parametrize("empty", [{}, {"data": None}, 204], ids=["missing", "null", "204"])
+async def test_an_empty_listing_without_an_items_array_is_no_error(
+    empty: Any, receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """An API saying "no items" by leaving the array out (proto3 JSON: Google APIs), by null
+    (Go's nil slice) or by 204 No Content lists an empty page: no failed run."""
+    quiet = False
+
+    async def listing(request: web.Request) -> web.Response:
+        if not quiet:
+            return web.json_response({"data": [thing("a")]})
+        if empty == 204:
+            return web.Response(status=204)
+        return web.json_response(empty)
+
+    async with local_api(("/objects", listing)) as base:
+        config = poll_config(receiver.url, base).replace("/cursor/objects", "/objects")
+        async with hookyard_factory(config) as running:
+            first = await wait_run(running, {})
+            assert first["last_error"] is None and len(await events(running)) == 1
+            quiet = True  # nothing updated since the last poll
+            second = await run_job(running)
+            assert second["last_error"] is None and second["failures"] == 0, second
+            assert len(await events(running)) == 1
+
+
+async def test_an_expired_next_page_stored_with_a_304_page_starts_the_pass_over(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """etag: page 1 answers 304, so the pass goes on to the next page stored with it; once
+    that page's cursor expired the API answers 400 for good. The pass starts over without
+    validators (a 304 would lead to the same page) instead of failing every run."""
+    state = {"gen": 1}
+
+    async def listing(request: web.Request) -> web.Response:
+        cursor = request.query.get("cursor")
+        if cursor is None:
+            raw = orjson.dumps([thing("a")])
+            etag = '"' + hashlib.sha1(raw).hexdigest() + '"'
+            following = request.url.with_query(cursor=f"gen{state['gen']}")
+            headers = {"ETag": etag, "Link": f'<{following}>; rel="next"'}
+            if request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers=headers)
+            return web.Response(body=raw, content_type="application/json", headers=headers)
+        if cursor != f"gen{state['gen']}":
+            return web.json_response({"error": "cursor expired"}, status=400)
+        return web.json_response([thing("b")])
+
+    async with local_api(("/objects", listing)) as base:
+        config = odd_config(receiver, base, 'pagination = "link"\nitems = ""')
+        config = config.replace('detect = "hash"', 'detect = "etag"')
+        async with hookyard_factory(config) as running:
+            first = await wait_run(running, {})
+            assert first["last_error"] is None and len(await events(running)) == 2
+            state["gen"] = 2  # page 2's cursor expires; page 1 is unchanged
+            for _ in range(2):
+                again = await run_job(running)
+                assert again["last_error"] is None, again
+            assert len(await events(running)) == 2  # nothing new, nothing deleted
+
+
+async def test_an_item_stamped_hours_ahead_does_not_hide_the_changes_after_it(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """Update times up to a day ahead are accepted (a client that wrote local time as UTC);
+    the cursor still goes no further than the time of asking, so a change made meanwhile is
+    listed."""
+
+    def stamp(when: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+    now = time.time()
+    items = {"a": {"id": "a", "version": 1, "updated_at": stamp(now - 600)}}
+
+    def listing(request: web.Request) -> dict[str, Any]:
+        since = request.query.get("updated_since")
+        bound = parse_time(since) if since else None
+        found = [i for i in items.values() if bound is None or parse_time(i["updated_at"]) >= bound]
+        return {"data": found}
+
+    async with odd_api(listing) as base:
+        config = odd_config(receiver, base, 'pagination = "none"').replace(
+            'detect = "hash"', 'detect = "cursor"'
+        )
+        async with hookyard_factory(config) as running:
+            assert (await wait_run(running, {}))["last_error"] is None
+            items["ahead"] = {"id": "ahead", "version": 1, "updated_at": stamp(now + 8 * 3600)}
+            assert (await run_job(running))["last_error"] is None
+            items["b"] = {"id": "b", "version": 1, "updated_at": stamp(time.time())}
+            assert (await run_job(running))["last_error"] is None
+            documents = await payloads(running, await events(running))
+            assert [d["id"] for d in documents] == ["a", "ahead", "b"]

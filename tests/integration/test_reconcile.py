@@ -219,6 +219,32 @@ async def post_webhook(
     assert response.status_code == 200, response.text
 
 
+async def test_a_backfill_skips_what_is_stored_within_the_dedup_window_only(
+    receiver: Receiver, hookyard_factory: Any
+) -> None:
+    """As `hookyard backfill --help`, the API and the README say: a version stored within
+    `dedup_window` is skipped; once its keys expired, it is emitted again, origin backfill."""
+    sim = Simulator(SimulatorOptions(seed=6))
+    await sim.start()
+    try:
+        obj = sim.create({"status": "paid"}, webhook=False)
+        window = {"since": iso(time.time() - 3600)}
+        async with hookyard_factory(shop_config(receiver.url, sim.url)) as running:
+            await post_webhook(running, obj, "evt_paid", "order.paid")
+            await start_backfill(running, window)
+            assert (await wait_backfill(running))["emitted"] == 0
+            # Eight days go by: maintenance forgets dedup keys older than the window (7 d).
+            state = running.service.state
+            assert state is not None
+            assert await state.store.expire_dedup(time.time() + 1) > 0
+            await start_backfill(running, window)
+            status = await wait_backfill(running)
+            assert status["progress"]["items"] == 1 and status["emitted"] == 1
+            assert [e["origin"] for e in await events(running)] == ["webhook", "backfill"]
+    finally:
+        await sim.stop()
+
+
 async def test_a_backfill_resumed_at_a_page_the_api_refuses_starts_over(
     receiver: Receiver, hookyard_factory: Any, monkeypatch: Any
 ) -> None:

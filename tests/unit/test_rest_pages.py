@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from hookyard.config import ApiConfig
-from hookyard.pollers.api import PageError, RestApi, parse_time
+from hookyard.pollers.api import EMPTY_PAGES, Page, PageError, PassGuard, RestApi, parse_time
 
 
 def api(**settings: object) -> RestApi:
@@ -57,7 +57,16 @@ def test_an_update_time_is_the_version_when_there_is_no_version_field() -> None:
          None),  # a short page is the last
         ({"pagination": "offset", "page_size": 1}, "https://x/o?offset=10", {"data": [ITEM]},
          {}, "https://x/o?offset=11"),
-        ({"pagination": "cursor"}, "https://x/o", {"data": [], "next_cursor": "c"}, {}, None),
+        # An explicit next is followed from an empty page (APIs that filter after paging);
+        # page and offset styles have none: an empty page is the last.
+        ({"pagination": "cursor"}, "https://x/o", {"data": [], "next_cursor": "c"}, {},
+         "https://x/o?cursor=c"),
+        ({"pagination": "next_url", "items": "results"}, "https://x/o",
+         {"results": [], "next": "/o?page=2"}, {}, "https://x/o?page=2"),
+        ({"pagination": "link"}, "https://x/o", {"data": []}, {"next": "https://x/o?page=2"},
+         "https://x/o?page=2"),
+        ({"pagination": "page", "page_size": 1}, "https://x/o?page=4", {"data": []}, {}, None),
+        ({"pagination": "offset", "page_size": 1}, "https://x/o", {"data": []}, {}, None),
     ],
 )  # fmt: skip
 def test_next_page_of_each_style(
@@ -95,8 +104,9 @@ def test_a_next_page_on_another_origin_is_refused(target: str) -> None:
     ("raw", "problem"),
     [
         (b"<html>maintenance</html>", "not JSON"),
-        (b'{"items": []}', "expected a list of items at 'data', found NoneType"),
+        (b'{"results": [{"id": 1}]}', "at 'data', found none; the body has lists at 'results'"),
         (b'{"data": {"id": 1}}', "found dict"),
+        (b'{"data": "none"}', "found str"),
         (b'{"data": [1, 2]}', "an item is a int"),
         (b'{"data": [{"name": "x", "updated_at": 1}]}', "no usable 'id'"),
         (b'{"data": [{"id": "a"}]}', "has no 'updated_at'"),
@@ -206,3 +216,24 @@ def test_an_item_with_a_far_future_update_time_is_skipped() -> None:
     page = api().parse("https://x/", body([ITEM, ahead]), {})
     assert [item.id for item in page.items] == ["o1"]
     assert [skip.item_id for skip in page.skipped] == ["o9"]
+
+
+@pytest.mark.parametrize("raw", [b"{}", b'{"data": null}', b'{"data": null, "more": [1]}'])
+def test_a_missing_or_null_items_array_is_an_empty_page(raw: bytes) -> None:
+    """APIs leave an empty array out (proto3 JSON) or send null (a nil slice)."""
+    page = api(pagination="cursor").parse("https://x/o", raw, {})
+    assert page.items == [] and page.next_url is None
+    # Once the job has run, a missing path is an empty page even beside other lists.
+    assert api().parse("https://x/", b'{"results": [{"id": 1}]}', {}, strict=False).items == []
+
+
+def test_a_pass_of_endless_empty_pages_ends() -> None:
+    """An API that links a next page past the end, a new URL each time, is stopped."""
+    guard = PassGuard()
+    listed = 0
+    with pytest.raises(PageError, match="as were the 100 pages before it"):
+        for number in range(1, EMPTY_PAGES + 3):
+            guard.fetching(f"https://x/o?page={number}", "page")
+            guard.listed(Page([], f"https://x/o?page={number + 1}"), "page")
+            listed += 1
+    assert listed == EMPTY_PAGES

@@ -202,7 +202,8 @@ def source_routes(
         name: str, body: BackfillRequest, who: Annotated[Caller, Depends(admin)]
     ) -> dict[str, Any]:
         """Emit the history between `since` and `until` (default: now) through the REST API,
-        as events with origin `backfill`. Versions already stored are skipped. Asking again
+        as events with origin `backfill`. Versions stored within the dedup window
+        (`[server] dedup_window`) are skipped; older ones are emitted again. Asking again
         for the same window resumes an interrupted backfill."""
         source = with_api(name)
         since, until = utc(body.since), utc(body.until) if body.until else None
@@ -307,6 +308,8 @@ def source_routes(
                 "object_gone",
                 f"the API answers HTTP {response.status} for object {str(object_id)[:200]!r}",
             )
+        if response.status == 204:  # fine for a page (an empty one), not for one object
+            raise ApiError(502, "api_failed", "the API answered HTTP 204 (no content)")
         media = response.headers.get("Content-Type", "application/json")
         return Response(response.body, media_type=media)
 

@@ -23,6 +23,7 @@ from hookyard.errors import ConfigError
 
 DEFAULT_NEXT = {"next_url": "next", "cursor": "next_cursor"}
 MAX_AHEAD = 86400.0  # how far ahead of this clock an item's update time may be
+EMPTY_PAGES = 100  # empty pages in a row, each naming a next page, before a pass gives up
 
 
 class PageError(Exception):
@@ -40,12 +41,14 @@ class MalformedItem(PageError):
 
 class PassGuard:
     """Ends a pass that would page forever: the API leads back to a page fetched already in
-    this pass, or a page lists exactly the items of the page before (an API that ignores the
-    page parameter)."""
+    this pass, a page lists exactly the items of the page before (an API that ignores the
+    page parameter), or EMPTY_PAGES empty pages in a row each name a next one (an API that
+    always links a next page, even past the end)."""
 
     def __init__(self) -> None:
         self._fetched: set[str] = set()
         self._previous: list[str] = []
+        self._empty = 0  # empty pages in a row
 
     def fetching(self, url: str, shown: str) -> None:
         if url in self._fetched:
@@ -57,6 +60,9 @@ class PassGuard:
         if ids and ids == self._previous and page.next_url is not None:
             raise _endless(f"{shown} lists the same items as the page before it")
         self._previous = ids
+        self._empty = 0 if page.items or page.skipped else self._empty + 1
+        if self._empty > EMPTY_PAGES and page.next_url is not None:
+            raise _endless(f"{shown} is empty, as were the {EMPTY_PAGES} pages before it")
 
 
 def _endless(what: str) -> PageError:
@@ -183,7 +189,18 @@ class RestApi:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise PageError(f"the page is not JSON: {exc}") from None
-        raw = dig(document, self.config.items) if self.config.items else document
+        raw = dig(document, self.config.items, _MISSING) if self.config.items else document
+        if raw is _MISSING and strict and isinstance(document, dict):
+            # Before a job's first whole run, an `items` path that misses the list the body
+            # holds is a likelier story than an empty listing.
+            elsewhere = [repr(k) for k, v in document.items() if isinstance(v, list) and v]
+            if elsewhere:
+                raise PageError(
+                    f"expected a list of items at {self.config.items!r}, found none;"
+                    f" the body has lists at {', '.join(elsewhere)}"
+                )
+        if raw is None or raw is _MISSING:
+            raw = []  # no items: the array left out (proto3 JSON) or null (a nil slice)
         if not isinstance(raw, list):
             where = f"at {self.config.items!r}" if self.config.items else "as the body"
             raise PageError(f"expected a list of items {where}, found {type(raw).__name__}")
@@ -260,7 +277,7 @@ class RestApi:
     ) -> str | None:
         config = self.config
         style = config.pagination
-        if style == "none" or count == 0:
+        if style == "none":
             return None
         current = URL(url)
         if style == "link":
@@ -273,7 +290,10 @@ class RestApi:
             if style == "next_url":
                 return str(current.join(URL(str(value))))
             return str(current.update_query({config.cursor_param: str(value)}))
-        if count < config.page_size:  # a short page is the last (page and offset styles)
+        # Page and offset styles have no explicit next: a short (or empty) page is the last.
+        # The styles above follow an explicit next even from an empty page (APIs that filter
+        # after paging send those); PassGuard ends a pass that would page forever.
+        if count < config.page_size:
             return None
         if style == "page":
             page = int(current.query.get(config.page_param, config.first_page))
@@ -294,16 +314,19 @@ def webhook_object_key(item_id: str, version: str) -> str:
     return f"objw:{item_id}@{version}"
 
 
-def dig(document: Any, path: str) -> Any:
-    """The value at a dotted path (list indexes allowed), or None."""
+_MISSING: Any = object()
+
+
+def dig(document: Any, path: str, missing: Any = None) -> Any:
+    """The value at a dotted path (list indexes allowed), or `missing` when there is none."""
     node = document
     for part in path.split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return None
+            return missing
     return node
 
 

@@ -113,8 +113,8 @@ class RestClient:
         *,
         gone_ok: bool = False,
     ) -> Response:
-        """GET a page or object: 200 or 304 (when validators are given), 404 and 410 too with
-        `gone_ok`, else RestError."""
+        """GET a page or object: 200, 204 (no content: an empty page), or 304 (when
+        validators are given), 404 and 410 too with `gone_ok`, else RestError."""
         headers = dict(self.api.headers)
         if validators is not None:
             etag, last_modified = validators
@@ -141,7 +141,7 @@ class RestClient:
             else:
                 status = response.status
                 if (
-                    status == 200
+                    status in (200, 204)
                     or (status == 304 and validators is not None)
                     or (gone_ok and status in (404, 410))
                 ):

@@ -81,6 +81,8 @@ class Job(abc.ABC):
         does not stop the source; until the job has once run to the end or this run has seen
         a usable item, a page with no usable item fails the run instead (the settings are then
         the likelier fault)."""
+        if response.status == 204:  # "No Content": nothing listed, and no next page
+            return Page([], None)
         strict = not (self.run.succeeded or self.usable_seen)
         page = self.api.parse(url, response.body, response.links, strict=strict)
         self.usable_seen = self.usable_seen or bool(page.items)

@@ -5,12 +5,15 @@ content), so an item is emitted once per change however often it is listed: an i
 again by the lookback window, an item updated twice in the same second, and a page repeated
 after a crash all compare equal to what was stored.
 
-- cursor: asks for items updated since the newest update time seen, minus `lookback` (late
-  writes and clock skew on the API's side). Memory stays bounded by the page size. A pass is
-  resumed after a crash from the page it stopped at.
+- cursor: asks for items updated since the newest update time seen (never later than our
+  clock at the start of the pass, plus AHEAD), minus `lookback` (late writes and clock skew on
+  the API's side). Every item seen stays remembered (one row of rest_items: id, fingerprint,
+  change count), since its change count is part of its events' dedup keys and tells a later
+  update from a creation. A pass is resumed after a crash from the page it stopped at.
 - etag / hash: lists everything and compares contents; an item no longer listed is deleted.
   etag sends each page's ETag/Last-Modified stored by the last whole pass, and a 304 page
-  costs no work. A crashed pass starts over (its committed pages compare equal).
+  costs no work. A crashed pass starts over (its committed pages compare equal), and so does
+  a pass whose stored next page (followed from a 304) the API now refuses.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hookyard.store.rest import Remembered
 DEFAULT_INTERVAL = 60.0
 DELETED = "deleted"  # the fingerprint of an item no longer listed
 QUIET_PAGES = 50  # unchanged pages in a row before a commit all the same (calls, lease)
+AHEAD = 60.0  # how far past our clock at the start of a pass its cursor may go (clock skew)
 
 
 class PollJob(Job):
@@ -67,12 +71,18 @@ class PollJob(Job):
 
     async def _cursor_pass(self) -> None:
         checkpoint = self.checkpoint
+        # The cursor never passes the time of asking: an item stamped ahead (up to a day is
+        # accepted) would else hide every change stamped before it. Capped on reading too,
+        # for a cursor stored ahead by an earlier version.
+        ceiling = time.time() + AHEAD
         since: float | None = checkpoint.get("since")
+        since = None if since is None else min(since, ceiling)
         resume = checkpoint.get("resume")
         if resume and not self.resumable(resume["next"]):
             resume = None
         if resume:
-            url, newest = resume["next"], resume["newest"]
+            url = resume["next"]
+            newest = None if resume["newest"] is None else min(resume["newest"], ceiling)
         else:
             url = self.api.first_url(None if since is None else since - self.config.lookback)
             newest = since
@@ -105,7 +115,7 @@ class PollJob(Job):
             guard.listed(page, self.client.shown(url))
             for item in page.items:
                 if item.updated is not None and (newest is None or item.updated > newest):
-                    newest = item.updated
+                    newest = min(item.updated, ceiling)
             if page.next_url is not None:
                 next_checkpoint = {
                     **checkpoint,
@@ -138,6 +148,7 @@ class PollJob(Job):
         # counted as deleted.
         validated: list[tuple[str, str | None, str | None, str | None]] = []
         url: str | None = self.api.first_url()
+        followed: str | None = None  # a stored next page, reached through a 304
         guard = PassGuard()
         while url is not None:
             key = self.stored_url(url)
@@ -145,11 +156,20 @@ class PollJob(Job):
             guard.fetching(key, self.client.shown(url))
             listed.append(key)
             stored = stored_pages.get(key)
-            response = await self.client.get(url, self.calls, stored[:2] if stored else None)
+            try:
+                response = await self.client.get(url, self.calls, stored[:2] if stored else None)
+            except RestError as exc:
+                if not (stored_pages and self.starts_over(exc, url, followed)):
+                    raise
+                # Once, without validators: a 304 would lead to the same stale page again.
+                stored_pages, url, followed, guard = {}, self.api.first_url(), None, PassGuard()
+                seen, blind, unchanged_pages, listed, validated = set(), False, set(), [], []
+                continue
             if response.status == 304 and stored is not None:
                 unchanged_pages.add(key)
-                url = stored[2]
+                url = followed = stored[2]
                 continue
+            followed = None
             page = self.parse(url, response)
             guard.listed(page, self.client.shown(url))
             seen.update(item.id for item in page.items)
