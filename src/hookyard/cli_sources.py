@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -277,6 +278,13 @@ def listen(
     """
     if lease <= timeout:  # a result reported after its lease ran out only comes back stale
         raise click.BadParameter("must be longer than --timeout", param_hint="--lease")
+    target = urlsplit(forward)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        # Else every delivery fails here, and its retries are spent until it is dead.
+        raise click.BadParameter(
+            f"expected an http(s) URL, like http://localhost:3000/hooks; got {forward!r}",
+            param_hint="--forward",
+        )
     api = Api(url, token, config)
     auth = api.client.headers["authorization"].removeprefix("Bearer ")
     listener = Listener(

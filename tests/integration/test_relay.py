@@ -740,3 +740,17 @@ async def test_listen_keeps_the_url_path_and_reports_a_foreign_error_page() -> N
             with pytest.raises(Fatal) as failed:
                 await asyncio.wait_for(listener.run(), DEADLINE)
             assert str(failed.value) == expected
+
+
+def test_listen_refuses_a_forward_url_it_could_not_send_to(tmp_path: Path) -> None:
+    """A --forward without a scheme failed every delivery locally, and each failure spent an
+    attempt of the destination's schedule until the events were dead."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "hookyard", "listen", "laptop", "--forward",
+            "localhost:3000/hooks", "--url", "http://127.0.0.1:9", "--token", "hky_x",
+        ],
+        capture_output=True, text=True, timeout=CLIENT_TIMEOUT, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--forward" in done.stderr and "expected an http(s) URL" in done.stderr
