@@ -528,6 +528,9 @@ def events_replay(
             body.setdefault("fields", {})[key[6:]] = value
         else:
             body[key] = value
+    # The events that match now: under steady ingest, new ones would keep the replay going
+    # beyond the count it asked to confirm.
+    body.setdefault("until", f"{time.time():.3f}")
     matched = api.post("/api/v1/events/replay", {**body, "dry_run": True}).json()["matched"]
     if dry_run or matched == 0:
         click.echo(json.dumps({"matched": matched}) if as_json else f"{matched} events match")

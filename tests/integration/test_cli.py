@@ -235,6 +235,15 @@ def test_replay_and_delivery_commands(tmp_path: Path, serve_processes: list) -> 
         "events", "replay", "--source", "open", "--yes", "--json", *common, cwd=tmp_path
     )
     assert json.loads(done.stdout) == {"matched": 2, "replayed": 2, "deliveries": 2}
+    # It replays what matched when it began (under steady ingest it would never end).
+    token = (tmp_path / "hookyard.token").read_text().strip()
+    audit = httpx.get(
+        f"{server.url}/api/v1/audit",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=CLIENT_TIMEOUT,
+    ).json()["data"]
+    [replayed] = [entry for entry in audit if entry["action"] == "events.replay"]
+    assert float(replayed["detail"]["filters"]["until"]) <= time.time()
     listed = hookyard("deliveries", "list", "--json", *common, cwd=tmp_path)
     rows = json.loads(listed.stdout)["data"]
     assert len(rows) == 4

@@ -83,3 +83,22 @@ async def test_an_imported_event_s_provider_retry_is_a_duplicate(
             assert loaded.json() == {"imported": 1, "skipped": 0}
         retried = await two.client.post("/in/github", content=body, headers=headers)
     assert retried.json() == {"id": original["id"], "duplicate": True}
+
+
+async def test_an_export_ends_at_what_was_there_when_it_began(hookyard_factory, receiver):
+    """Events arriving while it streams are left for the next export: under steady ingest, an
+    export without an end never finished."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
+        first = (await hy.client.post("/in/open", content=b"before")).json()["id"]
+        store = hy.service.state.store
+        export_events = store.export_events
+
+        async def arriving_meanwhile(filters, *, cursor, limit):
+            rows = await export_events(filters, cursor=cursor, limit=limit)
+            if cursor is None:  # between two pages, a new event arrives
+                assert (await hy.client.post("/in/open", content=b"during")).status_code == 200
+            return rows
+
+        store.export_events = arriving_meanwhile
+        exported = (await api.get("/api/v1/events/export")).content
+    assert [orjson.loads(line)["id"] for line in exported.splitlines()] == [first]

@@ -366,6 +366,9 @@ async def test_a_time_beyond_the_ids_range_means_no_end(hookyard_factory, receiv
         event_id = (await hy.client.post("/in/open", content=b"{}")).json()["id"]
         assert await _ids(api, until="9999-12-31") == [event_id]
         assert await _ids(api, since="9999-12-31") == []
+        # ISO 8601's basic form, not unix seconds in 1970.
+        assert await _ids(api, since="20990101") == []
+        assert await _ids(api, since="20200101") == [event_id]
         answer = await api.get("/api/v1/events", params={"since": "-5"})
         assert answer.status_code == 422
 

@@ -13,7 +13,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -274,13 +274,16 @@ def _times(row: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def parse_time(value: str | None, name: str) -> float | None:
-    """ISO 8601 (a missing offset means UTC) or unix seconds."""
+    """ISO 8601 (a missing offset means UTC) or unix seconds. Eight digits are a date in ISO
+    8601's basic form (20260131), not a time in 1970."""
     if value is None:
         return None
     problem = ApiError(
         422, "invalid_parameter", f"{name}: expected ISO 8601 or unix seconds, got {value!r}"
     )
     try:
+        if len(value) == 8 and value.isdigit():
+            raise ValueError("a date")
         seconds = float(value)
     except ValueError:
         try:
@@ -551,10 +554,14 @@ def build_api(state: AppState) -> FastAPI:
         constant memory. Payloads travel base64-encoded, so any bytes survive; `events/import`
         on another instance loads the file."""
 
+        # What is there now: under steady ingest, an export without an end never finished.
+        until = filters.until if filters.until is not None else time.time()
+        bounded = replace(filters, until=until)
+
         async def lines() -> AsyncIterator[bytes]:
             cursor = None
             while True:
-                rows = await state.store.export_events(filters, cursor=cursor, limit=500)
+                rows = await state.store.export_events(bounded, cursor=cursor, limit=500)
                 if not rows:
                     return
                 yield b"".join(export_line(row) for row in rows)
