@@ -320,7 +320,7 @@ async def test_replaying_what_died_at_one_destination_twice_sends_it_once(
         assert (again["replayed"], again["skipped"], again["deliveries"]) == (0, 1, 0)
 
 
-async def test_bulk_replay_refuses_unknown_keys_rather_than_replaying_everything(
+async def test_bulk_replay_refuses_unknown_keys_and_what_is_still_on_its_way(
     hookyard_factory, receiver
 ):
     async with hookyard_factory(basic_config(receiver.url)) as hy, hy.api() as api:
@@ -334,6 +334,11 @@ async def test_bulk_replay_refuses_unknown_keys_rather_than_replaying_everything
             assert "not permitted" in answer.json()["message"]
         right = {"fields": {"data.status": "paid"}, "dry_run": True}
         assert (await api.post("/api/v1/events/replay", json=right)).json()["matched"] == 1
+        # Deliveries still on their way: a replay would be a second copy (another each run).
+        for status in ("pending", "in_flight", "retrying", "held"):
+            answer = await api.post("/api/v1/events/replay", json={"status": status})
+            assert answer.status_code == 422, answer.json()
+            assert "still on their way" in answer.json()["message"]
 
 
 async def test_cursors_that_no_page_gave_are_refused(hookyard_factory, receiver):

@@ -689,6 +689,15 @@ def build_api(state: AppState) -> FastAPI:
         )
         # Filtering on a destination replays to it alone, not to every earlier destination.
         to = known_destination(body.to or body.destination)
+        if body.status not in (None, "dead", "succeeded"):
+            # Still on its way: a replay would be a second copy of it (and every further run
+            # another, each copy being in that status too).
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                f"status: a replay takes dead or succeeded deliveries; {body.status} ones are "
+                "still on their way (POST /api/v1/deliveries/{id}/retry sends a retrying one now)",
+            )
         cursor = check_cursor(body.cursor, "evt")
         matched = await state.store.count_events(filters) if cursor is None else 0
         if body.dry_run:
