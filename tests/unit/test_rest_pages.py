@@ -11,6 +11,7 @@ import pytest
 
 from hookyard.config import ApiConfig
 from hookyard.pollers.api import EMPTY_PAGES, Page, PageError, PassGuard, RestApi, parse_time
+from hookyard.pollers.client import MAX_RESET_WAIT, reset_wait
 
 
 def api(**settings: object) -> RestApi:
@@ -237,3 +238,20 @@ def test_a_pass_of_endless_empty_pages_ends() -> None:
             guard.listed(Page([], f"https://x/o?page={number + 1}"), "page")
             listed += 1
     assert listed == EMPTY_PAGES
+
+
+@pytest.mark.parametrize(
+    ("reset", "wait"),
+    [
+        ("30", 30.0),  # seconds from now
+        ("1700000060", 60.0),  # a unix time in seconds (GitHub)
+        ("1700000060000", 60.0),  # in milliseconds: it read as 54,000 years
+        ("1699999990", 0.0),  # passed already
+        ("99999999999", MAX_RESET_WAIT),  # centuries away: a day at most
+        ("soon", 1.0),
+        ("nan", 1.0),
+        (None, 1.0),
+    ],
+)
+def test_a_rate_limit_reset_is_read_in_each_form_apis_send(reset: str | None, wait: float) -> None:
+    assert reset_wait(reset, now=1_700_000_000.0) == wait

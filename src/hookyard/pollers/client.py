@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ log = logging.getLogger("hookyard.pollers")
 
 RETRIES = (0.5, 2.0)  # waits before retrying a failed call within a run
 MAX_WAIT = 900.0  # a longer Retry-After or rate-limit reset ends the run instead
+MAX_RESET_WAIT = 86400.0  # the longest rate-limit reset believed
 MAX_RESPONSE = 64 * 2**20  # bytes of one page or object read at most
 MAX_WAITS = 20  # 429s answered for one call before the run gives up
 TOKEN_MARGIN = 30.0  # refresh an OAuth 2 token this long before it expires
@@ -246,12 +248,7 @@ class RestClient:
         if remaining is None or remaining.strip() not in ("0", "0.0"):
             return
         reset = headers.get("X-RateLimit-Reset") or headers.get("RateLimit-Reset")
-        try:
-            value = float(reset) if reset else 1.0
-        except ValueError:
-            value = 1.0
-        wait = value - time.time() if value > 1_000_000_000 else value  # a time, or seconds
-        self._hold(max(wait, 0.0), "rate limit window exhausted")
+        self._hold(reset_wait(reset, time.time()), "rate limit window exhausted")
 
     def _hold(self, wait: float, why: str) -> None:
         """No call for `wait` seconds: waited out within the run, or, if longer than a run
@@ -305,6 +302,22 @@ class RestClient:
             parameter = re.escape(quote(credentials.name, safe=""))
             text = re.sub(rf"([?&]{parameter}=)[^&#\s'\"<>]+", r"\1***", text)
         return re.sub(r"(://[^/@\s:]*):[^@/\s]*@", r"\1:***@", text)
+
+
+def reset_wait(reset: str | None, now: float) -> float:
+    """Seconds until a rate-limit window resets, from its Reset header: seconds from now, or a
+    unix time in seconds or in milliseconds (APIs send each). A day at most: a window further
+    off is a misreading more likely than a real one, and would stop the source for good."""
+    try:
+        value = float(reset) if reset else 1.0
+    except ValueError:
+        value = 1.0
+    if not math.isfinite(value):
+        value = 1.0
+    if value > 100_000_000_000:  # milliseconds since the epoch
+        value /= 1000
+    wait = value - now if value > 1_000_000_000 else value
+    return min(max(wait, 0.0), MAX_RESET_WAIT)
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
