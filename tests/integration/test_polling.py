@@ -833,3 +833,18 @@ async def test_an_item_stamped_hours_ahead_does_not_hide_the_changes_after_it(
             assert (await run_job(running))["last_error"] is None
             documents = await payloads(running, await events(running))
             assert [d["id"] for d in documents] == ["a", "ahead", "b"]
+
+
+async def test_an_api_that_moved_says_where(receiver: Receiver, hookyard_factory: Any) -> None:
+    """A redirect is not followed (the credentials go with every call); the error said only
+    "HTTP 301: " and a resumed pass took it for an expired page."""
+
+    async def moved(_: web.Request) -> web.Response:
+        return web.Response(status=301, headers={"Location": "/v2/objects"})
+
+    async with local_api(("/objects", moved)) as base:
+        config = odd_config(receiver, base, 'pagination = "none"')
+        async with hookyard_factory(config) as running:
+            failed = await wait_run(running, {})
+            assert failed["last_error"].startswith(f"GET {base}/objects"), failed["last_error"]
+            assert f"HTTP 301: redirected to {base}/v2/objects" in failed["last_error"]

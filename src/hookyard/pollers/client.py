@@ -50,8 +50,9 @@ class Refused(RestError):
 
     @property
     def stale_page(self) -> bool:
-        """What an API answers for a page cursor that expired, rather than for credentials."""
-        return self.status not in (401, 403)
+        """What an API answers for a page cursor that expired, rather than for credentials
+        or a redirect (the API moved)."""
+        return self.status not in (401, 403) and not 300 <= self.status < 400
 
 
 class RateLimited(RestError):
@@ -168,6 +169,14 @@ class RestClient:
                     continue
                 self._counts[self.api.source, "error"] += 1
                 problem = f"HTTP {status}: {self.redact(excerpt(response.body))}"
+                if 300 <= status < 400:
+                    location = response.headers.get("Location")
+                    moved = self.shown(str(URL(url).join(URL(location)))) if location else None
+                    problem = (
+                        f"HTTP {status}: redirected to {moved or '(no Location)'}; redirects are"
+                        " not followed (the credentials go with every call): set the API's url"
+                        " to where it moved"
+                    )
                 if status < 500 and status != 408:
                     raise Refused(f"GET {self.shown(url)}: {problem}", status)
             if failures == len(RETRIES):
