@@ -754,3 +754,25 @@ def test_listen_refuses_a_forward_url_it_could_not_send_to(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "--forward" in done.stderr and "expected an http(s) URL" in done.stderr
+
+
+async def test_calls_waiting_on_a_relay_destination_reloaded_away_end(
+    tmp_path: Path, hookyard_factory: Any
+) -> None:
+    """A reload that takes the relay away: a waiting lease call answers as a new call would
+    (409 here), a stream ends; both failed on a KeyError."""
+    async with hookyard_factory(relay_config()) as running, running.api() as api:
+        waiting = asyncio.create_task(
+            api.post("/api/v1/destinations/laptop/lease", json={"wait": 10})
+        )
+        params = {"lease": 30, "heartbeat": 0.3}
+        async with api.stream("GET", "/api/v1/destinations/laptop/stream", params=params) as stream:
+            events = events_of(stream)
+            assert await anext(events) == ("heartbeat", {})
+            direct = relay_config().replace("relay = true", 'url = "http://127.0.0.1:9/"')
+            write_config(tmp_path, direct)
+            assert running.service.reload()
+            left = [event async for event in events]  # the stream ends
+            assert all(kind == "heartbeat" for kind, _ in left)
+        answer = await asyncio.wait_for(waiting, DEADLINE)
+        assert answer.status_code == 409, answer.text

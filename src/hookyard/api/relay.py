@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
 from hookyard.api.rest import API_PREFIX, ApiError, Caller, ErrorBody, _time
-from hookyard.relay.hub import MAX_LEASE, MAX_WAIT, RelayHub, Result
+from hookyard.relay.hub import MAX_LEASE, MAX_WAIT, DestinationGone, RelayHub, Result
 from hookyard.relay.presence import client_key
 from hookyard.state import AppState
 from hookyard.tokens import hash_token
@@ -178,9 +178,13 @@ def relay_routes(
         name = relay_destination(name, who)
         allowed, client = relay_client(request, who)
         with open_calls.holding(who.id), state.presence.waiting(name, client):
-            messages = await hub.lease(
-                name, body.max, body.wait, body.lease, allowed, request.is_disconnected
-            )
+            try:
+                messages = await hub.lease(
+                    name, body.max, body.wait, body.lease, allowed, request.is_disconnected
+                )
+            except DestinationGone:
+                relay_destination(name, who)  # says how: 404, or 409 if no longer a relay
+                raise
         if messages is None:
             raise ApiError(401, "unauthorized", "the token was revoked")
         for message in messages:

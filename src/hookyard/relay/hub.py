@@ -58,6 +58,10 @@ def lease_token(claim: Claim) -> str:
     return repr(claim.lease_until)
 
 
+class DestinationGone(Exception):
+    """A reload took the relay destination away while a call waited for its deliveries."""
+
+
 class RelayHub:
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -81,11 +85,13 @@ class RelayHub:
         None when `allowed` says no more while waiting (its token was revoked); nothing once
         `gone` says the caller left (what it leased would wait for its lease to run out)."""
         store = self.state.store
-        destination = self.state.gateway.destinations[name]
         deadline = time.monotonic() + min(wait, MAX_WAIT)
-        pace = Pace(limit, destination.concurrency, destination.rate_limit)
         work = self.state.work_ready.latch()
         while True:
+            destination = self.state.gateway.destinations.get(name)
+            if destination is None or not destination.relay:  # reloaded away meanwhile
+                raise DestinationGone(name)
+            pace = Pace(limit, destination.concurrency, destination.rate_limit)
             work.clear()  # before the claim: work committed during it wakes the wait below
             claimed = await store.claim({name: pace}, limit, lease)
             if claimed.claims:
@@ -167,9 +173,12 @@ class RelayHub:
                     wait = until_beat
                     if first_end is not None:
                         wait = first_end - LAPSE_MARGIN - time.time()
-                    messages = await self.lease(
-                        name, room, max(0.0, min(until_beat, wait)), lease, allowed
-                    )
+                    try:
+                        messages = await self.lease(
+                            name, room, max(0.0, min(until_beat, wait)), lease, allowed
+                        )
+                    except DestinationGone:  # the stream ends; reconnecting says why (404)
+                        return
                     if messages is None:
                         yield "revoked", []
                         return
