@@ -190,6 +190,10 @@ def test_retry_after_parsing():
     assert parse_retry_after("120", now) == 120
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == 30
     assert parse_retry_after(formatdate(now - 30, usegmt=True), now) == 0
+    # RFC 9110's other two date forms, which a recipient must accept too: asctime, RFC 850.
+    later = time.gmtime(now + 600)
+    assert parse_retry_after(time.strftime("%a %b %e %H:%M:%S %Y", later), now) == 600
+    assert parse_retry_after(time.strftime("%A, %d-%b-%y %H:%M:%S GMT", later), now) == 600
     assert parse_retry_after("", now) is None
     assert parse_retry_after("-5", now) is None
     assert parse_retry_after("Wed, 99 Foo 2026", now) is None
@@ -261,3 +265,31 @@ async def test_an_answer_in_as_the_worker_stops_is_recorded_not_given_back(
         gate.set()
         await stopping
         await _wait_status(hy, event_id, "succeeded")
+
+
+async def test_a_reload_that_changes_the_egress_policy_lets_attempts_under_way_end(
+    hookyard_factory, receiver, tmp_path
+):
+    """The destination's old connection pool closed at once: an attempt under way was cut off
+    after the receiver had the request, recorded as failed and sent again."""
+
+    async def slow(_: Received) -> int:
+        await asyncio.sleep(1.0)
+        return 204
+
+    receiver.behaviour = slow
+    config = basic_config(receiver.url)
+    async with hookyard_factory(config) as hy:
+        event_id = (await hy.client.post("/in/open", content=b"under way")).json()["id"]
+        await receiver.wait_for(1)  # the receiver has it and takes its time to answer
+        widened = config.replace(
+            'allow = ["127.0.0.0/8"]', 'allow = ["127.0.0.0/8", "10.9.0.0/16"]'
+        )
+        (tmp_path / "hookyard.toml").write_text(widened)
+        assert hy.service.reload()
+        # The next attempt to the destination builds the new pool.
+        await hy.client.post("/in/open", content=b"next")
+        event = await _wait_status(hy, event_id, "succeeded")
+    attempts = [(a["status_code"], a["error"]) for a in event["deliveries"][0]["attempt_log"]]
+    assert attempts == [(204, None)]
+    assert receiver.ids().count(event_id) == 1

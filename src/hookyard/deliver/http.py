@@ -9,6 +9,7 @@ import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
 import aiohttp
 
@@ -49,8 +50,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        return None
+    if when.tzinfo is None:  # asctime's form has no zone: HTTP dates are all UTC (RFC 9110)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
@@ -73,13 +74,18 @@ class HttpSender:
 
     def __init__(self) -> None:
         self._sessions: dict[str, tuple[EgressPolicy, aiohttp.ClientSession]] = {}
+        self._retired: set[aiohttp.ClientSession] = set()  # closing once their attempts end
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _client(self, destination: Destination) -> aiohttp.ClientSession:
         current = self._sessions.get(destination.name)
         if current is not None and current[0] == destination.egress:
             return current[1]
-        if current is not None:  # the policy changed on reload: new pool, old one closes
-            asyncio.get_running_loop().create_task(current[1].close())
+        if current is not None:
+            # The policy changed on reload: a new pool; the old one closes once the attempts
+            # under way on it are over (closed at once, it cut them off after the receiver
+            # had the request, and they were sent again).
+            self._retire(current[1], destination.timeout + 1)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=0, ttl_dns_cache=60, resolver=GuardedResolver(destination.egress)
@@ -90,9 +96,25 @@ class HttpSender:
         self._sessions[destination.name] = (destination.egress, session)
         return session
 
+    def _retire(self, session: aiohttp.ClientSession, after: float) -> None:
+        self._retired.add(session)
+
+        async def close() -> None:
+            await asyncio.sleep(after)
+            if session in self._retired:  # else closed already (shutdown)
+                self._retired.discard(session)
+                await session.close()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
-        for _, session in sessions.values():
+        retired, self._retired = self._retired, set()
+        for task in self._closing:
+            task.cancel()
+        for session in [*(session for _, session in sessions.values()), *retired]:
             await session.close()
 
     async def send(
