@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DEADLINE, basic_config, until_deadline
+from tests.conftest import DEADLINE, Received, basic_config, until_deadline
 
 STRIPE_LIKE = """
 [sources.shop]
@@ -390,3 +390,43 @@ async def test_bulk_replay_counts_what_it_could_not_send_as_skipped(hookyard_fac
         assert (await api.post(f"/api/v1/events/{event_id}/replay")).status_code == 410
         bulk = (await api.post("/api/v1/events/replay", json={"source": "open"})).json()
         assert (bulk["replayed"], bulk["skipped"], bulk["deliveries"]) == (0, 1, 0)
+
+
+async def test_a_replay_to_an_ordered_destination_the_events_never_went_to_keeps_order(
+    hookyard_factory, receiver
+):
+    """The new deliveries took their ordering key from an earlier delivery to that destination:
+    with none, they had no key, and went out at once, in any order."""
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    async def answer(item: Received) -> int:
+        if not item.path.endswith("/ordered"):
+            return 204
+        customer = json.loads(item.body)["customer"]
+        in_flight[customer] = in_flight.get(customer, 0) + 1
+        most[customer] = max(most.get(customer, 0), in_flight[customer])
+        await asyncio.sleep(0.2)
+        in_flight[customer] -= 1
+        return 204
+
+    receiver.behaviour = answer
+    ordered = f"""
+        [destinations.ordered]
+        url = "{receiver.url}/ordered"
+        ordering = "field:customer"
+        concurrency = 8
+    """
+    async with hookyard_factory(basic_config(receiver.url, extra=ordered)) as hy, hy.api() as api:
+        for n in range(6):
+            body = json.dumps({"customer": "ab"[n % 2], "n": n}).encode()
+            assert (await hy.client.post("/in/open", content=body)).status_code == 200
+        await receiver.wait_for(6)  # to app, the one routed destination
+        answer_ = await api.post("/api/v1/events/replay", json={"source": "open", "to": "ordered"})
+        assert answer_.json()["deliveries"] == 6
+        await receiver.wait_for(12)
+    sent = [json.loads(r.body) for r in receiver.received if r.path.endswith("/ordered")]
+    assert most == {"a": 1, "b": 1}
+    for customer in "ab":
+        numbers = [body["n"] for body in sent if body["customer"] == customer]
+        assert numbers == sorted(numbers)

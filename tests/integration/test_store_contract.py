@@ -279,7 +279,7 @@ async def test_replay_and_retry_dead(open_stores: Opener) -> None:
     [claim] = (await store.claim(pace, 100, lease=30)).claims
     await store.finish([_done(claim, "dead")])
     assert await store.retry_dead("app") == 1
-    assert await store.replay([claim.event_id], None, ["app"]) == 1
+    assert await store.replay([claim.event_id], None, {"app": None}) == 1
     statuses = sorted(d["status"] for d in await store.list_deliveries())
     assert statuses == ["pending", "pending"]
 
@@ -292,12 +292,12 @@ async def test_a_replay_of_what_died_run_twice_sends_nothing_twice(open_stores: 
     pace = {"app": Pace(free=10, concurrency=10, rate=None)}
     [claim] = (await store.claim(pace, 100, lease=30)).claims
     await store.finish([_done(claim, "dead")])
-    assert await store.replay([claim.event_id], None, ["app"], "dead") == 1
-    assert await store.replay([claim.event_id], None, ["app"], "dead") == 0
+    assert await store.replay([claim.event_id], None, {"app": None}, "dead") == 1
+    assert await store.replay([claim.event_id], None, {"app": None}, "dead") == 0
     [again] = (await store.claim(pace, 100, lease=30)).claims
     await store.finish([_done(again, "dead")])  # the replay died too: it may go again, once
-    assert await store.replay([claim.event_id], None, ["app"], "dead") == 1
-    assert await store.replay([claim.event_id], None, ["app"], "dead") == 0
+    assert await store.replay([claim.event_id], None, {"app": None}, "dead") == 1
+    assert await store.replay([claim.event_id], None, {"app": None}, "dead") == 0
 
 
 async def test_retrying_the_dead_moves_each_event_s_latest_delivery_only(
@@ -311,7 +311,7 @@ async def test_retrying_the_dead_moves_each_event_s_latest_delivery_only(
     first = (await store.claim(pace, 100, lease=30)).claims
     await store.finish([_done(claim, "dead") for claim in first])
     events = sorted(claim.event_id for claim in first)
-    assert await store.replay(events, None, ["app"], "dead") == 2
+    assert await store.replay(events, None, {"app": None}, "dead") == 2
     replays = sorted((await store.claim(pace, 100, lease=30)).claims, key=lambda c: c.event_id)
     await store.finish([_done(replays[0], "succeeded"), _done(replays[1], "dead")])
     assert await store.retry_dead("app") == 1

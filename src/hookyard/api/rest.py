@@ -710,7 +710,7 @@ def build_api(state: AppState) -> FastAPI:
             }
         rows = await state.store.list_events(filters, cursor=cursor, limit=body.limit, order="asc")
         ids = [row["id"] for row in rows]
-        configured = list(state.gateway.destinations)
+        configured = {name: d.ordering for name, d in state.gateway.destinations.items()}
         # With a status, only the deliveries in it go again (not the ones that succeeded).
         replayed, created = (
             await state.store.replay_counts(ids, to, configured, body.status) if ids else (0, 0)
@@ -752,9 +752,8 @@ def build_api(state: AppState) -> FastAPI:
             raise ApiError(404, "not_found", f"no event {event_id!r}")
         if found[0] is None:
             raise ApiError(410, "payload_removed", "retention removed this event's payload")
-        created = await state.store.replay(
-            [event_id], known_destination(destination), list(state.gateway.destinations)
-        )
+        configured = {name: d.ordering for name, d in state.gateway.destinations.items()}
+        created = await state.store.replay([event_id], known_destination(destination), configured)
         if created:
             state.work_ready.set()
         await audit(who, "event.replay", event_id, destination=destination, deliveries=created)

@@ -52,9 +52,8 @@ def action_routes(console: Console) -> list[Route]:
             )
         if destination is not None and destination not in state.gateway.destinations:
             return back(here, visitor, f"No destination named {destination}.")
-        created = await state.store.replay(
-            [event_id], destination, list(state.gateway.destinations)
-        )
+        configured = {name: d.ordering for name, d in state.gateway.destinations.items()}
+        created = await state.store.replay([event_id], destination, configured)
         if created:
             state.work_ready.set()
         await console.audit(

@@ -8,7 +8,7 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from hookyard.models import (
@@ -191,23 +191,23 @@ class BaseStore(abc.ABC):
         self,
         event_ids: list[str],
         destination: str | None,
-        configured: list[str],
+        configured: Mapping[str, str | None],
         status: str | None = None,
     ) -> int:
-        """New deliveries of these events (to configured destinations; with `status`, only
-        where a delivery has it); returns how many."""
+        """New deliveries of these events (to configured destinations, given with their
+        ordering settings; with `status`, only where a delivery has it); returns how many."""
         return (await self.replay_counts(event_ids, destination, configured, status))[1]
 
     async def replay_counts(
         self,
         event_ids: list[str],
         destination: str | None,
-        configured: list[str],
+        configured: Mapping[str, str | None],
         status: str | None = None,
     ) -> tuple[int, int]:
         """`replay`, returning how many events got new deliveries, and how many deliveries."""
         counts: tuple[int, int] = await self.writer.run(
-            queries.replay, (event_ids, destination, frozenset(configured), status)
+            queries.replay, (event_ids, destination, dict(configured), status)
         )
         return counts
 

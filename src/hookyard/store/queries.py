@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from hookyard.models import (
     Pace,
     Rejected,
 )
+from hookyard.routing import ordering_key
 from hookyard.store.db import POSTGRESQL, Conn, in_list
 from hookyard.tokens import CONFIGURED_ADMIN, GENERATED_ADMIN
 
@@ -849,15 +850,15 @@ def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
 
 def replay(
     conn: Conn,
-    requests: Sequence[tuple[list[str], str | None, frozenset[str], str | None]],
+    requests: Sequence[tuple[list[str], str | None, Mapping[str, str | None], str | None]],
 ) -> list[tuple[int, int]]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
-    still configured that they were delivered to before (keeping each delivery's ordering
-    key). With a `status`, only where a delivery has that status and none to the same
-    destination since is under way or succeeded (a replay of what died, run twice, sends
-    nothing twice, even while the first one's deliveries wait); `destination` then narrows
-    those rather than adding one. Returns how many events got new deliveries, and how many
-    deliveries."""
+    still configured that they were delivered to before (`configured`: each one's ordering
+    setting, from which the new deliveries take their ordering keys, as at ingest). With a
+    `status`, only where a delivery has that status and none to the same destination since
+    is under way or succeeded (a replay of what died, run twice, sends nothing twice, even
+    while the first one's deliveries wait); `destination` then narrows those rather than
+    adding one. Returns how many events got new deliveries, and how many deliveries."""
     now = time.time()
     created = []
     for requested, destination, configured, status in requests:
@@ -875,7 +876,7 @@ def replay(
         for start in range(0, len(event_ids), 10_000):
             chunk = event_ids[start : start + 10_000]
             rows += conn.execute(
-                "SELECT DISTINCT e.id, d.destination, d.ordering_key FROM events e"
+                "SELECT DISTINCT e.id, e.source, d.destination FROM events e"
                 f" LEFT JOIN deliveries d ON d.event_id = e.id{which}{only}"
                 f" WHERE e.id IN {in_list(chunk)}",
                 [
@@ -886,18 +887,47 @@ def replay(
             ).fetchall()
         # Without a status, an event never delivered to `destination` gets one there (the
         # join found no row); with one, only the deliveries in that status count.
-        targets = {
-            (event_id, target, key)
-            for event_id, name, key in rows
-            if (target := name if status is not None else name or destination) in configured
-        }
-        deliveries = [
-            (new_id("dlv"), event_id, name, "pending", now, now, now, key, 1)
-            for event_id, name, key in sorted(targets, key=lambda t: (t[0], t[1], t[2] or ""))
-        ]
+        targets: list[tuple[str, str, str]] = sorted(
+            (event_id, source, target)
+            for event_id, source, name in rows
+            if (target := name if status is not None else name or destination) is not None
+            and target in configured
+        )
+        # Ordering keys as the destination orders now: one the event never went to had no
+        # earlier delivery to take its key from, and its replays went out of order.
+        deliveries = []
+        for start in range(0, len(targets), 1000):  # payloads read a part at a time
+            part = targets[start : start + 1000]
+            by_field = [e for e, _, to in part if (configured[to] or "").startswith("field:")]
+            payloads = _payloads(conn, by_field)
+            deliveries += [
+                (new_id("dlv"), event_id, to, "pending", now, now, now, key, 1)
+                for event_id, source, to in part
+                for key in [ordering_key(configured[to], source, _parsed(payloads.get(event_id)))]
+            ]
         _insert_deliveries(conn, deliveries, INSERT_REPLAY)
         created.append((len({row[1] for row in deliveries}), len(deliveries)))
     return created
+
+
+def _payloads(conn: Conn, event_ids: Sequence[str]) -> dict[str, bytes]:
+    unique = sorted(set(event_ids))
+    if not unique:
+        return {}
+    sql = f"SELECT id, payload FROM events WHERE id IN {in_list(unique)}"
+    return {row[0]: bytes(row[1] or b"") for row in conn.execute(sql, unique)}
+
+
+def _parsed(payload: bytes | None) -> Callable[[], Any]:
+    """The payload as JSON for an ordering field (None if it is not JSON), as at ingest."""
+
+    def document() -> Any:
+        try:
+            return orjson.loads(payload or b"")
+        except orjson.JSONDecodeError:
+            return None
+
+    return document
 
 
 def retry_delivery(conn: Conn, delivery_ids: Sequence[str]) -> list[str | None]:
