@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from tests.conftest import CLIENT_TIMEOUT, Running, basic_config, until_deadline
 from tests.integration.test_ingest import github_headers
@@ -574,3 +575,162 @@ max_body = "1KiB"
     assert "raise max_body" in found["body_too_large"]
     assert "GET is not allowed" in found["method_not_allowed"]
     assert page.count('<p class="explain">') == 6
+
+
+def flash_of(page: str) -> str:
+    match = re.search(r'<p class="flash" role="status">([^<]*)</p>', page)
+    return html.unescape(match.group(1)) if match else ""
+
+
+def formatted(page: str) -> str:
+    """The formatted JSON view of an event page, unescaped."""
+    after = html.unescape(page).split('aria-label="Body, formatted">', 1)
+    assert len(after) == 2, "no formatted view"
+    return after[1].split("</pre>", 1)[0]
+
+
+async def test_a_deeply_nested_body_is_shown(hookyard_factory, receiver):
+    """1 KB nested 500 deep once made the page answer 500 (RecursionError): anyone able to post
+    to a source could make an event unviewable. It is shown, its credentials still masked."""
+    body = b"[" * 500 + b'{"token": "Deep5ecretTokenValue"}' + b"]" * 500
+    # 18 KB whose formatted view would be 5 MB of indentation: shown as received instead.
+    wide = b"[" + b",".join([b"[" * 300 + b"]" * 300] * 30) + b"]"
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
+        page = await client.get(f"/console/events/{event_id}")
+        wide_id = (await hy.client.post("/in/open", content=wide)).json()["id"]
+        wide_page = await client.get(f"/console/events/{wide_id}")
+    assert page.status_code == 200, page.text[:300]
+    assert "[[[[[[[[" in page.text and "[redacted]" in page.text
+    assert "Deep5ecretTokenValue" not in page.text
+    assert wide_page.status_code == 200
+    assert "Body, formatted" not in wide_page.text and wide.decode() in wide_page.text
+
+
+async def test_a_lone_surrogate_escape_is_shown_as_sent(hookyard_factory, receiver):
+    """JavaScript writes "\ud83d" for a string cut mid-emoji; UTF-8 cannot carry the character
+    (the page once answered 500), so the formatted view keeps the escape."""
+    body = b'{"text": "cut in the middle of an emoji \\ud83d", "name": "J\\u00fcrgen"}'
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
+        page = await client.get(f"/console/events/{event_id}")
+    assert page.status_code == 200, page.text[:300]
+    shown = formatted(page.text)
+    assert '"cut in the middle of an emoji \\ud83d"' in shown
+    assert '"Jürgen"' in shown  # other escapes are decoded, as before
+
+
+@pytest.mark.parametrize(
+    ("body", "hidden"),
+    [
+        (b'{"token": "Zm9vYmFy\\/c2VjcmV0LXRva2Vu"}', "c2VjcmV0LXRva2Vu"),  # PHP's "\/"
+        ('{"clientState": "geheim-schlüssel-4f2a9c"}'.encode(), "schlüssel-4f2a9c"),
+        (b'{"token": "\\u0053ecretSlackToken12345"}', "ecretSlackToken12345"),
+        (b'{"\\u0074oken": "EscapedKeyToken12345"}', "EscapedKeyToken12345"),
+    ],
+    ids=["escaped-slash", "non-ascii", "u-escape", "escaped-name"],
+)
+async def test_the_raw_view_masks_a_field_however_it_is_spelt(
+    hookyard_factory, receiver, body, hidden
+):
+    """The Raw view once searched for the value as json.dumps spells it, so another spelling
+    of the same value was masked in the formatted view and shown in the Raw one."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
+        page = (await client.get(f"/console/events/{event_id}")).text
+    assert "[redacted]" in formatted(page)
+    assert hidden not in page
+    assert page.count("[redacted]") == 2  # the formatted view and the Raw one
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'\xef\xbb\xbf{"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "type": "url_verification"}',
+        b'{"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}\n{"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}\n',
+        b"token=Jhj5dZrVaK7ZwHHjRyZWjbDl&team_id=T0001&text=94070\n",
+    ],
+    ids=["json-with-bom", "ndjson", "form-ending-in-a-newline"],
+)
+async def test_credentials_are_masked_in_any_text(hookyard_factory, receiver, body):
+    """Fields were masked only in a body that parsed whole as JSON or was a form without
+    whitespace: a byte-order mark, NDJSON or a final newline showed them in clear."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
+        page = (await client.get(f"/console/events/{event_id}")).text
+    assert "Jhj5dZrVaK7ZwHHjRyZWjbDl" not in page
+    assert "[redacted]" in page
+
+
+@pytest.mark.parametrize(
+    "public", ["https://hooks.example:443", "https://Hooks.Example", "HTTPS://hooks.example/"]
+)
+async def test_public_url_is_compared_as_a_site_not_as_text(hookyard_factory, receiver, public):
+    """The browser's Origin never carries the default port nor capitals: a public_url written
+    with either once refused every form, login included."""
+    config = basic_config(receiver.url).replace(
+        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:0"\npublic_url = "{public}"'
+    )
+    async with hookyard_factory(config) as hy:
+        login = {"token": hy.token}
+        answer = await hy.client.post(
+            "/console/login", data=login, headers={"origin": "https://hooks.example"}
+        )
+        assert answer.status_code == 303, answer.text[-300:]
+        for other in ("http://hooks.example", "https://hooks.example:8443", "null"):
+            refused = await hy.client.post("/console/login", data=login, headers={"origin": other})
+            assert refused.status_code == 403, other
+
+
+async def test_retry_and_replay_to_a_paused_destination_say_they_wait(hookyard_factory, receiver):
+    """Retry now said "will be tried again now" while the paused destination held it."""
+    receiver.behaviour = lambda item: 500
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=b"fails")).json()["id"]
+        for _ in until_deadline():
+            page = await client.get(f"/console/events/{event_id}")
+            if 'status-dead">dead' in page.text:
+                break
+            await asyncio.sleep(0.05)
+        async with hy.api() as api:
+            assert (await api.post("/api/v1/destinations/app/pause")).status_code == 200
+        delivery = re.search(r'action="/console/deliveries/([^/]+)/retry"', page.text)
+        assert delivery
+        await client.post(
+            f"/console/deliveries/{delivery.group(1)}/retry", data={"csrf": csrf_of(page)}
+        )
+        page = await client.get(f"/console/events/{event_id}")
+        assert 'status-held">held' in page.text
+        waits = "app is paused: its deliveries wait until it is resumed."
+        assert flash_of(page.text) == f"Delivery to app is due again, but {waits}"
+        await client.post(f"/console/events/{event_id}/replay", data={"csrf": csrf_of(page)})
+        page = await client.get(f"/console/events/{event_id}")
+        assert flash_of(page.text) == f"Replayed: 1 new delivery. {waits}"
+    assert len(receiver.received) == 3  # the three attempts before the pause, nothing since
+
+
+async def test_the_formatted_view_keeps_numbers_as_sent(hookyard_factory, receiver):
+    """Numbers went through float: 12345678901234567.89 was shown as 1.2345678901234568e+16."""
+    body = b'{"amount": 12345678901234567.89, "rate": 0.10000000000000000001, "n": [1E400, -0]}'
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        event_id = (await hy.client.post("/in/open", content=body)).json()["id"]
+        page = (await client.get(f"/console/events/{event_id}")).text
+    assert formatted(page) == (
+        '{\n  "amount": 12345678901234567.89,\n  "rate": 0.10000000000000000001,\n'
+        '  "n": [\n    1E400,\n    -0\n  ]\n}'
+    )
+
+
+async def test_a_cursor_no_page_gave_is_refused(hookyard_factory, receiver):
+    """Like the API's: an unknown cursor once showed the first page as if it were the next."""
+    async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
+        await hy.client.post("/in/open", content=b"x")
+        events = await client.get("/console/events", params={"cursor": "2"})
+        rejected = await client.get("/console/rejected", params={"cursor": "evt_2"})
+    for page, prefix in ((events, "evt"), (rejected, "rej")):
+        assert page.status_code == 422
+        assert f"cursor: expected the next_cursor of this list's previous page ({prefix}_...)" in (
+            html.unescape(page.text)
+        )
+    assert 'href="/console/events/evt_' not in events.text
+    assert "Nothing was rejected." not in rejected.text

@@ -9,6 +9,7 @@ redirects (303) to the page the operator came from, with a message.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +21,15 @@ from hookyard.console.forms import FormRejected, check_csrf, read_form
 from hookyard.console.render import page
 
 Handler = Callable[[Request, Visitor, dict[str, str]], Awaitable[Response]]
+
+
+def waits(states: dict[str, dict[str, Any]], name: str) -> str | None:
+    """Why deliveries to `name` do not go now: it is paused or disabled (they are held)."""
+    current = states.get(name, {}).get("state", "active")
+    if current == "active":
+        return None
+    until = "resumed" if current == "paused" else "re-enabled"
+    return f"{name} is {current}: its deliveries wait until it is {until}."
 
 
 def action_routes(console: Console) -> list[Route]:
@@ -61,9 +71,14 @@ def action_routes(console: Console) -> list[Route]:
         )
         if not created:
             return back(here, visitor, "Nothing to replay: no configured destination had it.")
-        return back(
-            here, visitor, f"Replayed: {created} new deliver{'y' if created == 1 else 'ies'}."
-        )
+        targets = [destination] if destination else []
+        if destination is None:  # the destinations it had, as the replay chose them
+            event = await state.store.get_event(event_id) or {}
+            targets = [d["destination"] for d in event.get("deliveries", [])]
+        states = await state.store.destination_states()
+        held = sorted({note for name in targets if (note := waits(states, name))})
+        done = f"Replayed: {created} new deliver{'y' if created == 1 else 'ies'}."
+        return back(here, visitor, " ".join([done, *held]))
 
     async def retry(request: Request, visitor: Visitor, form: dict[str, str]) -> Response:
         delivery_id = request.path_params["delivery_id"]
@@ -79,9 +94,11 @@ def action_routes(console: Console) -> list[Route]:
             return back(here, visitor, f"The delivery is {before}; {hint}.")
         state.work_ready.set()
         await console.audit(visitor, "delivery.retry", delivery_id, was=before)
-        return back(
-            here, visitor, f"Delivery to {delivery['destination']} will be tried again now."
-        )
+        name = delivery["destination"]
+        held = waits(await state.store.destination_states(), name)
+        if held is not None:  # due again, but the worker leaves it until then
+            return back(here, visitor, f"Delivery to {name} is due again, but {held}")
+        return back(here, visitor, f"Delivery to {name} will be tried again now.")
 
     async def destination(request: Request, visitor: Visitor, form: dict[str, str]) -> Response:
         name, slug = request.path_params["name"], request.path_params["action"]

@@ -32,17 +32,37 @@ async def read_form(request: Request) -> dict[str, str]:
         raise FormRejected("the form could not be read") from None
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _site(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) as a browser writes an Origin: the host in lower case and the
+    default port filled in, so that "https://Hooks.Example:443" is "https://hooks.example".
+    None when the URL names no host or a bad port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:  # Origin: null (a sandboxed frame, a file) is no site
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, DEFAULT_PORTS.get(scheme) if port is None else port
+
+
 def same_origin(request: Request) -> bool:
     """False when the browser says the request comes from another site (or hides where from).
     Behind a proxy that rewrites Host (nginx's default), the site is [server] public_url's."""
     origin = request.headers.get("origin")
     if origin is None:  # older browsers and non-browser clients; the CSRF token still applies
         return True
-    netloc = urlsplit(origin).netloc
+    site = _site(origin)
+    if site is None:
+        return False
+    # Host names no scheme: it is this site when it names the Origin's host and port.
+    host = _site(f"{site[0]}://{request.headers.get('host', '')}")
     public_url: str | None = request.app.state.public_url
-    return netloc == request.headers.get("host", "") or (
-        public_url is not None and netloc == urlsplit(public_url).netloc
-    )
+    return site == host or (public_url is not None and site == _site(public_url))
 
 
 def check_csrf(request: Request, form: dict[str, str], expected: str) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hookyard.api.rest import ApiError, check_cursor
 from hookyard.console import charts
 from hookyard.console.context import PREFIX, Console, Visitor, to_login
 from hookyard.console.destinations import ACTIONS, destination_rows
@@ -81,6 +83,10 @@ def page_routes(console: Console) -> list[Route]:
         configured = tuple(sorted(state.gateway.destinations))
         form = read_filters(request.query_params, configured)
         cursor = request.query_params.get("cursor") or None
+        try:  # one no page gave would show the first page again, as if it were the next
+            check_cursor(cursor, "evt")
+        except ApiError as exc:
+            form = replace(form, filters=None, error=str(exc.detail))
         rows: list[dict[str, object]] = []
         if form.filters is not None:
             rows = await state.store.list_events(
@@ -122,12 +128,20 @@ def page_routes(console: Console) -> list[Route]:
 
     async def rejected(request: Request, visitor: Visitor) -> Response:
         cursor = request.query_params.get("cursor") or None
-        rows = await state.store.list_rejected(cursor=cursor, limit=PAGE + 1)
+        rows, error = [], None
+        try:
+            rows = await state.store.list_rejected(
+                cursor=check_cursor(cursor, "rej"), limit=PAGE + 1
+            )
+        except ApiError as exc:  # a cursor no page gave
+            error = str(exc.detail)
         shown = rows[:PAGE]
         return console.render(
             "rejected.html",
             visitor,
             "rejected",
+            status=200 if error is None else 422,
+            error=error,
             rejected=shown,
             explain=explain,
             older=shown[-1]["id"] if len(rows) > PAGE else None,
