@@ -35,7 +35,9 @@ from hookyard.routing import Route, destinations_for, ordering_key
 from hookyard.verify import Verifier, VerifyOptions, build_verifier, check_options
 
 # Original headers forwarded to destinations unless a source extends the list. A source's own
-# webhook-* headers travel renamed (hookyard-original-webhook-*), never in place of ours.
+# webhook-* and svix-* headers travel renamed (hookyard-original-webhook-*, -svix-*), never in
+# place of ours: the Svix library reads svix-* before webhook-*, so a provider's svix-* would
+# make receivers check the provider's signature instead of Hookyard's.
 DEFAULT_FORWARD = (
     "x-github-*",
     "x-hub-signature*",
@@ -51,22 +53,44 @@ CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-gitlab-token", "x-api-key"}
 )
 REDACTED = "[redacted]"
+# Standard Webhooks headers (and Svix's name for them) that ours would clash with.
+_RENAMED = ("webhook-", "svix-")
 # Query parameters that carry credentials (some providers put a token in the webhook URL).
 CREDENTIAL_PARAMS = frozenset(
     {"token", "access_token", "api_key", "apikey", "key", "secret", "client_secret", "password"}
 )
+# Header and query parameter names that say they hold a credential (X-Auth-Token, X-Api-Key,
+# ?auth_token=): besides the exact names above, redacted when stored and shown, never forwarded.
+_LOOKS_SECRET = re.compile(r"token|secret|password|passwd|api[-_]?key|auth", re.IGNORECASE)
+# Provider headers whose names look like credentials but are not: kept as they came (the worker
+# verifies a stored PayPal hint with its auth-algo; Twilio's token is a delivery id).
+NOT_CREDENTIALS = frozenset({"paypal-auth-algo", "i-twilio-idempotency-token"})
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a (lower-cased) header name says that its value is a credential. Provider
+    signature headers do not (x-hub-signature, stripe-signature...): they may be forwarded."""
+    return _LOOKS_SECRET.search(name) is not None and name not in NOT_CREDENTIALS
+
+
+def credential_param(name: str) -> bool:
+    """Whether a query parameter (any case) carries a credential."""
+    return name.lower() in CREDENTIAL_PARAMS or _LOOKS_SECRET.search(name) is not None
+
 
 MIN_ADMIN_TOKEN = 16  # characters of a configured admin token (tokens are not rate-limited)
 
 
 def redact_query(query: str) -> str:
-    """The query string fit to store and show: credential parameters' values redacted."""
-    if not query or not any(name in query.lower() for name in CREDENTIAL_PARAMS):
-        return query
+    """The query string fit to store and show: credential parameters' values redacted. Only
+    what is kept is redacted: schemes that sign the URL (Twilio, Square, HubSpot) verify it as
+    it was received."""
+    if not query or ("key" not in query.lower() and not _LOOKS_SECRET.search(query)):
+        return query  # the common case, without parsing
     pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode(
-        [(k, REDACTED if k.lower() in CREDENTIAL_PARAMS else v) for k, v in pairs], safe="[]"
-    )
+    if not any(credential_param(k) for k, _ in pairs):
+        return query
+    return urlencode([(k, REDACTED if credential_param(k) else v) for k, v in pairs], safe="[]")
 
 
 # Schemes whose hints the worker resolves, and where it fetches from by default ([sources.NAME]
@@ -102,17 +126,22 @@ class Source:
     object_paths: tuple[str, str] | None = None
     deletion_types: tuple[str, ...] = ()
 
+    def is_credential(self, name: str) -> bool:
+        """Whether a (lower-cased) header carries a credential: one of this source's, or one
+        whose name says so."""
+        return name in self.credential_headers or looks_secret(name)
+
     def redact(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        secret = self.credential_headers
-        return [(k, REDACTED if k in secret else v) for k, v in headers]
+        """Headers fit to store and show. Verification has read them before (ingest.prepare)."""
+        return [(k, REDACTED if self.is_credential(k) else v) for k, v in headers]
 
     def forwarded(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Original headers a destination receives: allow-listed, never credentials."""
         out = []
         for name, value in headers:
-            if name in self.credential_headers or not self.forward.match(name):
+            if self.is_credential(name) or not self.forward.match(name):
                 continue
-            if name.startswith("webhook-"):
+            if name.startswith(_RENAMED):
                 name = "hookyard-original-" + name
             out.append((name, _as_sent(value)))
         return out

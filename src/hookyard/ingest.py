@@ -102,15 +102,25 @@ def prepare(
                 item.event_type,
                 # An item without an id of its own is known by its content.
                 dedup_keys(
-                    item.event_id, None, item.payload if key_of_body or not item.event_id else None
+                    item.dedup_id or item.event_id,
+                    None,
+                    item.payload if key_of_body or not item.event_id else None,
                 ),
             )
             for item in verified.items
         ]
     else:
-        keys = dedup_keys(verified.event_id, verified.delivery_id, key_of_body, verified.replay_key)
-        if body_dedup and verified.content_key:
-            keys += ("signed:" + verified.content_key,)
+        # Where more than the body is signed (Twilio: the URL too), the hash of what was signed
+        # stands in for the body's: the same body to another signed URL is another request.
+        signed = verified.content_key if body_dedup else None
+        keys = dedup_keys(
+            verified.event_id,
+            verified.delivery_id,
+            None if signed else key_of_body,
+            verified.replay_key,
+        )
+        if signed:
+            keys += ("signed:" + signed,)
         request.body = None
         request.events = [
             _event(gateway, source, inbound, body, verified.event_id, verified.event_type, keys)

@@ -611,3 +611,136 @@ async def test_pipelined_requests_with_a_big_body_are_not_taken_for_a_big_head(
             hy.url, [first + body + second[:20], second[20:] + b"\r\n{}"], 0.2
         )
         assert answer.count(b"HTTP/1.1 200") == 2, answer[:300]
+
+
+@pytest.mark.parametrize("dedup_body", [None, True])
+async def test_two_identical_graph_notifications_are_two_changes_unless_told_not(
+    hookyard_factory, receiver, dedup_body
+):
+    """A Graph basic notification carries no id and no time: two changes of one resource send
+    the same bytes, and both are real (a static secret in the body, like a token source). A
+    source with dedup_body = true takes identical bodies as one."""
+    option = "" if dedup_body is None else "dedup_body = true\n"
+    config = basic_config(receiver.url) + (
+        f'\n[sources.graph]\nverify = "msgraph"\nsecrets = ["client-state"]\n{option}'
+        '[[routes]]\nsource = "graph"\ndestination = "app"\n'
+    )
+    body = (
+        b'{"value":[{"subscriptionId":"7f105c7d","clientState":"client-state",'
+        b'"changeType":"updated","resource":"me/drive/root","resourceData":null}]}'
+    )
+    async with hookyard_factory(config) as hy:
+        answers = []
+        for _ in range(2):
+            answer = await hy.client.post(
+                "/in/graph", content=body, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+        await receiver.wait_for(1 if dedup_body else 2)
+    assert answers[1]["duplicate"] is bool(dedup_body)
+
+
+async def test_a_generic_hmac_request_with_a_signed_timestamp_sent_again_is_a_duplicate(
+    hookyard_factory, receiver
+):
+    """verify = "hmac" signing {timestamp} and no id_header: the same signed request again (a
+    resend after a timeout, a capture replayed within the window) is one event; the same body
+    signed at another time is another."""
+    import time
+
+    config = basic_config(receiver.url) + textwrap.dedent("""
+        [sources.partner]
+        verify = "hmac"
+        secrets = ["partner-secret"]
+        signature_header = "X-Signature"
+        timestamp_header = "X-Timestamp"
+        signed_content = "{timestamp}.{body}"
+        [[routes]]
+        source = "partner"
+        destination = "app"
+    """)
+    body = b'{"order": 42, "status": "paid"}'
+
+    def signed(ts: str) -> dict[str, str]:
+        mac = hmac.new(b"partner-secret", ts.encode() + b"." + body, hashlib.sha256)
+        return {"x-signature": mac.hexdigest(), "x-timestamp": ts}
+
+    now = int(time.time())
+    async with hookyard_factory(config) as hy:
+        answers = []
+        for ts in (now, now, now - 1):
+            answer = await hy.client.post("/in/partner", content=body, headers=signed(str(ts)))
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+        await receiver.wait_for(2)
+    assert [a["duplicate"] for a in answers] == [False, True, False]
+    assert answers[1]["id"] == answers[0]["id"]
+
+
+async def test_the_same_twilio_fields_posted_to_two_signed_urls_are_two_requests(
+    hookyard_factory, receiver
+):
+    """Twilio signs the URL with the fields. An IVR asking two questions (<Gather
+    action=".../in/sms?step=N">) answered with the same key gets the same fields (same CallSid,
+    same Digits) at two signed URLs: two requests, not a replay of one."""
+    from urllib.parse import urlencode
+
+    from hookyard.verify import VerifyOptions, build_verifier
+
+    public = "https://hooks.example.com"
+    config = (
+        basic_config(receiver.url).replace(
+            'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:0"\npublic_url = "{public}"', 1
+        )
+        + '\n[sources.sms]\nverify = "twilio"\nsecrets = ["t"]\n'
+    )
+    body = urlencode([("CallSid", "CA1"), ("Digits", "1"), ("CallStatus", "in-progress")])
+    signer = build_verifier("twilio", ["t"], VerifyOptions())
+    answers = []
+    async with hookyard_factory(config) as hy:
+        for path in ("/in/sms?step=1", "/in/sms?step=2", "/in/sms?step=2"):
+            headers = signer.sign(body.encode(), url=public + path, timestamp=0, message_id="")
+            headers["content-type"] = "application/x-www-form-urlencoded"
+            answer = await hy.client.post(path, content=body.encode(), headers=headers)
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+    assert [a["duplicate"] for a in answers] == [False, False, True]
+
+
+async def test_a_svix_providers_own_headers_are_forwarded_renamed(hookyard_factory, receiver):
+    """A Svix-powered provider (Clerk, Resend) sends svix-id/-timestamp/-signature. The Svix
+    library reads those before webhook-*, so forwarded in place they made receivers check the
+    provider's signature with the destination's secret: they travel renamed, like webhook-*."""
+    import base64
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    secret = "whsec_" + base64.b64encode(b"provider-secret-of-32-bytes-long").decode()
+    config = basic_config(receiver.url) + (
+        f'\n[sources.clerk]\nverify = "svix"\nsecrets = ["{secret}"]\n'
+        '[[routes]]\nsource = "clerk"\ndestination = "app"\n'
+    )
+    body = b'{"type": "user.created", "data": {}}'
+    now = int(time.time())
+    signature = standardwebhooks.Webhook(secret).sign(
+        "msg_provider1", datetime.fromtimestamp(now, UTC), body.decode()
+    )
+    headers = {
+        "svix-id": "msg_provider1",
+        "svix-timestamp": str(now),
+        "svix-signature": signature,
+        "content-type": "application/json",
+    }
+    async with hookyard_factory(config) as hy:
+        answer = await hy.client.post("/in/clerk", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        await receiver.wait_for(1)
+    received = receiver.received[0]
+    got = received.headers
+    assert not any(name.lower().startswith("svix-") for name in got), json.dumps(dict(got))
+    assert got["hookyard-original-svix-id"] == "msg_provider1"
+    assert got["hookyard-original-svix-signature"] == signature
+    # With no svix-* left, the Svix library checks webhook-*: Hookyard's signature.
+    standardwebhooks.Webhook(DEST_SECRET).verify(received.body, got)

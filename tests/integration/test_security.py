@@ -238,3 +238,87 @@ async def test_the_database_files_are_readable_by_their_owner_only(hookyard_fact
     finally:
         os.umask(previous)
     assert set(modes.values()) == {"0o600"}, modes
+
+
+async def test_credentials_named_as_such_are_redacted_when_stored_and_never_forwarded(
+    hookyard_factory, receiver
+):
+    """A token header or query parameter to a known source, under a name no list holds
+    (X-Auth-Token, ?auth_token=), is redacted in the stored request, which a read-only token
+    can read, and not forwarded even when the source's allow-list names it. Provider
+    signature headers are no credentials: they are stored and forwarded as they came."""
+    config = basic_config(receiver.url).replace(
+        'verify = "github"', 'verify = "github"\nforward_headers = ["x-auth-*"]', 1
+    )
+    body = b'{"ok": "named"}'
+    headers = {**_signed(body), "x-auth-token": "s3cret-partner-token"}
+    async with hookyard_factory(config) as hy:
+        answer = await hy.client.post(
+            "/in/github?auth_token=s3cret-query-token&x=1", content=body, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        hy.service.store.ensure_token("reader", hash_token("hky_reader"), "read")
+        shown = await hy.client.get(
+            f"/api/v1/events/{answer.json()['id']}",
+            headers={"authorization": "Bearer hky_reader"},
+        )
+        await receiver.wait_for(1)
+    request = shown.json()["request"]
+    assert "s3cret" not in str(request)
+    assert dict(request["headers"])["x-auth-token"] == "[redacted]"
+    assert dict(request["headers"])["x-hub-signature-256"] == headers["x-hub-signature-256"]
+    assert request["query"] == "auth_token=[redacted]&x=1"
+    got = receiver.received[0].headers
+    assert "x-auth-token" not in got
+    assert got["x-hub-signature-256"] == headers["x-hub-signature-256"]
+
+
+async def test_a_signed_url_verifies_as_received_though_its_token_is_redacted(
+    hookyard_factory, receiver
+):
+    """Twilio signs the whole URL, credential-looking parameters included: verification reads
+    the URL as it came; only the stored copy is redacted."""
+    from urllib.parse import urlencode
+
+    from hookyard.verify import VerifyOptions, build_verifier
+
+    public = "https://hooks.example.com"
+    config = (
+        basic_config(receiver.url).replace(
+            'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:0"\npublic_url = "{public}"', 1
+        )
+        + '\n[sources.sms]\nverify = "twilio"\nsecrets = ["t"]\n'
+    )
+    path = "/in/sms?auth_token=s3cret-in-url"
+    body = urlencode([("MessageSid", "SM1"), ("MessageStatus", "delivered")]).encode()
+    signer = build_verifier("twilio", ["t"], VerifyOptions())
+    headers = signer.sign(body, url=public + path, timestamp=0, message_id="i-1")
+    headers["content-type"] = "application/x-www-form-urlencoded"
+    async with hookyard_factory(config) as hy:
+        answer = await hy.client.post(path, content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        async with hy.api() as api:
+            request = (await api.get(f"/api/v1/events/{answer.json()['id']}")).json()["request"]
+    assert request["query"] == "auth_token=[redacted]"
+    # Twilio's delivery id only looks like a credential.
+    assert dict(request["headers"])["i-twilio-idempotency-token"] == "i-1"
+
+
+async def test_an_internal_source_is_answered_like_a_name_that_is_none(hookyard_factory, receiver):
+    """POST /in/NAME for an api source must not tell it from an unknown name (nor hand out its
+    API path): anyone could enumerate internal sources. The rejected log, read with a token,
+    says where it takes events."""
+    internal = '\n[sources.billing-internal]\nkind = "api"\n'
+    async with hookyard_factory(basic_config(receiver.url, extra=internal)) as hy:
+        unknown = await hy.client.post("/in/no-such-source", content=b"{}")
+        known = await hy.client.post("/in/billing-internal", content=b"{}")
+        await hy.service.state.rejected.flush()
+        async with hy.api() as api:
+            logged = (await api.get("/api/v1/rejected")).json()["data"]
+    assert unknown.status_code == known.status_code == 404
+    assert known.json() == {
+        **unknown.json(),
+        "message": unknown.json()["message"].replace("no-such-source", "billing-internal"),
+    }
+    [reason] = [item["reason"] for item in logged if item["source"] == "billing-internal"]
+    assert "/api/v1/sources/billing-internal/events" in reason

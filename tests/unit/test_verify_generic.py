@@ -35,6 +35,7 @@ def test_plain_body_hex_sha256() -> None:
     sig = hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
     facts = v.verify(inbound({"x-signature": sig}))
     assert facts.body_dedup is True
+    assert facts.replay_key is None  # the body's hash is the key
     assert (facts.event_id, facts.event_type) == (None, None)
     assert v.sign(BODY, url="", timestamp=TS, message_id="m") == {"X-Signature": sig}
 
@@ -54,6 +55,9 @@ def test_timestamp_template_base64_sha512_with_prefix() -> None:
     headers = {"x-sig": sig, "x-timestamp": str(TS)}
     facts = v.verify(inbound(headers))
     assert facts.body_dedup is False
+    # The signed content (timestamp and body) is the request's: seen again, a replay.
+    signed = hashlib.sha256(f"{TS}.".encode() + BODY).hexdigest()
+    assert facts.replay_key == "signed:" + signed
     assert facts.event_type == "order.paid"
     assert v.sign(BODY, url="", timestamp=TS, message_id="m") == {
         "X-Sig": sig,

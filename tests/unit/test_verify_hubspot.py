@@ -255,3 +255,21 @@ def test_a_batch_is_one_item_per_element() -> None:
         ("2", "contact.deletion"),
     ]
     assert [json.loads(i.payload) for i in result.items] == batch
+
+
+def test_an_element_is_known_by_subscription_event_and_object_ids() -> None:
+    """HubSpot's eventId is not guaranteed unique: two events sharing one (another
+    subscription, another object) are two; a retry (a new attemptNumber) is the same one."""
+    batch = [
+        {"eventId": 100, "subscriptionId": 25, "objectId": 7, "attemptNumber": 0},
+        {"eventId": 100, "subscriptionId": 31, "objectId": 9, "attemptNumber": 0},
+        {"eventId": 100, "subscriptionId": 25, "objectId": 7, "attemptNumber": 1},
+        {"subscriptionId": 25, "objectId": 7},
+    ]
+    body = json.dumps(batch).encode()
+    result = outcome(signed(body), body)
+    assert isinstance(result, Verified)
+    keys = [i.dedup_id for i in result.items]
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+    assert keys[3] is None  # no eventId: known by its content
+    assert [i.event_id for i in result.items] == ["100", "100", "100", None]

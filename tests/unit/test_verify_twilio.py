@@ -240,6 +240,23 @@ def test_a_replay_with_its_fields_reordered_is_still_known() -> None:
     assert facts.content_key not in keys[0]
 
 
+def test_the_same_fields_signed_for_another_url_are_another_request() -> None:
+    """The URL is signed too (an IVR's <Gather action="...?step=2">): the same fields posted
+    to another URL have another content key, and so does a JSON body's."""
+    other_url = URI.replace("foo=1", "foo=2")
+    here = outcome([TOKEN], req(sig(EXPECTED)))
+    there = outcome(
+        [TOKEN], req(sig(independent(TOKEN, other_url, list(PARAMS.items()))), FORM, other_url)
+    )
+    assert isinstance(here, Verified) and isinstance(there, Verified)
+    assert here.content_key and there.content_key and here.content_key != there.content_key
+    json_facts = outcome([TOKEN], req(sig(JSON_EXPECTED), JSON_BODY, JSON_URI))
+    assert isinstance(json_facts, Verified) and json_facts.content_key not in (
+        here.content_key,
+        None,
+    )
+
+
 def test_facts() -> None:
     def facts(pairs: list[tuple[str, str]], extra: dict[str, str] | None = None) -> Verified:
         body = urlencode(pairs).encode()

@@ -9,7 +9,6 @@ the commit path.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import orjson
 from hookyard import alerts
 from hookyard.errors import IngestError, StoreError, Unavailable
 from hookyard.fetchback import store_hint
-from hookyard.gateway import REDACTED, Source, redact_query
+from hookyard.gateway import REDACTED, Source, looks_secret, redact_query
 from hookyard.ids import new_id
 from hookyard.ingest import prepare
 from hookyard.models import Accepted, NewRequest, Rejected
@@ -30,7 +29,6 @@ from hookyard.verify import Handshake, Inbound
 Scope = dict[str, Any]
 JSON = b"application/json"
 UNKNOWN_SOURCE = "(unknown)"  # how rejections for paths that name no source are logged
-_LOOKS_SECRET = re.compile(r"token|secret|password|passwd|api-?key|auth", re.IGNORECASE)
 
 
 class _TooLarge(IngestError):
@@ -40,6 +38,21 @@ class _TooLarge(IngestError):
     def __init__(self, limit: int, partial: bytes = b"") -> None:
         super().__init__(f"the body exceeds this source's limit of {limit} bytes")
         self.partial = partial  # what was read before giving up, for the rejected log
+
+
+class _UnknownSource(IngestError):
+    """No webhook source by that name. A source of another kind (api, poll) is answered
+    exactly as a name that is none, so the public endpoint does not tell which internal
+    sources exist; only the rejected log, read with a token, says where it takes events."""
+
+    status = 404
+    code = "unknown_source"
+
+    def __init__(self, name: str, source: Source | None) -> None:
+        super().__init__(f"no webhook source named {name[:100]!r} is configured")
+        self.logged = self.message
+        if source is not None:
+            self.logged += f"; source {name!r} takes events at POST /api/v1/sources/{name}/events"
 
 
 class _Disconnected(Exception):
@@ -119,16 +132,7 @@ class IngestApp:
                     status=431,
                 )
             if source is None or source.kind != "webhook":
-                hint = (
-                    ""
-                    if source is None
-                    else (f"; source {name!r} takes events at POST /api/v1/sources/{name}/events")
-                )
-                raise IngestError(
-                    f"no webhook source named {name[:100]!r} is configured{hint}",
-                    code="unknown_source",
-                    status=404,
-                )
+                raise _UnknownSource(name, source)
             if scope["method"] != "POST":
                 raise IngestError(
                     f"{scope['method']} is not allowed; webhooks are POSTed",
@@ -207,9 +211,11 @@ class IngestApp:
             status, content_type, reply = prepared.reply
             await respond(send, status, reply, content_type.encode("latin-1"))
             return
-        if len(accepted) == 1:
+        # A batch answers as one whatever its length (a batch of one included): prepare keeps
+        # the raw body beside the events only when the verifier split the body into items.
+        if prepared.body is None:
             answer = {"id": accepted[0].event_id, "duplicate": accepted[0].duplicate}
-        else:  # a batch
+        else:
             answer = {
                 "ids": [a.event_id for a in accepted],
                 "duplicates": sum(a.duplicate for a in accepted),
@@ -276,7 +282,7 @@ class IngestApp:
                 received_at=received_at,
                 status=error.status,
                 code=error.code,
-                reason=error.message,
+                reason=error.logged if isinstance(error, _UnknownSource) else error.message,
                 method=scope["method"],
                 path=scope["path"][:1000],
                 query=redact_query(scope.get("query_string", b"").decode("latin-1")),
@@ -290,7 +296,7 @@ class IngestApp:
 
 def _redact(headers: list[tuple[str, str]], secret: frozenset[str]) -> list[tuple[str, str]]:
     """Values of credential headers masked: the known ones, and any whose name says so."""
-    return [(k, REDACTED if k in secret or _LOOKS_SECRET.search(k) else v) for k, v in headers]
+    return [(k, REDACTED if k in secret or looks_secret(k) else v) for k, v in headers]
 
 
 def _peer(scope: Scope) -> str | None:

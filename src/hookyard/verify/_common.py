@@ -211,9 +211,12 @@ def shared_field(doc: Any, key: str) -> str | None:
     return values.pop() if len(values) == 1 else None
 
 
-def batch_items(body: bytes, id_key: str, type_key: str) -> tuple[Item, ...]:
+def batch_items(
+    body: bytes, id_key: str, type_key: str, key_fields: tuple[str, ...] = ()
+) -> tuple[Item, ...]:
     """The events of a batch body (a JSON array of objects), each its exact byte slice, with
-    its id and type. Anything else: no items (the body is one event)."""
+    its id and type, and, where the id alone is not unique, a dedup id of the `key_fields`
+    (which include `id_key`) together. Anything else: no items (the body is one event)."""
     slices = array_slices(body)
     if not slices:
         return ()
@@ -222,7 +225,11 @@ def batch_items(body: bytes, id_key: str, type_key: str) -> tuple[Item, ...]:
         element = _loads(raw)
         if not isinstance(element, dict):
             return ()
-        items.append(Item(raw, json_path(element, (id_key,)), json_path(element, (type_key,))))
+        event_id = json_path(element, (id_key,))
+        dedup_id = None
+        if event_id and key_fields:
+            dedup_id = orjson.dumps([json_path(element, (k,)) for k in key_fields]).decode()
+        items.append(Item(raw, event_id, json_path(element, (type_key,)), dedup_id))
     return tuple(items)
 
 

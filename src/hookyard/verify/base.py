@@ -38,6 +38,9 @@ class Item:
     payload: bytes  # the element, as compact JSON (the request's raw body is kept whole)
     event_id: str | None = None
     event_type: str | None = None
+    # The dedup key where the event id alone is not unique (HubSpot's eventId: with the
+    # subscription and object ids); None: the event id.
+    dedup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,10 @@ class Verified:
     # A one-time value of the signature (Mailgun's token): a request reusing it is a replay,
     # acknowledged as a duplicate, whatever its body.
     replay_key: str | None = None
-    # What was signed, where that is not the body's bytes (Twilio's sorted form fields): a
-    # dedup key wherever the body's hash is one (body_dedup, or the source's dedup_body).
+    # What was signed, where that is not the body's bytes (Twilio's URL and sorted form
+    # fields): a dedup key in place of the body's hash, wherever that is one (body_dedup, or
+    # the source's dedup_body). In place of, not beside: the same body sent to another signed
+    # URL is another request.
     content_key: str | None = None
     items: tuple[Item, ...] = ()  # a batch: one event each; empty: the body is one event
     # A thin hint (Mollie's `id=tr_...`): nothing in it is trusted; the worker fetches the

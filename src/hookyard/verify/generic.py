@@ -2,13 +2,17 @@
 
 One signature in ``signature_header``, optionally prefixed (``sha256=``), hex or base64, over a
 ``signed_content`` template of ``{body}``, ``{timestamp}`` and ``{id}``. Signing a timestamp
-turns on the replay window and off body dedup; rotation is by configuring several secrets.
+turns on the replay window and off body dedup (the same body at another time is another
+event), and makes the signed content's hash a dedup key: the same signed request again (a
+resend, or a capture replayed within the window) is a duplicate even without an id_header.
+Rotation is by configuring several secrets.
 Timestamps must be unix seconds for the window check (tolerance 0 accepts any text).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import string
 from collections.abc import Sequence
@@ -102,7 +106,10 @@ class GenericHmacVerifier(Frozen):
             "`id_header`). A signed `{timestamp}` (unix seconds) must be within ±5 minutes."
         ),
         secrets="The shared signing secret, used as text.",
-        dedup="`id_header`, if set",
+        dedup=(
+            "`id_header`, if set; with a signed `{timestamp}`, also the hash of the signed "
+            "content (the same signed request twice is one event)"
+        ),
         event_type="`type_header` or `type_field`, if set",
         body_dedup="yes, unless the template signs `{timestamp}`",
         options=(
@@ -214,6 +221,9 @@ class GenericHmacVerifier(Frozen):
             event_id=event_id,
             event_type=self._fields.event_type(headers, request.body),
             body_dedup=timestamp is None,
+            # The timestamp makes the signed content one request's: seen again, it is a replay
+            # (or a resend) of that request, whatever unsigned headers came with it.
+            replay_key=("signed:" + hashlib.sha256(content).hexdigest()) if timestamp else None,
         )
 
     def _missing(self) -> str:

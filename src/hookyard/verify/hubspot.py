@@ -16,9 +16,12 @@ Only v3 is accepted: v1 and v2 (``X-HubSpot-Signature``) are plain SHA-256 hashe
 secret and the request with no timestamp, so a captured request replays forever.
 
 The SDK rejects only timestamps older than 5 minutes; here the window is ±5 minutes (a
-``tolerance`` changes it, 0 turns it off). The body is a JSON array of events, with no event id
-HubSpot promises unique (``eventId`` "is not guaranteed to be unique", UNVERIFIED here), so
-none is set; the type is the ``subscriptionType`` every event in the batch shares.
+``tolerance`` changes it, 0 turns it off). The body is a JSON array of events, one event each,
+with no event id HubSpot promises unique (``eventId`` "is not guaranteed to be unique",
+UNVERIFIED here): an element's ``eventId`` is shown as its provider event id, but it is known
+(deduplicated) by ``subscriptionId``, ``eventId`` and ``objectId`` together, which a retry
+repeats (its ``attemptNumber`` changes, so its bytes do not). The request's type is the
+``subscriptionType`` every event in the batch shares; each element's is its own.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ _DECODED = {
     "%3B": ";",
 }
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+# What an element is known by: eventId is not unique on its own.
+_KEY_FIELDS = ("subscriptionId", "eventId", "objectId")
 
 
 def hubspot_uri(url: str) -> str:
@@ -85,7 +90,10 @@ class HubSpotVerifier(Frozen):
             "no timestamp, are refused."
         ),
         secrets="The app's client secret.",
-        dedup="each element's `eventId`",
+        dedup=(
+            "each element's `subscriptionId`, `eventId` and `objectId` together (HubSpot's "
+            "`eventId` alone is not unique)"
+        ),
         event_type="each element's `subscriptionType`",
         body_dedup="no",
         options=TIMED_OPTIONS,
@@ -129,7 +137,8 @@ class HubSpotVerifier(Frozen):
         kind = shared_field(doc, "subscriptionType")
         return replace(
             _facts(self._fields, request, event_type=kind),
-            items=batch_items(request.body, "eventId", "subscriptionType"),  # one event per element
+            # One event per element, known by more than its eventId (see the docstring).
+            items=batch_items(request.body, "eventId", "subscriptionType", _KEY_FIELDS),
         )
 
     def _matches(self, request: Inbound, timestamp: str, signature: bytes) -> bool:

@@ -13,8 +13,10 @@
 Consequences, stated plainly: the body is not signed (TLS is its integrity), and the
 clientState secret is inside the body, so it is stored and delivered with the event. Rich
 notifications' ``validationTokens`` (JWTs signed by Microsoft) are not checked here: that needs
-Microsoft's signing keys fetched at run time. Graph sends no event id, so the body hash is the
-dedup key. Type: the ``changeType`` (or ``lifecycleEvent``) every notification shares.
+Microsoft's signing keys fetched at run time. Graph sends no event id and no time, so two real
+changes of one resource arrive as identical bodies: like a token source (a static secret, here
+in the body), the body's hash is no dedup key unless the source sets ``dedup_body = true``.
+Type: the ``changeType`` (or ``lifecycleEvent``) every notification shares.
 """
 
 from __future__ import annotations
@@ -79,9 +81,12 @@ class MicrosoftGraphVerifier(Frozen):
             "Rich notifications' `validationTokens` are not checked."
         ),
         secrets="The `clientState` values given when subscribing.",
-        dedup="the body hash (Graph sends no event id)",
+        dedup="`id_header`, if set (Graph sends no event id)",
         event_type="the `lifecycleEvent` or `changeType` every notification shares",
-        body_dedup="yes (no event id)",
+        body_dedup=(
+            "no: two changes of one resource send identical bodies (`dedup_body = true` "
+            "turns it on)"
+        ),
         options=ID_TYPE_OPTIONS,
         handshake="`?validationToken=…`: the token (`text/plain`)",
         notes=(
@@ -131,7 +136,8 @@ class MicrosoftGraphVerifier(Frozen):
                     code="bad_credentials",
                 )
         kind = shared_field(items, "lifecycleEvent") or shared_field(items, "changeType")
-        return _facts(self._fields, request, event_type=kind, body_dedup=True)
+        # No body dedup: identical bodies are the norm for repeated changes of one resource.
+        return _facts(self._fields, request, event_type=kind)
 
     def _known(self, state: str) -> bool:
         digest = sha256(to_bytes(state))

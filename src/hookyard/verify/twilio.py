@@ -20,9 +20,11 @@ The body is never trusted to be what its content type says: without ``bodySHA256
 parse as a form (strictly, so one body yields one parameter list), else the request is
 refused; otherwise a signed form POST with no parameters would also vouch for any other body.
 
-Nothing time-bound is signed, so ``body_dedup`` is set, and so is a key of the signed
-parameters (sorted and decoded as signed), which a replay with its fields reordered, repeated
-or escaped otherwise still matches. Delivery id: the
+Nothing time-bound is signed, so ``body_dedup`` is set, with a key of what is signed (the URL
+and the parameters, sorted and decoded as signed) in place of the body's hash: a replay with
+its fields reordered, repeated or escaped otherwise still matches it, while the same fields
+posted to another signed URL (an IVR's ``<Gather action="…?step=2">``) are another request.
+Delivery id: the
 ``I-Twilio-Idempotency-Token`` header (the same on Twilio's retries; documented only on
 secondary pages: UNVERIFIED). Event type: ``message.<MessageStatus>`` (or ``SmsStatus``) or
 ``call.<CallStatus>`` for form bodies.
@@ -121,9 +123,12 @@ class TwilioVerifier(Frozen):
             "No timestamp is signed."
         ),
         secrets="The account's Auth Token (for webhooks signed with a shared key: that key).",
-        dedup="`I-Twilio-Idempotency-Token` (the same on retries), and the body hash",
+        dedup="`I-Twilio-Idempotency-Token` (the same on retries), and the hash of what is signed",
         event_type="form bodies: `message.<MessageStatus>` (or `SmsStatus`) / `call.<CallStatus>`",
-        body_dedup="yes (no signed timestamp); also the signed form parameters' hash",
+        body_dedup=(
+            "yes (no signed timestamp): the hash of the signed URL and form parameters, in place "
+            "of the body's"
+        ),
         options=ID_TYPE_OPTIONS,
         public_url=True,
         notes="A body that is neither a form nor vouched for by `bodySHA256` is refused.",
@@ -191,8 +196,9 @@ class TwilioVerifier(Frozen):
             delivery_id=headers.get("i-twilio-idempotency-token") or None,
             body_dedup=True,
             # What is signed, not the raw body: fields reordered, repeated or spelled with
-            # other escapes sign the same, so a replay so altered is still known.
-            content_key=("params:" + hashlib.sha256(params).hexdigest()) if pairs else None,
+            # other escapes sign the same, so a replay so altered is still known; and the URL
+            # is signed too, so the same fields sent to another URL are another request.
+            content_key=_signed_key(request.url, params),
         )
 
     @staticmethod
@@ -218,6 +224,13 @@ class TwilioVerifier(Frozen):
             "X-Twilio-Signature": base64.b64encode(m.digest()).decode("ascii"),
             "I-Twilio-Idempotency-Token": message_id,
         }
+
+
+def _signed_key(url: str, params: bytes) -> str:
+    """The hash of the URL and the parameters as signed (a JSON body's hash is in the URL's
+    bodySHA256). A newline, which no URL holds, keeps the two apart."""
+    digest = hashlib.sha256(to_bytes(url) + b"\n" + params).hexdigest()
+    return "url-params:" + digest
 
 
 def _query_value(url: str, name: str) -> str | None:
