@@ -593,6 +593,10 @@ async def test_a_deeply_nested_body_is_shown(hookyard_factory, receiver):
     """1 KB nested 500 deep once made the page answer 500 (RecursionError): anyone able to post
     to a source could make an event unviewable. It is shown, its credentials still masked."""
     body = b"[" * 500 + b'{"token": "Deep5ecretTokenValue"}' + b"]" * 500
+    # Too deep to parse, compact, with an "=" in a string: taken for a form, it was shown as
+    # received, its token in clear.
+    formlike = b"[" * 3000 + b'{"token":"Form5ecretTokenValue","url":"https://x/?a=b"}'
+    formlike += b"]" * 3000
     # 18 KB whose formatted view would be 5 MB of indentation: shown as received instead.
     wide = b"[" + b",".join([b"[" * 300 + b"]" * 300] * 30) + b"]"
     async with hookyard_factory(basic_config(receiver.url)) as hy, console(hy) as client:
@@ -600,7 +604,11 @@ async def test_a_deeply_nested_body_is_shown(hookyard_factory, receiver):
         page = await client.get(f"/console/events/{event_id}")
         wide_id = (await hy.client.post("/in/open", content=wide)).json()["id"]
         wide_page = await client.get(f"/console/events/{wide_id}")
+        formlike_id = (await hy.client.post("/in/open", content=formlike)).json()["id"]
+        formlike_page = await client.get(f"/console/events/{formlike_id}")
     assert page.status_code == 200, page.text[:300]
+    assert formlike_page.status_code == 200
+    assert "Form5ecretTokenValue" not in formlike_page.text
     assert "[[[[[[[[" in page.text and "[redacted]" in page.text
     assert "Deep5ecretTokenValue" not in page.text
     assert wide_page.status_code == 200

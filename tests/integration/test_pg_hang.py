@@ -10,9 +10,11 @@ to stop forwarding: the one fault a real server cannot produce on demand.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any
@@ -22,6 +24,7 @@ import httpx
 import psycopg
 import pytest
 
+from hookyard.errors import StoreError
 from hookyard.store import postgres
 from hookyard.store.postgres import TCP_SETTINGS, WRITER_IDLE_TIMEOUT, WRITER_STATEMENT_TIMEOUT
 from tests.conftest import (
@@ -292,3 +295,28 @@ async def test_a_read_of_a_hung_database_ends_in_503_and_frees_its_thread(
             if (await api.get("/api/v1/events")).status_code == 200:
                 break
             await asyncio.sleep(0.1)
+
+
+async def test_a_read_after_one_cut_at_its_bound_runs_on_a_new_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut while its thread was not reading (the rows were in; working on them outlasted the
+    bound), a connection looked healthy to psycopg, and the thread's next read failed on it."""
+    monkeypatch.setattr(postgres, "READ_TIMEOUT", 0.3)
+    # One reader thread: the next read is on the same thread, and would be on its connection.
+    asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(1))
+    store = postgres.PostgresStore(postgres_url)
+    try:
+
+        def slow(conn: Any) -> Any:
+            rows = conn.execute("SELECT 1").fetchall()
+            time.sleep(1.0)
+            return rows
+
+        with pytest.raises(StoreError, match="did not answer"):
+            await store.read(slow)
+        await asyncio.to_thread(lambda: None)  # the slow read's thread is done
+        assert await store.read(lambda conn: conn.execute("SELECT 2").fetchone()) == (2,)
+    finally:
+        for conn in store._readers:  # never opened: no writer or listener to stop
+            conn.close()

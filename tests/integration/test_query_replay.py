@@ -399,3 +399,27 @@ async def test_a_replay_to_an_ordered_destination_the_events_never_went_to_keeps
     for customer in "ab":
         numbers = [body["n"] for body in sent if body["customer"] == customer]
         assert numbers == sorted(numbers)
+
+
+async def test_replaying_what_died_to_another_destination_sends_it_there(
+    hookyard_factory, receiver
+):
+    """`to` names where a replay goes, instead of the earlier destinations, with a status too."""
+    receiver.behaviour = lambda item: 204 if item.path.endswith("/other") else 500
+    other = f"""
+        [destinations.other]
+        url = "{receiver.url}/other"
+    """
+    config = basic_config(receiver.url, extra=other)
+    async with hookyard_factory(config) as hy, hy.api() as api:
+        event_id = (await hy.client.post("/in/open", content=b"{}")).json()["id"]
+        for _ in until_deadline():
+            if await _ids(api, status="dead"):
+                break
+            await asyncio.sleep(0.05)
+        body = {"status": "dead", "to": "other"}
+        answer = (await api.post("/api/v1/events/replay", json=body)).json()
+        assert (answer["replayed"], answer["deliveries"]) == (1, 1)
+        await receiver.wait_for(3 + 1)  # app: three attempts, then other once
+        assert receiver.received[-1].path.endswith("/other")
+        assert receiver.ids()[-1] == event_id

@@ -68,6 +68,12 @@ def test_an_update_time_is_the_version_when_there_is_no_version_field() -> None:
          "https://x/o?page=2"),
         ({"pagination": "page", "page_size": 1}, "https://x/o?page=4", {"data": []}, {}, None),
         ({"pagination": "offset", "page_size": 1}, "https://x/o", {"data": []}, {}, None),
+        # An empty page naming itself as the next is the end (the cursor does not move when
+        # nothing is newer): it failed every pass as "led back to a page fetched already".
+        ({"pagination": "cursor"}, "https://x/o?cursor=c1", {"data": [], "next_cursor": "c1"},
+         {}, None),
+        ({"pagination": "link"}, "https://x/o?page=2", {"data": []},
+         {"next": "https://x/o?page=2"}, None),
     ],
 )  # fmt: skip
 def test_next_page_of_each_style(

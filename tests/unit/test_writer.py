@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hookyard.errors import StoreError
-from hookyard.store.sqlite import connect
+from hookyard.store import writer as writer_module
+from hookyard.store.sqlite import SqliteStore, connect
 from hookyard.store.writer import Writer, bounded_wait
 from tests.conftest import DEADLINE
 
@@ -26,6 +27,10 @@ def _writer(tmp_path: Path) -> Writer:
     writer = Writer(open_connection)
     writer.start()
     return writer
+
+
+def nothing(conn: sqlite3.Connection, payloads: Sequence[None]) -> list[None]:
+    return [None for _ in payloads]
 
 
 def insert(conn: sqlite3.Connection, values: Sequence[str]) -> list[str]:
@@ -139,3 +144,31 @@ async def test_stop_waits_for_a_hung_database_only_so_long(
     assert await under_way == "under way"
     await asyncio.to_thread(writer._thread.join, DEADLINE)
     assert not writer._thread.is_alive()
+
+
+async def test_sqlite_keeps_its_lock_while_a_hung_writer_may_still_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed past the writer's stop timeout, the store gave its lock up while the writer's
+    transaction could still commit: another Hookyard could take the database meanwhile."""
+    monkeypatch.setattr(writer_module, "STOP_TIMEOUT", 0.3)
+    first = SqliteStore(tmp_path / "h.db")
+    first.open()
+    hung, entered = threading.Event(), threading.Event()
+
+    def hang(conn: object) -> None:  # the commit stalls (a disk, a network file system)
+        entered.set()
+        hung.wait(DEADLINE)
+
+    first.writer.commit_hook = hang
+    write = asyncio.ensure_future(first.writer.run(nothing, None))
+    assert await asyncio.to_thread(entered.wait, DEADLINE)
+    await asyncio.to_thread(first.close)
+    second = SqliteStore(tmp_path / "h.db", auto_migrate=False)
+    try:
+        with pytest.raises(StoreError, match="in use"):
+            await asyncio.to_thread(second.take_lock)
+    finally:
+        first.writer.commit_hook = None
+        hung.set()
+        await write

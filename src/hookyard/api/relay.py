@@ -184,7 +184,7 @@ def relay_routes(
                 )
             except DestinationGone:
                 relay_destination(name, who)  # says how: 404, or 409 if no longer a relay
-                raise
+                messages = []  # back already (a second reload): nothing leased this time
         if messages is None:
             raise ApiError(401, "unauthorized", "the token was revoked")
         for message in messages:

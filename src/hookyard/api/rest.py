@@ -713,7 +713,11 @@ def build_api(state: AppState) -> FastAPI:
         configured = {name: d.ordering for name, d in state.gateway.destinations.items()}
         # With a status, only the deliveries in it go again (not the ones that succeeded).
         replayed, created = (
-            await state.store.replay_counts(ids, to, configured, body.status) if ids else (0, 0)
+            await state.store.replay_counts(
+                ids, to, configured, body.status, redirect=body.to is not None
+            )
+            if ids
+            else (0, 0)
         )
         if created:
             state.work_ready.set()

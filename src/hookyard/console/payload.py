@@ -147,5 +147,5 @@ def view(payload: bytes | None) -> PayloadView:
         if pretty is not None:
             return PayloadView("json", masked, pretty, len(payload), False)
         if _form(body):
-            return PayloadView("text", _mask_form(text), None, len(payload), False)
+            return PayloadView("text", _mask_form(masked), None, len(payload), False)
     return PayloadView("text", masked, None, len(payload), truncated)

@@ -101,9 +101,8 @@ class HttpSender:
 
         async def close() -> None:
             await asyncio.sleep(after)
-            if session in self._retired:  # else closed already (shutdown)
-                self._retired.discard(session)
-                await session.close()
+            await session.close()
+            self._retired.discard(session)  # after: a shutdown meanwhile closes it too
 
         task = asyncio.get_running_loop().create_task(close())
         self._closing.add(task)

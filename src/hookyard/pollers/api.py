@@ -267,6 +267,8 @@ class RestApi:
 
     def _next(self, url: str, document: Any, links: Mapping[str, str], count: int) -> str | None:
         following = self._following(url, document, links, count)
+        if count == 0 and following is not None and URL(following) == URL(url):
+            return None  # an empty page naming itself as the next: the end, as many APIs say it
         if following is not None and URL(following).origin() != URL(self.config.url).origin():
             # The credentials go with every call: never to a host the response names.
             raise PageError(f"the next page is on another origin: {URL(following).origin()}")

@@ -204,10 +204,13 @@ class BaseStore(abc.ABC):
         destination: str | None,
         configured: Mapping[str, str | None],
         status: str | None = None,
+        redirect: bool = False,
     ) -> tuple[int, int]:
-        """`replay`, returning how many events got new deliveries, and how many deliveries."""
+        """`replay`, returning how many events got new deliveries, and how many deliveries.
+        `redirect`: each event goes to `destination` instead (with a status, that only
+        narrows where to replay what has it)."""
         counts: tuple[int, int] = await self.writer.run(
-            queries.replay, (event_ids, destination, dict(configured), status)
+            queries.replay, (event_ids, destination, dict(configured), status, redirect)
         )
         return counts
 

@@ -217,6 +217,7 @@ class PgConn:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.severed = False  # its link was cut from another thread (a read past its bound)
 
     def execute(self, sql: str, params: Any = (), /) -> Cursor:
         if not params:  # psycopg leaves a statement without parameters as written
@@ -250,7 +251,9 @@ class PgConn:
 
     @property
     def broken(self) -> bool:
-        return bool(self.raw.closed or self.raw.broken)
+        """Unusable: closed, lost, or cut (psycopg may not have noticed a cut made while it was
+        not reading)."""
+        return bool(self.severed or self.raw.closed or self.raw.broken)
 
 
 def _refused_nul(exc: psycopg.DataError) -> bool:

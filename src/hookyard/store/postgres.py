@@ -156,15 +156,21 @@ class PostgresStore(BaseStore):
 
     async def read(self, fn: Callable[[Any], T]) -> T:
         used: list[PgConn] = []
+        late = threading.Event()  # the caller stopped waiting
 
         def run() -> T:
             conn = self._reader()
             used.append(conn)
+            # Either the caller's cut below finds this connection, or this finds it late
+            # (connected after the bound passed): the query never runs unbounded.
+            if late.is_set():
+                raise StoreError("the read's caller stopped waiting")
             return fn(conn)
 
         try:
             return await asyncio.wait_for(asyncio.to_thread(run), READ_TIMEOUT)
         except TimeoutError:
+            late.set()
             for conn in used:
                 _sever(conn)
             raise StoreError(f"the database did not answer within {READ_TIMEOUT:g}s") from None
@@ -297,7 +303,8 @@ def _close_unclaimed(made: concurrent.futures.Future[PgConn]) -> None:
 
 def _sever(conn: PgConn) -> None:
     """Cut a connection's link from another thread: the read blocked on it fails at once, and
-    its thread replaces the broken connection on its next read."""
+    its thread replaces the connection (broken from now on) on its next read."""
+    conn.severed = True
     with contextlib.suppress(Exception):  # closed already
         link = socket.socket(fileno=conn.raw.fileno())
         try:

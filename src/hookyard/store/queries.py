@@ -850,7 +850,7 @@ def retry_dead(conn: Conn, destinations: Sequence[str]) -> list[int]:
 
 def replay(
     conn: Conn,
-    requests: Sequence[tuple[list[str], str | None, Mapping[str, str | None], str | None]],
+    requests: Sequence[tuple[list[str], str | None, Mapping[str, str | None], str | None, bool]],
 ) -> list[tuple[int, int]]:
     """New deliveries (replay=1) of these events: to `destination`, or to every destination
     still configured that they were delivered to before (`configured`: each one's ordering
@@ -858,10 +858,11 @@ def replay(
     `status`, only where a delivery has that status and none to the same destination since
     is under way or succeeded (a replay of what died, run twice, sends nothing twice, even
     while the first one's deliveries wait); `destination` then narrows those rather than
-    adding one. Returns how many events got new deliveries, and how many deliveries."""
+    adding one, unless `redirect` (the caller chose these events: each goes to `destination`
+    instead). Returns how many events got new deliveries, and how many deliveries."""
     now = time.time()
     created = []
-    for requested, destination, configured, status in requests:
+    for requested, destination, configured, status, redirect in requests:
         event_ids = _sendable(conn, requested)  # retention removed the others' bytes
         rows = []
         only = "" if destination is None else " AND d.destination = ?"
@@ -885,12 +886,13 @@ def replay(
                     *chunk,
                 ],
             ).fetchall()
-        # Without a status, an event never delivered to `destination` gets one there (the
-        # join found no row); with one, only the deliveries in that status count.
+        # An event the join found no delivery of (none to `destination`, or none there in the
+        # status) gets one at `destination`; unless a status narrows where to replay.
+        narrowed = status is not None and not redirect
         targets: list[tuple[str, str, str]] = sorted(
             (event_id, source, target)
             for event_id, source, name in rows
-            if (target := name if status is not None else name or destination) is not None
+            if (target := name if narrowed else name or destination) is not None
             and target in configured
         )
         # Ordering keys as the destination orders now: one the event never went to had no

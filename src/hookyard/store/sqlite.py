@@ -65,9 +65,10 @@ class SqliteStore(BaseStore):
         self.checkpointer.start()
 
     def close(self) -> None:
-        self.writer.stop()
+        stopped = self.writer.stop()
         self.checkpointer.stop()
-        self.release_lock()
+        if stopped:  # else its hung transaction may still commit: the lock goes with the process
+            self.release_lock()
 
     def create_private(self) -> None:
         """Create the database file, if new, readable by its owner only: raw bodies hold what

@@ -119,22 +119,26 @@ class Writer:
         if self._startup_error is not None:
             raise self._startup_error
 
-    def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
         """Finish everything queued so far, then close the connection. Later writes fail.
-        A database that hangs is waited for `timeout` seconds at most (None: for ever): what
-        it has not committed by then fails, and its leases run out and return to the queue."""
+        A database that hangs is waited for `timeout` seconds at most (default STOP_TIMEOUT):
+        the writes not begun by then fail (their leases run out and return to the queue); the
+        group under way may still commit, should the database come back. False then: the
+        thread still holds its connection."""
         self._closed = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join(timeout)
+            self._thread.join(STOP_TIMEOUT if timeout is None else timeout)
             if self._thread.is_alive():
                 log.error(
                     "the database did not finish the last writes within %gs; closing without them",
-                    timeout,
+                    STOP_TIMEOUT if timeout is None else timeout,
                 )
         self._fail_leftovers()
         if self._thread.is_alive():  # it ends, should the database come back
             self._queue.put(_STOP)
+            return False
+        return True
 
     def _fail_leftovers(self) -> None:
         error = StoreError("the store is closed")
