@@ -183,7 +183,12 @@ async def test_acked_events_survive_sigkill_and_are_delivered(
 
 @pytest.fixture
 async def hookyard(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Running]:
-    config = write_config(tmp_path, basic_config(receiver.url))
+    # Tests here hold a commit open on purpose: on a loaded machine, the default bound on the
+    # wait (10 s, then 503) could end one before the test lets it go.
+    server = 'listen = "127.0.0.1:0"\ncommit_timeout = "120s"'
+    config = write_config(
+        tmp_path, basic_config(receiver.url).replace('listen = "127.0.0.1:0"', server, 1)
+    )
     async with run_hookyard(config) as running:
         assert running.service.store is not None
         writer = running.service.store.writer
