@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import re
 import ssl
 from collections.abc import Callable
@@ -67,6 +68,7 @@ _LOOKS_SECRET = re.compile(r"token|secret|password|passwd|api[-_]?key|auth", re.
 NOT_CREDENTIALS = frozenset({"paypal-auth-algo", "i-twilio-idempotency-token"})
 
 
+@functools.lru_cache(maxsize=1024)  # on every ingest request, for names that repeat
 def looks_secret(name: str) -> bool:
     """Whether a (lower-cased) header name says that its value is a credential. Provider
     signature headers do not (x-hub-signature, stripe-signature...): they may be forwarded."""

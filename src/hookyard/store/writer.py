@@ -126,13 +126,14 @@ class Writer:
         group under way may still commit, should the database come back. False then: the
         thread still holds its connection."""
         self._closed = True
+        wait = STOP_TIMEOUT if timeout is None else timeout
         if self._thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join(STOP_TIMEOUT if timeout is None else timeout)
+            self._thread.join(wait)
             if self._thread.is_alive():
                 log.error(
                     "the database did not finish the last writes within %gs; closing without them",
-                    STOP_TIMEOUT if timeout is None else timeout,
+                    wait,
                 )
         self._fail_leftovers()
         if self._thread.is_alive():  # it ends, should the database come back
